@@ -1,0 +1,222 @@
+"""The training loop: run folder, seeding, progress bar, JSONL log, evaluation, checkpoints, resume.
+
+Run folder layout:
+    config.json      the resolved RunConfig plus library/torch/Python versions
+    log.jsonl        one JSON object per logged iteration (losses) or evaluation (metrics)
+    checkpoint.pt    config, step, model and optimizer states, RNG states, versions
+    metrics.json     the final evaluation
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from flexae.config import RunConfig
+from flexae.data import Dataset, RandomBatches, as_float, load_dataset
+from flexae.errors import UserError
+from flexae.metrics.frechet import frechet_distance_from_samples
+from flexae.metrics.wasserstein import wasserstein1_exact
+from flexae.models import AutoEncoder, build_model
+from flexae.nets.common import glorot_init_
+from flexae.training.checkpoint import (CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint,
+                                        set_rng_state, versions)
+from flexae.training.trainers import Trainer, make_trainer
+from flexae.validation import validate_config
+
+EVAL_SEED = 12345
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Pick the device once: "auto" prefers CUDA, then Apple MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def set_cpu_threads(requested: int, is_image: bool) -> None:
+    if requested > 0:
+        torch.set_num_threads(requested)
+    elif not is_image:
+        torch.set_num_threads(1)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def synthetic_metrics(model: AutoEncoder, data: Dataset, n_latent: int) -> dict[str, float]:
+    """FD between |test| generated points and the test set (data space, 128-D), and the exact W1
+    between n_latent prior samples and the codes of n_latent test points."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    # A private generator: evaluation neither consumes nor depends on the training RNG, so
+    # resumed runs match uninterrupted ones and every evaluation sees the same noise.
+    gen = torch.Generator(device=device).manual_seed(EVAL_SEED)
+    test = data.test.to(device)
+    generated = model.generate(test.shape[0], gen)
+    fd = frechet_distance_from_samples(generated.double().cpu().numpy(), test.double().cpu().numpy())
+    n = min(n_latent, test.shape[0])
+    codes = model.posterior_sample(test[:n], gen).cpu().numpy()
+    prior = model.sample_latent(n, gen).cpu().numpy()
+    model.train(was_training)
+    return {"fd": fd, "w_latent": wasserstein1_exact(prior, codes)}
+
+
+class RunLog:
+    """Append-only JSONL log; floats are rounded for readability."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+
+
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _prepare_run_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"run folder {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
+        for name in ("config.json", "log.jsonl", CHECKPOINT_NAME, "metrics.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class Run:
+    """Everything one training run holds in memory."""
+
+    def __init__(self, cfg: RunConfig, out: Path, device: torch.device, data: Dataset):
+        self.cfg, self.out, self.device, self.data = cfg, out, device, data
+        set_cpu_threads(cfg.train.cpu_threads, data.is_image)
+        torch.manual_seed(cfg.train.seed)
+        self.model = glorot_init_(build_model(cfg.model, data.shape)).to(device)
+        self.batches = RandomBatches(data.train.to(device), cfg.train.batch_size)
+        self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches)
+        self.step = 0
+        self.log = RunLog(out / "log.jsonl")
+
+    def state(self) -> dict[str, Any]:
+        return {"config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
+                "optimizers": {k: o.state_dict() for k, o in self.trainer.optimizers.items()},
+                "rng": rng_state(), "versions": versions()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.trainer.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+    def save(self) -> None:
+        save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
+
+    def evaluate(self) -> dict[str, float]:
+        if self.data.is_image:
+            return {}
+        return synthetic_metrics(self.model, self.data, self.cfg.train.eval_samples)
+
+
+def _write_config(run: Run) -> None:
+    payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device)}
+    (run.out / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
+          progress: bool = True, on_eval: Callable[[int, dict], None] | None = None) -> Path:
+    """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one."""
+    validate_config(cfg)
+    out = Path(out)
+    _prepare_run_dir(out, overwrite)
+    device = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.train.dataset, data_dir, cfg.train.data_seed)
+    run = Run(cfg, out, device, data)
+    _write_config(run)
+    return _loop(run, progress, on_eval)
+
+
+def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = None,
+           progress: bool = True, device: str | None = None) -> Path:
+    """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given."""
+    out = Path(out)
+    state = load_checkpoint(out / CHECKPOINT_NAME)
+    cfg = RunConfig.from_dict(state["config"])
+    if steps is not None:
+        cfg.train.steps = steps
+    if device is not None:
+        cfg.train.device = device
+    validate_config(cfg)
+    torch_device = resolve_device(cfg.train.device)
+    data = load_dataset(cfg.train.dataset, data_dir, cfg.train.data_seed)
+    run = Run(cfg, out, torch_device, data)
+    run.load_state(state)
+    _write_config(run)
+    return _loop(run, progress, None)
+
+
+def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict[str, float]:
+    values = {k: float(v) for k, v in logs.items()}
+    run.log.write({"step": run.step, "time": round(time.time() - started, 3), **values})
+    return values
+
+
+def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None) -> Path:
+    tc = run.cfg.train
+    started = time.time()
+    if run.step == 0 and not run.data.is_image:
+        run.log.write({"step": 0, **run.evaluate()})
+    bar = tqdm(total=tc.steps, initial=run.step, desc=f"{run.cfg.model.name} {tc.dataset}",
+               disable=not progress, dynamic_ncols=True)
+    ctx = autocast(run.device, tc.precision)
+    run.model.train()
+    final: dict[str, float] = {}
+    while run.step < tc.steps:
+        with ctx:
+            logs = run.trainer.step()
+        run.step += 1
+        bar.update(1)
+        if run.step % tc.log_every == 0 or run.step == tc.steps:
+            values = _log_losses(run, logs, started)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
+            if not all(np.isfinite(list(values.values()))):
+                run.log.write({"step": run.step, "error": "non-finite loss"})
+                raise UserError(f"training diverged at step {run.step}: losses {values}; "
+                                f"the last good checkpoint is kept in {run.out}")
+        if (tc.eval_every and run.step % tc.eval_every == 0) or run.step == tc.steps:
+            metrics = final = run.evaluate()
+            if metrics:
+                run.log.write({"step": run.step, **metrics})
+                if on_eval is not None:
+                    on_eval(run.step, metrics)
+        if run.step % tc.checkpoint_every == 0 or run.step == tc.steps:
+            run.save()
+    bar.close()
+    final = final or run.evaluate()
+    (run.out / "metrics.json").write_text(json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    return run.out
