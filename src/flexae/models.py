@@ -81,13 +81,15 @@ def _networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -
     m, noise_dim = cfg.latent_dim, cfg.noise_dim or cfg.latent_dim
     if len(data_shape) == 1:
         from flexae.nets import synthetic as nets
-        return {"encoder": nets.synthetic_encoder(data_shape[0], encoder_out),
-                "decoder": nets.synthetic_decoder(m, data_shape[0]),
-                "prior_generator": nets.synthetic_prior_generator(noise_dim, m),
-                "latent_critic": nets.synthetic_latent_critic(m)}
+        from flexae.nets.common import glorot_init_
+        built = {"encoder": nets.synthetic_encoder(data_shape[0], encoder_out),
+                 "decoder": nets.synthetic_decoder(m, data_shape[0]),
+                 "prior_generator": nets.synthetic_prior_generator(noise_dim, m),
+                 "latent_critic": nets.synthetic_latent_critic(m)}
+        return {name: glorot_init_(net) for name, net in built.items()}  # the authors' Glorot init
     from flexae.nets.image import image_networks
-    return image_networks(data_shape, m, noise_dim=noise_dim, encoder_out=encoder_out,
-                          decoder_variant=cfg.decoder_variant, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps)
+    return image_networks(data_shape, m, noise_dim, variant=cfg.decoder_variant, bn_momentum=cfg.bn_momentum,
+                          bn_eps=cfg.bn_eps, encoder_out_features=encoder_out)
 
 
 def build_model(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AutoEncoder:

@@ -25,7 +25,6 @@ from flexae.errors import UserError
 from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.models import AutoEncoder, build_model
-from flexae.nets.common import glorot_init_
 from flexae.training.checkpoint import (CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint,
                                         set_rng_state, versions)
 from flexae.training.trainers import Trainer, make_trainer
@@ -116,7 +115,7 @@ class Run:
         self.cfg, self.out, self.device, self.data = cfg, out, device, data
         set_cpu_threads(cfg.train.cpu_threads, data.is_image)
         torch.manual_seed(cfg.train.seed)
-        self.model = glorot_init_(build_model(cfg.model, data.shape)).to(device)
+        self.model = build_model(cfg.model, data.shape).to(device)
         self.batches = RandomBatches(data.train.to(device), cfg.train.batch_size)
         self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches)
         self.step = 0
