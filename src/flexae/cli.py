@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
+from flexae.training.signals import TrainingStopped
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,26 +21,19 @@ def cli() -> None:
 
 def _apply_override(cfg: RunConfig, item: str) -> None:
     """Apply one `--set section.field=value` (e.g. optim.gen.lr=2e-4) with the field's own type."""
-    if "=" not in item:
-        raise UserError(f"--set takes KEY=VALUE, got {item!r}")
-    key, raw = item.split("=", 1)
-    *path, name = key.split(".")
-    target = cfg
-    for part in path:
-        if not hasattr(target, part):
-            raise UserError(f"unknown config key {key!r}")
-        target = getattr(target, part)
-    fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
-    if name not in fields:
-        raise UserError(f"unknown config key {key!r}")
-    current = getattr(target, name)
-    try:
-        value = raw if isinstance(current, str) else (None if raw == "None" else type(current or 0)(raw))
-        if isinstance(current, float) or (current is None and "." in raw):
-            value = float(raw)
-    except ValueError:
-        raise UserError(f"cannot read {raw!r} as a value for {key}") from None
-    setattr(target, name, value)
+    from flexae.validation import apply_override  # typed by the config's annotations (bool, int | None, ...)
+
+    apply_override(cfg, item)
+
+
+def _refuse_with_resume(names: tuple[str, ...]) -> None:
+    """A resumed run keeps its saved config; a flag that would change it is an error, not ignored."""
+    ctx = click.get_current_context()
+    for name in names:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")
+            raise UserError(f"{flag} cannot be combined with --resume: a resumed run keeps the config "
+                            f"saved in its checkpoint (only --steps, --device and --data-dir may change)")
 
 
 @cli.command()
@@ -66,14 +60,22 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
     from flexae.presets import DEFAULT_LATENT_DIM
     from flexae.training import loop
+    from flexae.validation import validate_data_dir, validate_out_dir, validate_resume_dir
 
+    validate_data_dir(data_dir)
     if resume_dir is not None:
         if out is not None and Path(out) != resume_dir:
             raise UserError("give either --out (new run) or --resume (existing run), not both")
-        run_dir = loop.resume(resume_dir, steps, data_dir=data_dir, progress=not quiet)
+        _refuse_with_resume(("model", "dataset", "latent_dim", "noise_dim", "batch_size", "seed",
+                             "precision", "overwrite", "overrides"))
+        validate_resume_dir(resume_dir)
+        given = click.get_current_context().get_parameter_source("device") == ParameterSource.COMMANDLINE
+        run_dir = loop.resume(resume_dir, steps, data_dir=data_dir, progress=not quiet,
+                              device=device if given else None)
     else:
         if out is None:
             raise UserError("--out RUN_DIR is required (the folder the run is written to)")
+        validate_out_dir(out)
         if dataset not in DEFAULT_LATENT_DIM:
             raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
         cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[dataset],
@@ -134,3 +136,6 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("flexae: aborted", err=True)
         sys.exit(130)
+    except TrainingStopped as exc:  # SIGINT/SIGTERM: the checkpoint is saved, nothing failed
+        click.echo(f"flexae: {exc}", err=True)
+        sys.exit(0)

@@ -10,7 +10,8 @@ import torch
 from flexae.config import RunConfig
 from flexae.errors import UserError
 from flexae.models import AutoEncoder, build_model
-from flexae.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from flexae.training.checkpoint import CHECKPOINT_NAME, first_line, load_checkpoint
+from flexae.validation import config_from_dict
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[AutoEncoder, RunConfig]:
@@ -19,7 +20,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[A
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
-    cfg = RunConfig.from_dict(state["config"])
+    cfg = config_from_dict(state["config"], run_dir / CHECKPOINT_NAME)
     from flexae.data import DATASETS, SYNTHETIC
     from flexae.data.synthetic import DATA_DIM
     if cfg.train.dataset in SYNTHETIC:
@@ -30,5 +31,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[A
     else:
         raise UserError(f"checkpoint in {run_dir} names an unknown data set {cfg.train.dataset!r}")
     model = build_model(cfg.model, shape)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError) as exc:  # missing, extra or mis-shaped tensors
+        raise UserError(f"{run_dir / CHECKPOINT_NAME}: weights do not fit the model its config describes "
+                        f"({first_line(exc)})") from None
     return model.to(device).eval(), cfg

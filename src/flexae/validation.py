@@ -1,6 +1,21 @@
-"""Up-front checks of a RunConfig, so bad values fail at once with a one-line UserError."""
+"""Up-front checks of a RunConfig, command-line values and paths, so bad input fails at once, before
+any data is loaded or file written, with a one-line UserError naming the field and what it accepts.
+
+Types are checked against the dataclass annotations of `flexae.config` (so fields added later are
+covered without changes here), every float must be finite, and the ranges and model/data-set
+combinations below are checked by name.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
 
 from flexae.config import RunConfig
 from flexae.data import DATASETS, SYNTHETIC
@@ -10,11 +25,82 @@ from flexae.models import MODEL_NAMES
 PRECISIONS = ("fp32", "bf16")
 FEEDS = ("paper", "code")
 DECODER_VARIANTS = ("paper", "code")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+MAX_DIM = 65_536            # latent and noise sizes; beyond this an allocation fails, not a check
+MAX_BATCH = 1_000_000
+MAX_SEED = 2**63 - 1        # torch.manual_seed and numpy's default_rng both accept 0 .. 2**63 - 1
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
+
+# --- field types ----------------------------------------------------------------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _optional_inner(hint: Any) -> Any | None:
+    """X for `X | None` / Optional[X], else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1 and type(None) in typing.get_args(hint):
+            return args[0]
+    return None
+
+
+def _type_ok(value: Any, hint: Any) -> bool | None:
+    """Whether `value` fits `hint`; None for hints this check does not understand (not checked)."""
+    inner = _optional_inner(hint)
+    if inner is not None:
+        return True if value is None else _type_ok(value, inner)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    inner = _optional_inner(hint)
+    if inner is not None:
+        return f"{_type_name(inner)} or None"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _check_types(node: Any, prefix: str) -> None:
+    """Every field of the (nested) dataclass `node` has its annotated type; floats are finite."""
+    for name, hint in _hints(type(node)).items():
+        value, key = getattr(node, name), f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, hint):
+                raise UserError(f"{key} must be a section of settings, got {value!r:.60}")
+            _check_types(value, key + ".")
+            continue
+        ok = _type_ok(value, hint)
+        if ok is False:
+            raise UserError(f"{key} must be {_type_name(hint)}, got {value!r:.60}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key} must be a finite number, got {value}")
+
+
+# --- ranges ---------------------------------------------------------------------------------------
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
         raise UserError(f"{name} must be positive, got {value}")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if not value >= low:
+        raise UserError(f"{name} must be >= {low}, got {value}")
+
+
+def _between(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise UserError(f"{name} must lie in [{low}, {high}], got {value}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -22,19 +108,54 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise UserError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
 
 
+def validate_device(name: str) -> None:
+    """A device string torch understands and this machine has."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    import torch
+
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                            f"CUDA device(s), numbered from 0")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UserError("device 'mps' requested but Apple MPS is not available; use --device cpu")
+
+
 def validate_config(cfg: RunConfig) -> None:
+    """Raise a one-line UserError for the first wrong value in `cfg`."""
+    if not isinstance(cfg, RunConfig):
+        raise UserError(f"expected a RunConfig, got {type(cfg).__name__}")
+    _check_types(cfg, "")
     m, o, t = cfg.model, cfg.optim, cfg.train
     _choice("model", m.name, MODEL_NAMES)
     _choice("data set", t.dataset, DATASETS)
     _choice("precision", t.precision, PRECISIONS)
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
+    validate_device(t.device)
     for name in ("latent_dim", "gmm_components"):
         _positive(f"model.{name}", getattr(m, name))
     if m.noise_dim is not None:
         _positive("model.noise_dim", m.noise_dim)
+    for name in ("latent_dim", "noise_dim"):
+        if (getattr(m, name) or 0) > MAX_DIM:
+            raise UserError(f"model.{name} must be at most {MAX_DIM}, got {getattr(m, name)}")
+    _at_least("model.gmm_radius", m.gmm_radius, 0)
+    _positive("model.gmm_std", m.gmm_std)
+    _between("model.bn_momentum", m.bn_momentum, 0, 1)
+    _positive("model.bn_eps", m.bn_eps)
     for name in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_samples"):
         _positive(f"train.{name}", getattr(t, name))
+    if t.batch_size > MAX_BATCH:
+        raise UserError(f"train.batch_size must be at most {MAX_BATCH}, got {t.batch_size}")
+    for name in ("seed", "data_seed"):
+        _between(f"train.{name}", getattr(t, name), 0, MAX_SEED)
     if t.cpu_threads < 0:
         raise UserError(f"train.cpu_threads must be >= 0, got {t.cpu_threads}")
     if t.eval_every < 0:
@@ -52,3 +173,104 @@ def validate_config(cfg: RunConfig) -> None:
                         "Table 8); use --model flexae on synthetic data")
     if t.eval_samples < 2:
         raise UserError("train.eval_samples must be at least 2")
+
+
+def config_from_dict(d: Any, source: str | Path) -> RunConfig:
+    """RunConfig from a JSON-like dict (a checkpoint's or config.json's); mismatches name `source`."""
+    if not isinstance(d, dict) or not all(isinstance(d.get(k, {}), dict) for k in ("model", "optim", "train")):
+        raise UserError(f"{source}: garbled config (expected sections model, optim and train)")
+    try:
+        return RunConfig.from_dict(d)
+    except (TypeError, ValueError, AttributeError) as exc:  # unknown or missing fields
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{source}: its config does not fit this flexae ({detail}); it may come from "
+                        f"another flexae version") from None
+
+
+# --- command-line values --------------------------------------------------------------------------
+
+def parse_value(raw: str, hint: Any, key: str) -> Any:
+    """The text of `--set key=raw` as a value of the field's annotated type."""
+    inner = _optional_inner(hint)
+    if inner is not None:
+        return None if raw.strip().lower() in ("none", "null") else parse_value(raw, inner, key)
+    try:
+        if hint is bool:
+            word = raw.strip().lower()
+            if word not in TRUE_WORDS + FALSE_WORDS:
+                raise ValueError(raw)
+            return word in TRUE_WORDS
+        if hint is int:
+            try:
+                return int(raw)
+            except ValueError:
+                number = float(raw)  # accept 1e5 for 100000
+                if not number.is_integer():
+                    raise
+                return int(number)
+        if hint is float:
+            return float(raw)
+        if hint is str:
+            return raw
+    except (ValueError, OverflowError):
+        raise UserError(f"cannot read {raw!r} as a value for {key} (expected {_type_name(hint)})") from None
+    raise UserError(f"{key} cannot be set from the command line (its type is {hint})")
+
+
+def apply_override(cfg: RunConfig, item: str) -> None:
+    """Apply one `--set section.field=value` (e.g. optim.gen.lr=2e-4) with the field's own type."""
+    if "=" not in item:
+        raise UserError(f"--set takes KEY=VALUE, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    target: Any = cfg
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        fields = _hints(type(target)) if dataclasses.is_dataclass(target) else {}
+        if part not in fields:
+            known = ", ".join(".".join(parts[:i] + [f]) for f in fields)
+            raise UserError(f"unknown config key {key!r}" + (f"; known here: {known}" if known else ""))
+        if i == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(target, part)):
+                raise UserError(f"{key} is a section; set one of its fields, e.g. "
+                                f"{key}.{dataclasses.fields(getattr(target, part))[0].name}=...")
+            setattr(target, part, parse_value(raw, fields[part], key))
+            return
+        target = getattr(target, part)
+
+
+def validate_resume_steps(steps: int, done: int, run_dir: str | Path) -> None:
+    if steps < done:
+        raise UserError(f"{run_dir} is already at step {done}; --steps counts all iterations, so give "
+                        f"at least {done}")
+
+
+# --- paths ----------------------------------------------------------------------------------------
+
+def validate_out_dir(out: str | Path) -> None:
+    """A run folder that is a folder (or can be created) and can be written to."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"run folder {out} exists and is not a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create run folder {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write run folder {out}: no write permission in {existing}")
+
+
+def validate_resume_dir(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise UserError(f"--resume takes the run folder, not a file: use --resume {run_dir.parent}")
+    if not run_dir.is_dir():
+        raise UserError(f"run folder {run_dir} does not exist")
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UserError(f"cannot resume {run_dir}: no write permission")
+
+
+def validate_data_dir(data_dir: str | Path | None) -> None:
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise UserError(f"--data-dir {data_dir} is not an existing folder")

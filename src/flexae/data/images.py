@@ -27,6 +27,7 @@ torchvision into the data directory and then read by the readers here.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import warnings
@@ -203,7 +204,7 @@ def read_idx(path: str | Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise UserError(f"{path}: truncated IDX file ({len(raw)} bytes, header alone is {header})")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims))
+    expected = header + math.prod(dims)  # exact: np.prod would wrap around for a garbled header
     if len(raw) != expected:
         raise UserError(f"{path}: truncated or corrupt IDX file: {len(raw)} bytes, "
                         f"its header {dims} needs {expected}")
@@ -304,10 +305,10 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     except _RefusedGlobal as exc:
         raise UserError(f"{path}: refused to unpickle {exc}: CIFAR-10 batches hold only numpy arrays "
                         f"and lists, so this is not an official batch (nothing in it was run)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: truncated or corrupt CIFAR-10 batch ({exc})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc})") from None
+    except Exception as exc:  # a damaged pickle can raise almost anything: EOF, Overflow, Index, Key...
+        raise UserError(f"{path}: truncated or corrupt CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):
         raise UserError(f"{path}: not a CIFAR-10 batch (a {type(batch).__name__}, not a dict)")
     data = batch.get(b"data", batch.get("data"))
@@ -317,7 +318,7 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"{path}: not a CIFAR-10 batch ('data' must be a uint8 array (N, 3072))")
     try:
         labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         labels = np.empty(0)
     if labels.shape != (len(data),) or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
         raise UserError(f"{path}: not a CIFAR-10 batch ('labels' must be {len(data)} ints in 0..9)")
@@ -435,8 +436,10 @@ def _celeba_cache(folder: Path, split: str, files: Sequence[str], decode) -> np.
         try:
             with np.load(cache, allow_pickle=False) as saved:
                 if saved["files"].tolist() == list(files):
-                    return saved["images"]
-        except (OSError, ValueError, KeyError, zlib.error) as exc:
+                    images = saved["images"]
+                    if images.dtype == np.uint8 and images.shape == (len(files), 3, 64, 64):
+                        return images  # else written by something else: decode again
+        except Exception as exc:  # any damage (BadZipFile, EOFError, zlib.error, ...): decode again
             warnings.warn(f"{cache}: unreadable cache ({exc}); decoding the images again")
     images = decode()
     try:

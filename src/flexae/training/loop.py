@@ -25,10 +25,13 @@ from flexae.errors import UserError
 from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.models import AutoEncoder, build_model
-from flexae.training.checkpoint import (CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint,
+from flexae.training.checkpoint import (CHECKPOINT_NAME, NonFiniteStateError, atomic_write_text, first_line,
+                                        load_checkpoint, read_jsonl, rewind_log, rng_state, save_checkpoint,
                                         set_rng_state, versions)
+from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
+from flexae.training.signals import GracefulStop, TrainingStopped
 from flexae.training.trainers import Trainer, make_trainer
-from flexae.validation import validate_config
+from flexae.validation import config_from_dict, validate_config, validate_resume_steps
 
 EVAL_SEED = 12345
 
@@ -93,8 +96,7 @@ class RunLog:
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(Path(run_dir) / "log.jsonl")  # skips a line torn by a crash
 
 
 def _prepare_run_dir(out: Path, overwrite: bool) -> None:
@@ -105,7 +107,10 @@ def _prepare_run_dir(out: Path, overwrite: bool) -> None:
             raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
         for name in ("config.json", "log.jsonl", CHECKPOINT_NAME, "metrics.json"):
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only or virtual file system, a file in the way, permissions
+        raise UserError(f"cannot create run folder {out} ({exc.strerror or exc})") from None
 
 
 class Run:
@@ -144,7 +149,7 @@ class Run:
 
 def _write_config(run: Run) -> None:
     payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device)}
-    (run.out / "config.json").write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(run.out / "config.json", json.dumps(payload, indent=2) + "\n")
 
 
 def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
@@ -165,16 +170,22 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
     """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given."""
     out = Path(out)
     state = load_checkpoint(out / CHECKPOINT_NAME)
-    cfg = RunConfig.from_dict(state["config"])
+    cfg = config_from_dict(state["config"], out / CHECKPOINT_NAME)
     if steps is not None:
         cfg.train.steps = steps
     if device is not None:
         cfg.train.device = device
     validate_config(cfg)
+    validate_resume_steps(cfg.train.steps, state["step"], out)
     torch_device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.train.dataset, data_dir, cfg.train.data_seed)
     run = Run(cfg, out, torch_device, data)
-    run.load_state(state)
+    try:
+        run.load_state(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # shapes or names do not match
+        raise UserError(f"{out / CHECKPOINT_NAME} does not fit the model its config describes "
+                        f"({first_line(exc)})") from None
+    rewind_log(run.log.path, run.step)  # the iterations after the checkpoint are run (and logged) again
     _write_config(run)
     return _loop(run, progress, None)
 
@@ -186,27 +197,59 @@ def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict
 
 
 def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None) -> Path:
+    # SIGINT/SIGTERM finish the iteration, save and raise TrainingStopped; divergence is logged.
+    tc = run.cfg.train
+    bar = tqdm(total=tc.steps, initial=run.step, desc=f"{run.cfg.model.name} {tc.dataset}",
+               disable=not progress, dynamic_ncols=True)
+    with GracefulStop() as stop, bar:  # the bar is closed before any message is printed
+        try:
+            return _iterate(run, bar, on_eval, stop)
+        except TrainingDiverged as exc:
+            run.log.write({"step": exc.step, "event": "diverged", "message": str(exc)})
+            raise
+
+
+def _save(run: Run, monitor: DivergenceMonitor) -> None:
+    try:
+        run.save()
+    except NonFiniteStateError as exc:  # e.g. Adam's second moments overflowed, weights still finite
+        more = f" and {len(exc.names) - 1} more tensors" if len(exc.names) > 1 else ""
+        raise monitor.diverged(run.step, f"non-finite {exc.names[0]}{more} (losses and weights were "
+                                         f"finite)") from None
+    monitor.saved_step = run.step
+
+
+def _stop(run: Run, monitor: DivergenceMonitor, stop: GracefulStop) -> None:
+    """Save the state after the current iteration (unless just saved) and raise TrainingStopped."""
+    if monitor.saved_step != run.step:
+        monitor.check(run.step)
+        _save(run, monitor)
+    run.log.write({"step": run.step, "event": "stopped", "signal": stop.signal_name})
+    raise TrainingStopped(run.out, run.step, run.cfg.train.steps, stop.signal_name or "signal")
+
+
+def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, stop: GracefulStop) -> Path:
     tc = run.cfg.train
     started = time.time()
     if run.step == 0 and not run.data.is_image:
         run.log.write({"step": 0, **run.evaluate()})
-    bar = tqdm(total=tc.steps, initial=run.step, desc=f"{run.cfg.model.name} {tc.dataset}",
-               disable=not progress, dynamic_ncols=True)
     ctx = autocast(run.device, tc.precision)
     run.model.train()
     final: dict[str, float] = {}
+    monitor = DivergenceMonitor(run.model, run.device, run.out)
+    monitor.saved_step = run.step or None  # a resumed run starts from its checkpoint
     while run.step < tc.steps:
         with ctx:
             logs = run.trainer.step()
         run.step += 1
         bar.update(1)
+        monitor.observe(run.step, logs)  # CPU: raises now; accelerators: recorded without a sync
+        if run.step % tc.log_every == 0 or run.step % tc.checkpoint_every == 0 or run.step == tc.steps or (
+                tc.eval_every and run.step % tc.eval_every == 0):
+            monitor.check(run.step)  # before anything is logged, evaluated or saved
         if run.step % tc.log_every == 0 or run.step == tc.steps:
             values = _log_losses(run, logs, started)
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
-            if not all(np.isfinite(list(values.values()))):
-                run.log.write({"step": run.step, "error": "non-finite loss"})
-                raise UserError(f"training diverged at step {run.step}: losses {values}; "
-                                f"the last good checkpoint is kept in {run.out}")
         if (tc.eval_every and run.step % tc.eval_every == 0) or run.step == tc.steps:
             metrics = final = run.evaluate()
             if metrics:
@@ -214,8 +257,10 @@ def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None)
                 if on_eval is not None:
                     on_eval(run.step, metrics)
         if run.step % tc.checkpoint_every == 0 or run.step == tc.steps:
-            run.save()
+            _save(run, monitor)
+        if stop.requested and run.step < tc.steps:
+            _stop(run, monitor, stop)
     bar.close()
     final = final or run.evaluate()
-    (run.out / "metrics.json").write_text(json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    atomic_write_text(run.out / "metrics.json", json.dumps({"step": run.step, **final}, indent=2) + "\n")
     return run.out
