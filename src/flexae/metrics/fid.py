@@ -1,0 +1,63 @@
+"""Fréchet Inception Distance (Heusel et al. 2017).
+
+FID = ||mu_g - mu_r||^2 + tr(S_g) + tr(S_r) - 2 tr(sqrt(S_g S_r)) between Gaussians fitted to the
+Inception pool3 features of generated and real images; the numerical safeguards are those of
+:mod:`flexae.metrics.frechet` (pytorch-fid's). Argument order is (generated, real) everywhere,
+although FID itself is symmetric.
+
+Paper protocol (Table 1): generation FID = 10k generated images vs 10k test images;
+reconstruction FID = reconstructions of 10k test images vs the same 10k test images.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from flexae.errors import UserError
+from flexae.metrics.frechet import frechet_distance_from_samples
+from flexae.metrics.inception import InceptionExtractor
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def check_feature_pair(generated: ArrayLike, real: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Both as float64 arrays (N, d), (M, d) with equal d, N, M >= 2 and finite values; else UserError."""
+    gen, ref = (np.asarray(torch.as_tensor(x).double().cpu()) for x in (generated, real))
+    for name, x in (("generated", gen), ("real", ref)):
+        if x.ndim != 2:
+            raise UserError(f"{name} features must have shape (N, d), got {x.shape}")
+        if x.shape[0] < 2:
+            raise UserError(f"{name} set has {x.shape[0]} sample(s); need at least 2")
+        if not np.isfinite(x).all():
+            raise UserError(f"{name} features contain NaN or infinite values")
+    if gen.shape[1] != ref.shape[1]:
+        raise UserError(f"feature sizes differ: generated {gen.shape[1]}, real {ref.shape[1]}")
+    return gen, ref
+
+
+def fid_from_features(generated: ArrayLike, real: ArrayLike) -> float:
+    """FID between features (N, d) of generated images and (M, d) of real images.
+
+    With fewer samples than dimensions the covariances are singular and FID is biased upward
+    (a warning says so); the paper protocol uses 10k >= 2048.
+    """
+    gen, ref = check_feature_pair(generated, real)
+    smallest = min(len(gen), len(ref))
+    if smallest < gen.shape[1]:
+        warnings.warn(f"FID from {smallest} samples of {gen.shape[1]}-d features: covariance is rank "
+                      "deficient; use at least as many samples as dimensions (2048 for Inception)",
+                      stacklevel=2)
+    return frechet_distance_from_samples(gen, ref)
+
+
+def fid(generated_images: torch.Tensor, real_images: torch.Tensor, extractor: InceptionExtractor,
+        cache_generated: bool = False) -> float:
+    """FID between images (N, C, H, W) and (M, C, H, W) in [0, 1] (or uint8).
+
+    Real-image features go through the extractor's disk cache; generated ones only when
+    ``cache_generated`` (fresh samples are rarely seen twice).
+    """
+    return fid_from_features(extractor(generated_images, cache=cache_generated), extractor(real_images))
