@@ -67,6 +67,12 @@ def _checkpoint(folder: Path) -> bytes:
     return (folder / "checkpoint.pt").read_bytes()
 
 
+def _safetensors(run: Path, out: Path) -> bytes:
+    from flexae.export import export_weights
+
+    return export_weights(run, out).read_bytes()
+
+
 def _metrics_loader() -> Callable[[Path], Any] | None:
     """The .npy/.npz image reader of flexae.metrics.io, when that module is part of this tree."""
     try:
@@ -111,6 +117,10 @@ def _cases(root: Path) -> dict[str, tuple[bytes, Path, Callable[[Path], Any]]]:
         "jpeg": (_image("JPEG"), root / "jpeg" / "a.jpg", lambda p: image_data.load_image_folder(p.parent, 16)),
         "checkpoint": (_checkpoint(run), run / "checkpoint.pt", lambda p: load_run(p.parent)),
     }
+    published = root / "published"
+    published.mkdir()
+    cases["safetensors"] = (_safetensors(run, published / "model.safetensors"), published / "model.safetensors",
+                            load_run)
     reader = _metrics_loader()
     if reader is not None:
         images = np.zeros((3, 8, 8), np.uint8)
@@ -143,7 +153,7 @@ def mutations(valid: bytes) -> st.SearchStrategy[bytes]:
 
 
 CASE_NAMES = ["idx images raw", "idx images gz", "idx labels gz", "cifar batch", "celeba partition",
-              "celeba attributes", "png", "jpeg", "checkpoint", "npy", "npz"]
+              "celeba attributes", "png", "jpeg", "checkpoint", "safetensors", "npy", "npz"]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)

@@ -187,3 +187,34 @@ def test_non_finite_weights_are_never_saved(tmp_path):
         save_checkpoint(tmp_path / "checkpoint.pt", bad)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+# --- published weights (safetensors) -------------------------------------------------------------
+
+def test_export_round_trip_and_checks(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    run = _save_raw(tmp_path / "run", _state())
+    out = tmp_path / "model.safetensors"
+    main_args = ["export", str(run), "--out", str(out)]
+    main(main_args)  # returns on success (errors exit with status 2)
+    exported, cfg = load_run(out)
+    original, _ = load_run(run)
+    for (name, a), b in zip(exported.state_dict().items(), original.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert cfg.model.latent_dim == 2 and not exported.training
+
+    code, err = _run_cli(capsys, *main_args)  # no silent overwrite
+    assert code == 2 and "pass --overwrite" in err
+
+    weights = {k: v.contiguous() for k, v in original.state_dict().items()}
+    for metadata, message in [
+        (None, "is not a flexae model file"),
+        ({"format": "flexae-model", "config": "{not json", "versions": "{}", "step": "1"}, "garbled flexae metadata"),
+        ({"format": "flexae-model", "config": "{}", "versions": '{"flexae": "42.0"}', "step": "1"},
+         "newer major version"),
+    ]:
+        bad = tmp_path / "bad.safetensors"
+        save_file(weights, bad, metadata)
+        with pytest.raises(UserError, match=message):
+            load_run(bad)

@@ -125,6 +125,17 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     click.echo(f"wrote {out / 'fig3.png'} and {out / 'results.json'}")
 
 
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def export_cmd(run_dir, out, overwrite) -> None:
+    """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
+    from flexae.export import export_weights
+
+    click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
     try:

@@ -127,8 +127,12 @@ def validate_device(name: str) -> None:
             raise UserError("device 'mps' requested but Apple MPS is not available; use --device cpu")
 
 
-def validate_config(cfg: RunConfig) -> None:
-    """Raise a one-line UserError for the first wrong value in `cfg`."""
+def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
+    """Raise a one-line UserError for the first wrong value in `cfg`.
+
+    `check_device=False` skips the check that the configured device exists here, for configs read
+    back from a run that is loaded onto another device.
+    """
     if not isinstance(cfg, RunConfig):
         raise UserError(f"expected a RunConfig, got {type(cfg).__name__}")
     _check_types(cfg, "")
@@ -138,7 +142,10 @@ def validate_config(cfg: RunConfig) -> None:
     _choice("precision", t.precision, PRECISIONS)
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
-    validate_device(t.device)
+    if check_device:
+        validate_device(t.device)
+    elif not isinstance(t.device, str) or not DEVICE_PATTERN.fullmatch(t.device):
+        raise UserError(f"unknown device {t.device!r}; use auto, cpu, cuda, cuda:N or mps")
     for name in ("latent_dim", "gmm_components"):
         _positive(f"model.{name}", getattr(m, name))
     if m.noise_dim is not None:
@@ -176,15 +183,20 @@ def validate_config(cfg: RunConfig) -> None:
 
 
 def config_from_dict(d: Any, source: str | Path) -> RunConfig:
-    """RunConfig from a JSON-like dict (a checkpoint's or config.json's); mismatches name `source`."""
+    """Validated RunConfig from a JSON-like dict (a checkpoint's or config.json's); errors name `source`."""
     if not isinstance(d, dict) or not all(isinstance(d.get(k, {}), dict) for k in ("model", "optim", "train")):
         raise UserError(f"{source}: garbled config (expected sections model, optim and train)")
     try:
-        return RunConfig.from_dict(d)
+        cfg = RunConfig.from_dict(d)
     except (TypeError, ValueError, AttributeError) as exc:  # unknown or missing fields
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{source}: its config does not fit this flexae ({detail}); it may come from "
                         f"another flexae version") from None
+    try:
+        validate_config(cfg, check_device=False)
+    except UserError as exc:
+        raise UserError(f"{source}: bad config value: {exc}") from None
+    return cfg
 
 
 # --- command-line values --------------------------------------------------------------------------

@@ -167,7 +167,12 @@ def _refusal(exc: pickle.UnpicklingError) -> str | None:
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, for one-line errors (its type if it has none)."""
     lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    if len(line) > 120:  # long library messages: the first sentence says what happened
+        line = line.split(". ")[0]
+    return line[:200]
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""Published weights: a run's model as one `.safetensors` file, its config as JSON metadata.
+
+A checkpoint is for resuming (optimizer states, RNG states) and is a zip of pickles that only
+`torch.load(weights_only=True)` makes safe to open. For sharing a trained model, safetensors is
+simpler and safe by construction: a JSON header and raw tensor bytes, no code path that can run
+anything. `export_weights` writes the model's state dict with metadata
+
+    format    "flexae-model"
+    config    the run's RunConfig as JSON (the model is rebuilt from it, never unpickled)
+    versions  flexae / torch / Python versions that wrote the run, as JSON
+    step      the training iteration of the weights
+
+and `load_weights` (also reached through `flexae.runs.load_run(path)`) checks all of it.
+Ex-post samplers of some baselines (`sampler.pt`) are not part of the export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from flexae.config import RunConfig
+from flexae.errors import UserError
+from flexae.models import AutoEncoder
+from flexae.training.checkpoint import (CHECKPOINT_NAME, atomic_write, check_versions, first_line,
+                                        load_checkpoint, nonfinite_tensors)
+from flexae.validation import config_from_dict
+
+FORMAT = "flexae-model"
+SUFFIX = ".safetensors"
+
+
+def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write the model weights of the run in `run_dir` to the safetensors file `out`."""
+    from safetensors.torch import save
+
+    run_dir, out = Path(run_dir), Path(out)
+    if out.suffix != SUFFIX:
+        raise UserError(f"{out}: give the exported file the {SUFFIX} suffix")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    config_from_dict(state["config"], run_dir / CHECKPOINT_NAME)  # a config this flexae can rebuild
+    # Own, dense copies: safetensors refuses views and tensors sharing storage.
+    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in state["model"].items()}
+    metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
+                "versions": json.dumps(state["versions"]), "step": str(state["step"])}
+    atomic_write(out, lambda f: f.write(save(tensors, metadata)))
+    return out
+
+
+def _metadata(path: Path) -> tuple[dict, int]:
+    """(config dict, step) from the header of a flexae safetensors file, checked."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # SafetensorError, OSError, a header that is not JSON, ...
+        raise UserError(f"cannot load {path}: not a readable safetensors file ({first_line(exc)})") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not a flexae model file (its metadata lacks format={FORMAT!r})")
+    try:
+        config, found_versions, step = json.loads(meta["config"]), json.loads(meta["versions"]), int(meta["step"])
+    except (KeyError, ValueError, TypeError):
+        raise UserError(f"{path}: garbled flexae metadata (config, versions or step)") from None
+    check_versions(found_versions, path)
+    return config, step
+
+
+def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[AutoEncoder, RunConfig]:
+    """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`."""
+    from safetensors.torch import load_file
+
+    from flexae.runs import build_for_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no model file at {path}")
+    config, _ = _metadata(path)
+    cfg = config_from_dict(config, path)
+    model = build_for_config(cfg, path)
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:  # truncated data, offsets outside the file, bad dtypes
+        raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
+    if nonfinite_tensors(tensors):
+        raise UserError(f"{path}: weights hold NaN or infinity ({nonfinite_tensors(tensors)[0]})")
+    try:
+        model.load_state_dict(tensors)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{path}: weights do not fit the model its config describes ({first_line(exc)})") from None
+    return model.to(device).eval(), cfg

@@ -1,0 +1,157 @@
+"""Validated inputs (every flag and config value checked up front, one-line errors) and reproducibility
+(`--seed` makes CPU runs bit-identical; the run folder records versions and the full config)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import flexae
+from flexae.cli import main
+from flexae.config import Adam, ModelConfig, OptimConfig, RunConfig, TrainConfig
+from flexae.errors import UserError
+from flexae.validation import apply_override, parse_value, validate_config
+
+
+def _cli(capsys, *args: object) -> tuple[int, str]:
+    """Exit code and stderr of the command line, run in this process."""
+    try:
+        main([*map(str, args)])
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "optim.gen=3"], "optim.gen is a section; set one of its fields, e.g. optim.gen.lr="),
+    (["--set", "train=5"], "train is a section"),
+    (["--set", "nothing"], "--set takes KEY=VALUE"),
+    (["--set", "optim.gen.lr=inf"], "optim.gen.lr must be a finite number"),
+    (["--set", "optim.gen.lr=nan"], "optim.gen.lr must be a finite number"),
+    (["--set", "optim.critic.lr=-1e-4"], "optim.critic.lr must be positive"),
+    (["--set", "optim.gen.beta1=1"], "optim.gen betas must lie in [0, 1)"),
+    (["--set", "train.steps=1.5"], "cannot read '1.5' as a value for train.steps (expected an integer)"),
+    (["--set", "train.eval_every=-1"], "train.eval_every must be >= 0"),
+    (["--set", "train.checkpoint_every=0"], "train.checkpoint_every must be positive"),
+    (["--set", "model.bn_momentum=2"], "model.bn_momentum must lie in [0, 1]"),
+    (["--set", "model.gmm_std=0"], "model.gmm_std must be positive"),
+    (["--set", "model.decoder_variant=big"], "unknown decoder variant 'big'"),
+    (["--set", "optim.feed=both"], "unknown feed 'both'"),
+    (["--set", "train.data_seed=-2"], "train.data_seed must lie in [0, "),
+    (["--seed", "-1"], "train.seed must lie in [0, 9223372036854775807], got -1"),
+    (["--seed", str(2**64)], "train.seed must lie in [0, "),
+    (["--steps", "-5"], "train.steps must be positive"),
+    (["--batch-size", "100000000"], "train.batch_size must be at most"),
+    (["--latent-dim", "1000000"], "model.latent_dim must be at most"),
+    (["--noise-dim", "0"], "model.noise_dim must be positive"),
+    (["--device", "gpu"], "unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps"),
+    (["--precision", "fp8"], "unknown precision 'fp8'"),
+    (["--data-dir", "/definitely/not/here"], "--data-dir /definitely/not/here is not an existing folder"),
+])
+def test_bad_values_are_refused_before_anything_runs(tmp_path, capsys, args, message):
+    code, err = _cli(capsys, "train", "--out", tmp_path / "run", "--steps", "2", "--quiet", *args)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists(), "a run folder was created for a refused command"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_unavailable_device_is_named(tmp_path, capsys):
+    code, err = _cli(capsys, "train", "--out", tmp_path / "run", "--device", "cuda:1", "--quiet")
+    assert code == 2 and "'cuda:1' requested but CUDA is not available" in err
+
+
+def test_paths_are_checked(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    code, err = _cli(capsys, "train", "--out", a_file, "--quiet")
+    assert code == 2 and f"run folder {a_file} exists and is not a folder" in err
+    code, err = _cli(capsys, "train", "--out", a_file / "run", "--quiet")
+    assert code == 2 and f"{a_file} is not a folder" in err
+    code, err = _cli(capsys, "train", "--resume", a_file, "--quiet")
+    assert code == 2 and "--resume takes the run folder, not a file" in err
+    code, err = _cli(capsys, "train", "--resume", tmp_path / "absent", "--quiet")
+    assert code == 2 and "does not exist" in err
+
+
+def test_resume_refuses_flags_it_would_ignore_and_fewer_steps(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, err = _cli(capsys, "train", "--latent-dim", "4", "--steps", "3", "--out", run, "--quiet",
+                     "--set", "train.eval_every=0", "--set", "train.eval_samples=20")
+    assert code == 0, err
+    for flag in (["--seed", "4"], ["--model", "wae"], ["--set", "optim.ae.lr=1"], ["--batch-size", "8"]):
+        code, err = _cli(capsys, "train", "--resume", run, *flag)
+        assert code == 2 and f"{flag[0]} cannot be combined with --resume" in err, err
+    code, err = _cli(capsys, "train", "--resume", run, "--steps", "2", "--quiet")
+    assert code == 2 and "already at step 3; --steps counts all iterations, so give at least 3" in err
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (RunConfig(train=TrainConfig(steps="100")), "train.steps must be an integer, got '100'"),
+    (RunConfig(train=TrainConfig(steps=True)), "train.steps must be an integer, got True"),
+    (RunConfig(ModelConfig(latent_dim=2.5)), "model.latent_dim must be an integer"),
+    (RunConfig(ModelConfig(noise_dim="4")), "model.noise_dim must be an integer or None"),
+    (RunConfig(optim=OptimConfig(gen=Adam(float("inf"), 0.5, 0.9))), "optim.gen.lr must be a finite number"),
+    (RunConfig(optim=OptimConfig(gen={"lr": 1e-4})), "optim.gen must be a section of settings"),
+    (RunConfig(ModelConfig(name="flexae-sr")), "flexae-sr needs image data"),
+    (RunConfig(train=TrainConfig(dataset="imagenet")), "unknown data set 'imagenet'"),
+])
+def test_python_api_configs_are_validated(cfg, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate_config(cfg)
+
+
+def test_typed_override_parsing():
+    cfg = RunConfig()
+    apply_override(cfg, "train.steps=1e3")           # an integral float is read as an integer
+    apply_override(cfg, "model.noise_dim=none")
+    apply_override(cfg, "optim.gen.lr=2e-4")
+    apply_override(cfg, "train.device=cpu")
+    assert (cfg.train.steps, cfg.model.noise_dim, cfg.optim.gen.lr) == (1000, None, 2e-4)
+    assert isinstance(cfg.train.steps, int) and cfg.train.device == "cpu"
+    assert parse_value("yes", bool, "k") is True and parse_value("Off", bool, "k") is False
+    with pytest.raises(UserError, match="cannot read 'maybe' as a value for k"):
+        parse_value("maybe", bool, "k")
+    with pytest.raises(UserError, match="unknown config key 'optim.gen.momentum'; known here: optim.gen.lr"):
+        apply_override(cfg, "optim.gen.momentum=0.9")
+    validate_config(cfg)
+
+
+# --- reproducibility ----------------------------------------------------------------------------
+
+TINY = ["--latent-dim", "4", "--steps", "6", "--quiet", "--set", "train.eval_every=0",
+        "--set", "train.eval_samples=20", "--set", "train.checkpoint_every=3"]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_seed_makes_cpu_runs_bit_identical_and_the_folder_records_everything(tmp_path, capsys):
+    # One run in a separate process, two in this one: the seed alone decides the result.
+    proc = subprocess.run([sys.executable, "-m", "flexae", "train", "--seed", "5", "--out", tmp_path / "a",
+                           "--device", "cpu", *TINY], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for name, seed in (("b", 5), ("c", 6)):
+        code, err = _cli(capsys, "train", "--seed", seed, "--out", tmp_path / name, "--device", "cpu", *TINY)
+        assert code == 0, err
+    a, b, c = (_weights(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["versions"] == {"flexae": flexae.__version__, "torch": str(torch.__version__),
+                                  "python": platform.python_version()}
+    checkpoint = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    recorded = {k: v for k, v in config.items() if k not in ("versions", "device")}
+    assert recorded == checkpoint["config"]  # the full resolved config, also inside the checkpoint
+    assert RunConfig.from_dict(recorded).to_dict() == recorded
+    assert recorded["train"]["seed"] == 5 and recorded["model"]["latent_dim"] == 4
+    assert checkpoint["versions"] == config["versions"]
