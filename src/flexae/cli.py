@@ -54,9 +54,10 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 @click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set optim.gen.lr=2e-4 --set train.eval_every=100.")
+@click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs to RUN_DIR/tensorboard/.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device, precision, out,
-          overwrite, resume_dir, data_dir, overrides, quiet) -> None:
+          overwrite, resume_dir, data_dir, overrides, tensorboard, quiet) -> None:
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
     from flexae.presets import DEFAULT_LATENT_DIM
     from flexae.training import loop
@@ -67,7 +68,7 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
         if out is not None and Path(out) != resume_dir:
             raise UserError("give either --out (new run) or --resume (existing run), not both")
         _refuse_with_resume(("model", "dataset", "latent_dim", "noise_dim", "batch_size", "seed",
-                             "precision", "overwrite", "overrides"))
+                             "precision", "overwrite", "overrides", "tensorboard"))
         validate_resume_dir(resume_dir)
         given = click.get_current_context().get_parameter_source("device") == ParameterSource.COMMANDLINE
         run_dir = loop.resume(resume_dir, steps, data_dir=data_dir, progress=not quiet,
@@ -84,6 +85,9 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
                                           batch_size=batch_size, seed=seed, device=device, precision=precision))
         if latent_dim is not None and latent_dim <= 0:
             raise UserError(f"--latent-dim must be positive, got {latent_dim}")
+        cfg.train.tensorboard = tensorboard
+        if data_dir is not None:  # recorded, so resume / sample / reconstruct find the files again
+            cfg.train.data_dir = str(Path(data_dir).expanduser().resolve())
         for item in overrides:
             _apply_override(cfg, item)
         run_dir = loop.train(cfg, out, overwrite=overwrite, data_dir=data_dir, progress=not quiet)
@@ -123,6 +127,198 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     from flexae.experiments.synthetic import reproduce_fig3
     click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
     click.echo(f"wrote {out / 'fig3.png'} and {out / 'results.json'}")
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def export_cmd(run_dir, out, overwrite) -> None:
+    """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
+    from flexae.export import export_weights
+
+    click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+
+
+# --- using a trained model (flexae.usage) -------------------------------------------------------
+
+_POSITIVE = click.IntRange(min=1)
+
+
+def _use_options(with_data: bool):
+    """RUN_DIR and the options shared by sample, reconstruct, interpolate and traverse."""
+    options = [
+        click.argument("run_dir", type=click.Path(path_type=Path)),
+        click.option("--out", type=click.Path(path_type=Path), required=True,
+                     help="Output file: .png (grid) or .npz (uint8 N x H x W x C under 'images')."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choices."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--batch-size", type=_POSITIVE, default=256, show_default=True,
+                     help="Images per forward pass."),
+    ]
+    if with_data:
+        options.append(click.option("--data-dir", default=None,
+                                    help="Image data folder; default: the run's, else $FLEXAE_DATA_DIR."))
+
+    def wrap(f):
+        for option in reversed(options):  # click lists parameters in the order given here
+            f = option(f)
+        return f
+    return wrap
+
+
+def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
+    """Check the output path first (cheap), choose the device once, load the model onto it."""
+    from flexae import usage
+    from flexae.grids import check_output
+    from flexae.runs import load_run
+    from flexae.training.loop import resolve_device
+
+    check_output(out, overwrite)
+    try:
+        torch_device = resolve_device(device)
+    except RuntimeError:  # torch does not know the name
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    model, cfg = load_run(run_dir, torch_device)
+    usage.model_image_shape(model)  # the commands below need an image model
+    return model, cfg
+
+
+def _nhwc(images):
+    """Float images (N, C, H, W) in [0, 1] -> uint8 numpy (N, H, W, C), the .npz layout."""
+    from flexae.grids import to_uint8
+    return to_uint8(images).permute(0, 2, 3, 1).numpy()
+
+
+@cli.command("sample", short_help="Generated images as a PNG grid or .npz (Fig 6-9).")
+@_use_options(with_data=False)
+@click.option("-n", "--num", type=_POSITIVE, default=225, show_default=True,
+              help="Number of images (225: the 15x15 grids of Fig 6-9).")
+@click.option("--columns", type=_POSITIVE, default=None, help="PNG grid width; default: a square.")
+def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) -> None:
+    """Generate N images from the model's prior (Fig 6-9); image i uses seed SEED + i, so it is the
+    same whatever N and --batch-size are."""
+    from flexae import usage
+    from flexae.grids import write_images
+
+    model, _ = _load_for_use(run_dir, out, overwrite, device)
+    images = usage.sample(model, num, seed, batch_size)
+    write_images(out, images, columns, overwrite=overwrite, seeds=usage.seeds_array(seed, num))
+    click.echo(f"wrote {num} samples to {out}")
+
+
+@cli.command("reconstruct", short_help="Real images and reconstructions (Fig 4a).")
+@_use_options(with_data=True)
+@click.option("--split", default="test", show_default=True, help="Data split to take the images from.")
+@click.option("-n", "--num", type=_POSITIVE, default=10, show_default=True, help="Number of images.")
+@click.option("--columns", type=_POSITIVE, default=10, show_default=True,
+              help="Images per row; each row of real images is followed by its reconstructions.")
+def reconstruct_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, split, num, columns) -> None:
+    """Real images and their reconstructions D(E(x)) in alternating rows (Fig 4a). An .npz holds
+    the reconstructions under 'images', the originals under 'real' and their indices."""
+    from flexae import usage
+    from flexae.grids import write_images
+
+    model, cfg = _load_for_use(run_dir, out, overwrite, device)
+    real, recon, index = usage.reconstructions_for_run(model, cfg, split=split, n=num, seed=seed,
+                                                       data_dir=data_dir, batch_size=batch_size)
+    if out.suffix.lower() == ".npz":
+        write_images(out, recon, overwrite=overwrite, real=_nhwc(real), index=index.numpy())
+    else:
+        write_images(out, usage.paired_rows(real, recon, columns), columns, overwrite=overwrite)
+    click.echo(f"wrote {num} {split} images and their reconstructions to {out}")
+
+
+@cli.command("interpolate", short_help="Interpolations between test images (Fig 10).")
+@_use_options(with_data=True)
+@click.option("--split", default="test", show_default=True, help="Data split to take the pairs from.")
+@click.option("--rows", type=_POSITIVE, default=10, show_default=True, help="Pairs of images, one per row.")
+@click.option("--columns", type=_POSITIVE, default=11, show_default=True,
+              help="Images per row (odd: the middle one decodes the mean code).")
+def interpolate_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, split, rows, columns) -> None:
+    """Rows of decoded codes (1 - t) z_a + t z_b between random pairs of images (Fig 10): the first
+    and last columns are the two reconstructions, the middle column the mean code."""
+    from flexae import usage
+    from flexae.grids import write_images
+
+    usage.interpolation_weights(columns)  # an even count fails before the model is loaded
+    model, cfg = _load_for_use(run_dir, out, overwrite, device)
+    images, pairs = usage.interpolations_for_run(model, cfg, rows=rows, columns=columns, seed=seed,
+                                                 split=split, data_dir=data_dir, batch_size=batch_size)
+    write_images(out, images, columns, overwrite=overwrite, t=usage.interpolation_weights(columns).numpy(),
+                 pairs=pairs.numpy())
+    click.echo(f"wrote {rows} interpolations of {columns} images to {out}")
+
+
+@cli.command("traverse", short_help="CelebA attribute traversals (Fig 11-15).")
+@_use_options(with_data=True)
+@click.option("--attribute", required=True, help="CelebA attribute, e.g. Smiling, Male, Big_Nose.")
+@click.option("--examples", type=_POSITIVE, default=4, show_default=True,
+              help="Test images, one grid each: the first half without the attribute, the rest with it.")
+@click.option("--side", type=_POSITIVE, default=7, show_default=True, help="Grid side (odd).")
+@click.option("--strength", type=float, default=1.5, show_default=True,
+              help="The grid runs from z - S d to z + S d, d = z_pos - z_neg.")
+@click.option("--train-images", type=_POSITIVE, default=None,
+              help="Estimate d on this many random training images (default: all of them).")
+def traverse_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, attribute, examples, side,
+                 strength, train_images) -> None:
+    """Attribute traversal on CelebA (Fig 11-15): per test image a SIDE x SIDE grid of D(z + a d) in
+    reading order, a from -S to S, the centre its reconstruction; d = z_pos - z_neg, the mean code
+    of the training images with the attribute minus that of those without."""
+    from flexae import usage
+    from flexae.grids import write_images
+
+    usage.traversal_strengths(side, strength)  # an even side fails before the model is loaded
+    model, cfg = _load_for_use(run_dir, out, overwrite, device)
+    result = usage.attribute_traversal_for_run(model, cfg, attribute, data_dir=data_dir, examples=examples,
+                                               side=side, strength=strength, seed=seed,
+                                               train_images=train_images, batch_size=batch_size)
+    write_images(out, result.images, side, groups=examples, overwrite=overwrite,
+                 strengths=result.strengths.numpy(), examples=result.examples.numpy(),
+                 has_attribute=result.has_attribute.numpy(), direction=result.direction.numpy())
+    click.echo(f"wrote {examples} traversals along {attribute} to {out}")
+
+
+# --- performance (flexae.bench) ----------------------------------------------------------------
+
+@cli.group()
+def bench() -> None:
+    """Measure training speed (docs/performance.md)."""
+
+
+@bench.command("train-step")
+@click.option("--model", default="flexae-sr", show_default=True, help="Any model `flexae train` accepts.")
+@click.option("--dataset", default="mnist", show_default=True,
+              help="Data set whose shape (and default latent size) is used; random data, no files read.")
+@click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--precision", default="fp32", show_default=True, help="fp32, bf16 or fp16 (CUDA).")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed iterations.")
+@click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed iterations first.")
+@click.option("--profile", is_flag=True, help="Add the time of each update (ae, critic, reg, ae_reg, gen, enc).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CPU threads; 0: as `flexae train` (all cores for image data).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override any config field, e.g. --set optim.feed=code --set train.channels_last=off.")
+def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, warmup, profile, device,
+                     threads, seed, overrides) -> None:
+    """Time full Algorithm-1 iterations of the real training step; prints one JSON object."""
+    import json
+
+    from flexae.bench import bench_train_step as run_bench
+    from flexae.presets import DEFAULT_LATENT_DIM
+
+    if dataset not in DEFAULT_LATENT_DIM:
+        raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
+    cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[dataset]),
+                    train=TrainConfig(dataset=dataset, steps=steps + warmup, batch_size=batch_size, seed=seed,
+                                      device=device, precision=precision, cpu_threads=threads))
+    for item in overrides:
+        _apply_override(cfg, item)
+    click.echo(json.dumps(run_bench(cfg, steps=steps, warmup=warmup, profile=profile)))
 
 
 @cli.command("export")

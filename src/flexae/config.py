@@ -65,6 +65,11 @@ class TrainConfig:
     eval_every: int = 500             # Iterations between metric evaluations (0: only at the end).
     checkpoint_every: int = 1000      # Iterations between checkpoints (the last step always saves).
     eval_samples: int = 1000          # Points per set for the exact latent Wasserstein distance.
+    grid_every: int = 1000            # Image data: iterations between the 8x8 sample and reconstruction
+                                      # PNGs in grids/ (0: none; else the last step always writes).
+    tensorboard: bool = False         # Also write the logged numbers and grids to RUN_DIR/tensorboard/.
+    data_dir: str | None = None       # Image files folder given at training (reused by resume, sample,
+                                      # ...); None: $FLEXAE_DATA_DIR, else ./data.
 
 
 @dataclass

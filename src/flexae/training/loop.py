@@ -5,12 +5,15 @@ Run folder layout:
     log.jsonl        one JSON object per logged iteration (losses) or evaluation (metrics)
     checkpoint.pt    config, step, model and optimizer states, RNG states, versions
     metrics.json     the final evaluation
+    grids/           image data: samples-<step>.png and reconstructions-<step>.png (training.previews)
+    tensorboard/     with train.tensorboard: event files of the logged numbers and the grids
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +32,7 @@ from flexae.training.checkpoint import (CHECKPOINT_NAME, NonFiniteStateError, at
                                         load_checkpoint, read_jsonl, rewind_log, rng_state, save_checkpoint,
                                         set_rng_state, versions)
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
+from flexae.training.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, TrainingStopped
 from flexae.training.trainers import Trainer, make_trainer
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
@@ -88,11 +92,14 @@ class RunLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self.tensorboard: TensorBoard | None = None  # mirrors every record's numbers when set
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps(clean) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(record)
 
 
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
@@ -107,6 +114,8 @@ def _prepare_run_dir(out: Path, overwrite: bool) -> None:
             raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
         for name in ("config.json", "log.jsonl", CHECKPOINT_NAME, "metrics.json"):
             (out / name).unlink(missing_ok=True)
+        for name in ("grids", "tensorboard"):  # previews of the replaced run
+            shutil.rmtree(out / name, ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # read-only or virtual file system, a file in the way, permissions
@@ -125,6 +134,8 @@ class Run:
         self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches)
         self.step = 0
         self.log = RunLog(out / "log.jsonl")
+        # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
+        self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
 
     def state(self) -> dict[str, Any]:
         return {"config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
@@ -159,7 +170,7 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
     out = Path(out)
     _prepare_run_dir(out, overwrite)
     device = resolve_device(cfg.train.device)
-    data = load_dataset(cfg.train.dataset, data_dir, cfg.train.data_seed)
+    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     run = Run(cfg, out, device, data)
     _write_config(run)
     return _loop(run, progress, on_eval)
@@ -178,7 +189,7 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
     validate_config(cfg)
     validate_resume_steps(cfg.train.steps, state["step"], out)
     torch_device = resolve_device(cfg.train.device)
-    data = load_dataset(cfg.train.dataset, data_dir, cfg.train.data_seed)
+    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     run = Run(cfg, out, torch_device, data)
     try:
         run.load_state(state)
@@ -234,6 +245,8 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     if run.step == 0 and not run.data.is_image:
         run.log.write({"step": 0, **run.evaluate()})
     ctx = autocast(run.device, tc.precision)
+    if tc.tensorboard:
+        run.log.tensorboard = TensorBoard(run.out / "tensorboard", start_step=run.step)
     run.model.train()
     final: dict[str, float] = {}
     monitor = DivergenceMonitor(run.model, run.device, run.out)
@@ -256,6 +269,9 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
                 run.log.write({"step": run.step, **metrics})
                 if on_eval is not None:
                     on_eval(run.step, metrics)
+        if run.previews is not None and tc.grid_every > 0 and (
+                run.step % tc.grid_every == 0 or run.step == tc.steps):
+            run.previews.write(run.model, run.step, run.log.tensorboard)  # eval mode, fp32
         if run.step % tc.checkpoint_every == 0 or run.step == tc.steps:
             _save(run, monitor)
         if stop.requested and run.step < tc.steps:
@@ -263,4 +279,6 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     bar.close()
     final = final or run.evaluate()
     atomic_write_text(run.out / "metrics.json", json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    if run.log.tensorboard is not None:
+        run.log.tensorboard.close()
     return run.out
