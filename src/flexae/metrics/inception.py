@@ -231,7 +231,8 @@ def fid_inception_from_torchscript(script: torch.jit.ScriptModule) -> FIDIncepti
     ``bn.weight`` is 1.
     """
     state = script.state_dict()
-    prefixes = [k[: -len(".weight")] for k in state if k.endswith(".weight")]
+    # Convolution kernels only (4-D), so a variant that keeps the 1008-way classifier also loads.
+    prefixes = [k[: -len(".weight")] for k, v in state.items() if k.endswith(".weight") and v.ndim == 4]
     net = FIDInceptionV3()
     layers = _conv_layers(net)
     if len(prefixes) != len(layers):
