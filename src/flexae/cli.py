@@ -332,6 +332,41 @@ def export_cmd(run_dir, out, overwrite) -> None:
     click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
 
 
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=10_000, show_default=True,
+              help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")
+@click.option("--metrics", "metric_names", default="fid,prd,pms,ims", show_default=True,
+              help="Comma-separated subset of fid, prd, pms, ims.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--data-dir", default=None, help="Image data folder, if not the one recorded at training.")
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--precision", default="fp32", show_default=True, help="Inception precision: fp32 or bf16.")
+@click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, weights, seed, quiet) -> None:
+    """Paper protocol for a trained image model: writes RUN_DIR/eval.json and eval.md."""
+    from flexae.evaluate_run import evaluate_run
+    from flexae.evaluation import results_markdown
+
+    if n < 2:
+        raise UserError(f"--n must be at least 2, got {n}")
+    names = tuple(m.strip() for m in metric_names.split(",") if m.strip())
+    results = evaluate_run(run_dir, n, names, device, data_dir, batch_size, precision, weights, seed,
+                           progress=not quiet)
+    click.echo(results_markdown(results, label=results["model"]), nl=False)
+
+
+def _register_metrics() -> None:
+    from flexae.metrics.cli import metrics
+
+    cli.add_command(metrics)
+
+
+_register_metrics()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
     try:
