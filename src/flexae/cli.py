@@ -37,7 +37,9 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--model", default="flexae", show_default=True, help="flexae, flexae-sr, wae, wae-gmm, vae.")
+@click.option("--model", default="flexae", show_default=True,
+              help="flexae, flexae-sr, wae, wae-gmm, vae, or a baseline: wae-mmd, ae-gmm, rae-gmm, 2s-vae, "
+                   "vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md).")
 @click.option("--dataset", default="synthetic-5d", show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba.")
 @click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
@@ -129,15 +131,96 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     click.echo(f"wrote {out / 'fig3.png'} and {out / 'results.json'}")
 
 
-@cli.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export_cmd(run_dir, out, overwrite) -> None:
-    """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
-    from flexae.export import export_weights
+def _table_options(f):
+    """Options shared by `reproduce table1/table3/table4`."""
+    f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+    f = click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")(f)
+    f = click.option("--device", default="auto", show_default=True)(f)
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Training and evaluation seed.")(f)
+    f = click.option("--sampler-fit-points", type=int, default=None,
+                     help="Training images encoded for the ex-post sampler fits; default: all.")(f)
+    f = click.option("--sampler-steps", type=int, default=None,
+                     help="Iterations of the ex-post sampler fits (2s-vae, vq-vae); default 5000.")(f)
+    f = click.option("--eval-n", type=int, default=10000, show_default=True,
+                     help="Test (and generated) images per evaluation; FID needs >= 2048 (smaller: a warning).")(f)
+    f = click.option("--steps", type=int, default=130000, show_default=True,
+                     help="Training iterations per model (paper: 130,000).")(f)
+    f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10 or celeba.")(f)
+    f = click.option("--out", type=click.Path(path_type=Path), required=True,
+                     help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
+    return f
 
-    click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+
+def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
+                    quiet):
+    from flexae.experiments.tables import TableSettings
+    return TableSettings(dataset=dataset, steps=steps, out=out, eval_n=eval_n, seed=seed, device=device,
+                         data_dir=data_dir, sampler_steps=sampler_steps, sampler_fit_points=sampler_fit_points,
+                         progress=not quiet)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"flexae: warning: {message}", err=True)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@reproduce.command("table1")
+@_table_options
+@click.option("--models", default=None, help="Comma-separated models; default: every Table 1 model.")
+@click.option("--metrics", default="fid,prd", show_default=True, help="Comma-separated: fid, prd.")
+def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, quiet, models,
+           metrics) -> None:
+    """Tables 1 and 2: reconstruction/generation FID and precision/recall of every model, same budget."""
+    from flexae.experiments.tables import TABLE1_MODELS, reproduce_table1
+    settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
+                               data_dir, quiet)
+    chosen = _names(models) if models else TABLE1_MODELS
+    click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
+    click.echo(f"wrote {out / 'table1.md'}, {out / 'table1.json'} and sample grids in {out / 'samples'}")
+
+
+@reproduce.command("table3")
+@_table_options
+def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
+           quiet) -> None:
+    """Table 3: WAE and FlexAE-SR at latent sizes m_b, 2 m_b, 4 m_b (rec./gen. FID)."""
+    from flexae.experiments.tables import reproduce_table3
+    settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
+                               data_dir, quiet)
+    click.echo(reproduce_table3(settings, warn=_warn), nl=False)
+    click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
+
+
+@reproduce.command("table4")
+@_table_options
+@click.option("--model", default="flexae-sr", show_default=True, help="The model whose samples are scored.")
+def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, quiet,
+           model) -> None:
+    """Table 4: pixel / Inception memorization scores (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te)."""
+    from flexae.experiments.tables import reproduce_table4
+    settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
+                               data_dir, quiet)
+    click.echo(reproduce_table4(settings, model, warn=_warn), nl=False)
+    click.echo(f"wrote {out / 'table4.md'} and {out / 'table4.json'}")
+
+
+@cli.command("fit-sampler")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
+@click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
+@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
+    """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
+    from flexae.baselines.samplers import fit_run
+    stats = fit_run(run_dir, steps=steps, fit_points=fit_points, data_dir=data_dir, device=device,
+                    progress=not quiet)
+    click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+    click.echo(f"sampler written to {run_dir / 'sampler.pt'}")
 
 
 # --- using a trained model (flexae.usage) -------------------------------------------------------

@@ -13,6 +13,39 @@ from typing import Any
 
 
 @dataclass
+class BaselineConfig:
+    """Hyper-parameters of the baselines in flexae.baselines; docs/baselines.md compares each with
+    its paper. Weights are relative to L_AE, the per-image *sum* of squared errors."""
+
+    mmd_weight: float = 10.0              # wae-mmd: lambda on the IMQ-kernel MMD (paper: 10 MNIST, 100 CelebA).
+    prior_std: float = 1.0                # wae-mmd: sigma_z of the prior N(0, sigma_z^2 I); IMQ base scale 2 m sigma_z^2.
+    expost_gmm_components: int = 10       # ae-gmm, rae-gmm: components of the ex-post full-covariance GMM.
+    rae_code_weight: float = 1e-4         # rae-gmm: beta on mean_j z_j^2 per pixel of squared error (RAE code; CIFAR 1e-3).
+    rae_decoder_decay: float = 1e-7       # rae-gmm: lambda on the decoder's squared weights, same scale (CIFAR 1e-6).
+    second_stage_width: int = 1024        # 2s-vae: width of the second-stage encoder and decoder MLPs.
+    second_stage_depth: int = 3           # 2s-vae: hidden layers of each second-stage MLP.
+    second_stage_lr: float = 1e-4         # 2s-vae: Adam learning rate of the second stage.
+    vamp_pseudo_inputs: int = 500         # vamp-vae: K, the number of learned pseudo-inputs.
+    vamp_init_mean: float = -0.05         # vamp-vae: pseudo-input pre-activations ~ N(mean, std^2) at init.
+    vamp_init_std: float = 0.01           # vamp-vae: (images: u = sigmoid(a); synthetic data: u = a).
+    iaf_steps: int = 2                    # iaf-vae: IAF transformations after the Gaussian posterior.
+    iaf_hidden: int = 320                 # iaf-vae: hidden units of each step's MADE.
+    vq_codebook_size: int = 512           # vq-vae: K, entries of the codebook.
+    vq_embedding_dim: int = 64            # vq-vae: D; the code is m vectors of size D, each one codebook entry.
+    vq_commitment: float = 0.25           # vq-vae: beta on the commitment loss.
+    vq_prior_width: int = 128             # vq-vae: width of the causal transformer over code indices.
+    vq_prior_layers: int = 2              # vq-vae: its layers (4 attention heads each).
+    vq_prior_lr: float = 3e-4             # vq-vae: Adam learning rate of the code prior.
+    mask_variance_weight: float = 100.0   # mask-aae: weight of the variance penalty on masked-off code dims.
+    mask_rec_weight: float = 1.0          # mask-aae: weight of L_AE in the mask loss.
+    mask_lr: float = 5e-4                 # mask-aae: Adam learning rate of the mask parameters.
+    mask_schedule: int = 0                # mask-aae: schedule interval in steps; 0 = the authors' rule from m.
+    sampler_steps: int = 5000             # Iterations of an ex-post sampler fit (2s-vae stage 2, VQ prior).
+    sampler_batch_size: int = 128         # Minibatch size of that fit.
+    sampler_fit_points: int = 0           # Training images encoded for the ex-post fit; 0 = all of them.
+
+
+@dataclass
 class ModelConfig:
     name: str = "flexae"              # Model family: see flexae.models.MODEL_NAMES.
     latent_dim: int = 50              # m, the dimension of the code z = E(x).
@@ -23,6 +56,11 @@ class ModelConfig:
     decoder_variant: str = "paper"    # Image decoder: "paper" (last conv k4, ELU) or "code" (k3, ReLU).
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.
+
+    def __post_init__(self) -> None:
+        if isinstance(self.baseline, dict):  # read back from JSON or a checkpoint
+            self.baseline = BaselineConfig(**self.baseline)
 
 
 @dataclass

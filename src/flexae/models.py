@@ -15,11 +15,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flexae.baselines import BASELINE_NAMES
 from flexae.config import ModelConfig
 from flexae.errors import UserError
 from flexae.priors import GaussianMixturePrior, LearnedPrior, StandardNormalPrior
 
-MODEL_NAMES = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
+MODEL_NAMES = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae") + BASELINE_NAMES  # baselines: flexae.baselines
 
 
 class AutoEncoder(nn.Module):
@@ -96,6 +97,9 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AutoEncoder:
     """Build the model `cfg.name` for data of shape `data_shape` ((128,) synthetic, (C, H, W) images)."""
     if cfg.name not in MODEL_NAMES:
         raise UserError(f"unknown model {cfg.name!r}; choose from {', '.join(MODEL_NAMES)}")
+    if cfg.name in BASELINE_NAMES:
+        from flexae.baselines.registry import build_baseline  # imported here: it imports this module
+        return build_baseline(cfg, data_shape)
     if cfg.name == "flexae-sr" and len(data_shape) == 1:
         raise UserError("flexae-sr needs image data (its smoothing critic is the convolutional net of "
                         "Table 8); use --model flexae on synthetic data")

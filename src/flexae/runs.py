@@ -48,4 +48,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[A
     except (RuntimeError, ValueError) as exc:  # missing, extra or mis-shaped tensors
         raise UserError(f"{run_dir / CHECKPOINT_NAME}: weights do not fit the model its config describes "
                         f"({first_line(exc)})") from None
+    from flexae.baselines.samplers import load_into
+    load_into(model, run_dir, state["step"])  # a fitted ex-post sampler (sampler.pt), if the model has one
     return model.to(device).eval(), cfg

@@ -153,7 +153,8 @@ class Run:
         save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
 
     def evaluate(self) -> dict[str, float]:
-        if self.data.is_image:
+        from flexae.baselines.samplers import sampler_ready
+        if self.data.is_image or not sampler_ready(self.model):  # ex-post samplers are fitted after training
             return {}
         return synthetic_metrics(self.model, self.data, self.cfg.train.eval_samples)
 
@@ -205,6 +206,18 @@ def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict
     values = {k: float(v) for k, v in logs.items()}
     run.log.write({"step": run.step, "time": round(time.time() - started, 3), **values})
     return values
+
+
+def _fit_expost_sampler(run: Run, progress: bool) -> None:
+    """Models that generate through an ex-post sampler (flexae.baselines.samplers) get it fitted
+    on the final model as a step of its own, saved to sampler.pt (reused if already fitted)."""
+    from flexae.baselines import samplers
+    if samplers.expost_sampler(run.model) is None:
+        return
+    samplers.ensure_fitted(run.model, run.out, run.data.train, run.cfg.model.baseline, run.step,
+                           run.cfg.train.seed, progress, log=run.log.write)
+    if run.previews is not None:  # now with the sample grid the training previews had to leave out
+        run.previews.write(run.model, run.step, run.log.tensorboard)
 
 
 def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None) -> Path:
@@ -277,6 +290,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
         if stop.requested and run.step < tc.steps:
             _stop(run, monitor, stop)
     bar.close()
+    _fit_expost_sampler(run, progress=not bar.disable)
     final = final or run.evaluate()
     atomic_write_text(run.out / "metrics.json", json.dumps({"step": run.step, **final}, indent=2) + "\n")
     if run.log.tensorboard is not None:

@@ -37,14 +37,17 @@ class Previews:
 
     def render(self, model: AutoEncoder) -> dict[str, Tensor]:
         """{"samples": (64, C, H, W), "reconstructions": (64, C, H, W)} in [0, 1], eval mode."""
+        from flexae.baselines.samplers import sampler_ready
         was_training = model.training
         model.eval()
         try:
-            samples = usage.sample(model, GRID_SIDE * GRID_SIDE, self.seed)
+            # Models with an ex-post sampler (flexae.baselines) have no samples until it is fitted.
+            samples = usage.sample(model, GRID_SIDE * GRID_SIDE, self.seed) if sampler_ready(model) else None
             recon = usage.reconstruct(model, self.test)
         finally:
             model.train(was_training)
-        return {"samples": samples, "reconstructions": usage.paired_rows(to_float(self.test), recon, GRID_SIDE)}
+        grids = {"samples": samples} if samples is not None else {}
+        return {**grids, "reconstructions": usage.paired_rows(to_float(self.test), recon, GRID_SIDE)}
 
     def write(self, model: AutoEncoder, step: int, tensorboard: "TensorBoard | None" = None) -> dict[str, Path]:
         """Render and save both grids for `step`; a grid of the same step is replaced (a resumed

@@ -148,6 +148,9 @@ class VAETrainer(Trainer):
 
 
 def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource) -> Trainer:
+    from flexae.baselines.registry import baseline_trainer  # imported here: it imports this module
+    if (trainer := baseline_trainer(model, cfg, batches)) is not None:
+        return trainer
     if isinstance(model, VAE):
         return VAETrainer(model, cfg, batches)
     if isinstance(model, AdversarialAE):

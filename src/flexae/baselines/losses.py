@@ -1,0 +1,101 @@
+"""Loss functions of the baselines, as pure functions of tensors.
+
+Shapes: z, z_prior (B, m) codes; mu, logvar (B, m) Gaussian posterior parameters; x (B, ...) data.
+Every per-sample quantity is *summed* over its dimensions and averaged over the batch, like
+`flexae.losses.reconstruction_loss` (L_AE), so weights are comparable across models.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+# Tolstikhin et al. (2018) sum IMQ kernels over these multiples of the base scale 2 m sigma_z^2.
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def imq_kernel(x: Tensor, y: Tensor, c: float) -> Tensor:
+    """Inverse multiquadratics kernel k(x, y) = C / (C + ||x - y||^2); (N, m), (M, m) -> (N, M)."""
+    return c / (c + torch.cdist(x, y).pow(2))
+
+
+def mmd_imq(z: Tensor, z_prior: Tensor, prior_var: float = 1.0,
+            scales: tuple[float, ...] = IMQ_SCALES) -> Tensor:
+    """Unbiased MMD^2 estimate between codes z (n, m) and prior samples z_prior (n, m) (WAE-MMD).
+
+    Sum over C = s * 2 m prior_var, s in `scales`, of
+    [sum_{i != j} k(z_i, z_j) + sum_{i != j} k(p_i, p_j)] / (n (n - 1)) - 2 sum_{i, j} k(z_i, p_j) / n^2.
+    """
+    n, m = z.shape
+    off_diagonal = 1 - torch.eye(n, device=z.device, dtype=z.dtype)
+    total = z.new_zeros(())
+    for s in scales:
+        c = s * 2.0 * m * prior_var
+        within = (imq_kernel(z, z, c) * off_diagonal).sum() + (imq_kernel(z_prior, z_prior, c) * off_diagonal).sum()
+        total = total + within / (n * (n - 1)) - 2 * imq_kernel(z, z_prior, c).mean()
+    return total
+
+
+def code_l2_penalty(z: Tensor) -> Tensor:
+    """RAE's L_z as in the authors' code: batch mean of mean_j z_j^2 (the paper writes 1/2 ||z||^2)."""
+    return z.pow(2).mean(dim=1).mean()
+
+
+def squared_weight_sum(weights: list[Tensor]) -> Tensor:
+    """RAE's L_REG: sum of squared weights (Keras l2 regulariser, without the 1/2)."""
+    return torch.stack([w.pow(2).sum() for w in weights]).sum()
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, diag exp(logvar)) summed over the last dimension; broadcasts over the rest."""
+    return -(HALF_LOG_TWO_PI + 0.5 * logvar + 0.5 * (z - mu).pow(2) * torch.exp(-logvar)).sum(dim=-1)
+
+
+def standard_normal_log_density(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -(HALF_LOG_TWO_PI + 0.5 * z.pow(2)).sum(dim=-1)
+
+
+def gaussian_nll_learned_scale(target: Tensor, mean: Tensor, log_gamma: Tensor) -> Tensor:
+    """-log N(target; mean, gamma^2 I) per sample, summed over dimensions, averaged over the batch,
+    with one learned standard deviation gamma = exp(log_gamma) (Dai & Wipf's gamma_x, gamma_z)."""
+    sq = (target - mean).pow(2).flatten(1)
+    per_dim = 0.5 * sq * torch.exp(-2 * log_gamma) + log_gamma + HALF_LOG_TWO_PI
+    return per_dim.sum(dim=1).mean()
+
+
+def vamp_log_prior(z: Tensor, mu_k: Tensor, logvar_k: Tensor) -> Tensor:
+    """log p(z) of the VampPrior, p(z) = 1/K sum_k N(z; mu_k, diag exp(logvar_k)).
+
+    z (B, m), mu_k / logvar_k (K, m) -> (B,), by log-sum-exp over the K components.
+    """
+    per_component = gaussian_log_density(z[:, None, :], mu_k[None], logvar_k[None])  # (B, K)
+    return torch.logsumexp(per_component, dim=1) - math.log(mu_k.shape[0])
+
+
+def vq_losses(z_e: Tensor, z_q: Tensor) -> tuple[Tensor, Tensor]:
+    """VQ-VAE's codebook loss ||sg[z_e] - e||^2 and commitment loss ||z_e - sg[e]||^2 (unweighted).
+
+    z_e encoder outputs and z_q their nearest codebook entries, both (B, L, D); summed over L and D,
+    averaged over the batch. The commitment weight beta is applied by the caller.
+    """
+    codebook = (z_e.detach() - z_q).pow(2).flatten(1).sum(dim=1).mean()
+    commitment = (z_e - z_q.detach()).pow(2).flatten(1).sum(dim=1).mean()
+    return codebook, commitment
+
+
+def masked_variance_penalty(z: Tensor, mask: Tensor) -> Tensor:
+    """MaskAAE's variance penalty: per-dimension batch variance of the *unmasked* codes z (B, m),
+    weighted by exp(-10 alpha^2) so that dimensions the mask switches off (alpha ~ 0) are pushed
+    to a constant; summed over dimensions (the authors' code averages them)."""
+    weight = torch.exp(-10 * mask.pow(2))  # (m,): ~1 for masked-off dims, ~5e-5 for alpha = 1
+    return ((z - z.mean(dim=0, keepdim=True)).pow(2).mean(dim=0) * weight).sum()
+
+
+def polarising_penalty(mask: Tensor) -> Tensor:
+    """MaskAAE's sum_j |alpha_j (1 - alpha_j)|: zero only for a binary mask."""
+    return (mask * (1 - mask)).abs().sum()
