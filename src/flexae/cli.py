@@ -48,7 +48,8 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16 (autocast).")
+@click.option("--precision", default="fp32", show_default=True,
+              help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,

@@ -96,7 +96,10 @@ class TrainConfig:
     seed: int = 0                     # Seeds model init, batches and noise.
     data_seed: int = 0                # Seeds the synthetic data set (the map f and the points).
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:1", "mps".
-    precision: str = "fp32"           # "fp32" or "bf16" (autocast).
+    precision: str = "fp32"           # "fp32", "bf16" (CPU/CUDA) or "fp16" (CUDA): the encoder and decoder
+                                      # passes in that precision, critics/prior/losses in fp32
+                                      # (flexae.training.precision; docs/performance.md).
+    channels_last: str = "auto"       # Conv nets in NHWC memory format: "auto" (CPU and CUDA), "on", "off".
     cpu_threads: int = 0              # Torch CPU threads; 0 = auto (1 for the tiny synthetic nets,
                                       # whose 128-wide matmuls only lose from threading; else all).
     log_every: int = 50               # Iterations between JSONL log lines.

@@ -22,7 +22,10 @@ from flexae.data import DATASETS, SYNTHETIC
 from flexae.errors import UserError
 from flexae.models import MODEL_NAMES
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+CHANNELS_LAST = ("auto", "on", "off")
+# fp16 needs a gradient scaler inside the updates: only the trainers of flexae.training.trainers have one.
+FP16_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 FEEDS = ("paper", "code")
 DECODER_VARIANTS = ("paper", "code")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -140,6 +143,9 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("model", m.name, MODEL_NAMES)
     _choice("data set", t.dataset, DATASETS)
     _choice("precision", t.precision, PRECISIONS)
+    _choice("channels_last", t.channels_last, CHANNELS_LAST)
+    if t.precision == "fp16" and m.name not in FP16_MODELS:
+        raise UserError(f"precision fp16 is available for {', '.join(FP16_MODELS)}; use bf16 or fp32 for {m.name}")
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
     if check_device:

@@ -34,6 +34,8 @@ from flexae.training.checkpoint import (CHECKPOINT_NAME, NonFiniteStateError, at
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
 from flexae.training.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, TrainingStopped
+from flexae.training import distributed
+from flexae.training.precision import step_options
 from flexae.training.trainers import Trainer, make_trainer
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
 
@@ -130,8 +132,9 @@ class Run:
         set_cpu_threads(cfg.train.cpu_threads, data.is_image)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model, data.shape).to(device)
-        self.batches = RandomBatches(data.train.to(device), cfg.train.batch_size)
-        self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches)
+        distributed.seed_rank(cfg.train.seed, 0)  # torchrun ranks > 0: their own batches and noise
+        self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
+        self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
         self.step = 0
         self.log = RunLog(out / "log.jsonl")
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
@@ -148,6 +151,7 @@ class Run:
             opt.load_state_dict(state["optimizers"][name])
         self.step = int(state["step"])
         set_rng_state(state["rng"])
+        distributed.seed_rank(self.cfg.train.seed, self.step)  # the checkpoint holds rank 0's stream
 
     def save(self) -> None:
         save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
@@ -160,7 +164,8 @@ class Run:
 
 
 def _write_config(run: Run) -> None:
-    payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device)}
+    payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device),
+               "processes": distributed.world_size()}
     atomic_write_text(run.out / "config.json", json.dumps(payload, indent=2) + "\n")
 
 
@@ -169,12 +174,14 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
     """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one."""
     validate_config(cfg)
     out = Path(out)
-    _prepare_run_dir(out, overwrite)
+    distributed.init_from_environment(cfg.train.device)  # under torchrun: join the process group
+    distributed.on_main(_prepare_run_dir, out, overwrite)
     device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
-    run = Run(cfg, out, device, data)
+    run = Run(cfg, distributed.rank_folder(out), device, data)  # only rank 0 writes into `out`
     _write_config(run)
-    return _loop(run, progress, on_eval)
+    _loop(run, progress and distributed.is_main(), on_eval)
+    return out
 
 
 def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = None,
@@ -189,9 +196,10 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
         cfg.train.device = device
     validate_config(cfg)
     validate_resume_steps(cfg.train.steps, state["step"], out)
+    distributed.init_from_environment(cfg.train.device)  # any number of processes, also not the run's
     torch_device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
-    run = Run(cfg, out, torch_device, data)
+    run = Run(cfg, distributed.rank_folder(out), torch_device, data)  # only rank 0 writes into `out`
     try:
         run.load_state(state)
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # shapes or names do not match
@@ -199,7 +207,8 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
                         f"({first_line(exc)})") from None
     rewind_log(run.log.path, run.step)  # the iterations after the checkpoint are run (and logged) again
     _write_config(run)
-    return _loop(run, progress, None)
+    _loop(run, progress and distributed.is_main(), None)
+    return out
 
 
 def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict[str, float]:

@@ -4,6 +4,10 @@ optimizer, back-propagates and steps, so `AdversarialTrainer.step` reads like Al
 
 Loss values are returned as detached tensors: converting them to floats (a host-device sync) is
 left to the logger, which does it only every `log_every` iterations.
+
+How a step runs (precision, memory format) is set by `StepOptions` (flexae.training.precision)
+and never changes what it computes: auto-encoder passes go through `_ae` (the only place a low
+precision may apply), everything else runs in fp32. docs/performance.md has the measurements.
 """
 
 from __future__ import annotations
@@ -18,13 +22,21 @@ from flexae import losses
 from flexae.config import Adam, OptimConfig
 from flexae.models import VAE, AdversarialAE, AutoEncoder
 from flexae.nets.common import requires_grad
+from flexae.training.distributed import average_gradients
+from flexae.training.precision import MixedPrecision, StepOptions, channels_last_batch, to_channels_last
 
 BatchSource = Callable[[], Tensor]  # returns a fresh real batch (B, ...) on the model's device
 
 
 def make_adam(params, cfg: Adam) -> torch.optim.Adam:
-    # foreach: one multi-tensor kernel per Adam step instead of a Python loop over parameters.
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, foreach=True)
+    """Adam with eps 1e-8. On CPU and CUDA the fused kernel: one pass over parameter, gradient
+    and both moments per tensor (foreach needs ~6 passes; Adam is memory-bound, and the 13 Adam
+    steps of a FlexAE-SR iteration touch ~90M parameters). It also lets a GradScaler skip a step
+    without a host-device sync."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+                            fused=fused, foreach=None if fused else True)
 
 
 @contextmanager
@@ -37,10 +49,18 @@ def frozen(module: nn.Module) -> Iterator[None]:
         requires_grad(module, True)
 
 
-def _update(optimizer: torch.optim.Optimizer, loss: Tensor) -> Tensor:
+def _update(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.GradScaler | None = None) -> Tensor:
+    """Zero, backpropagate, step. In a multi-process run the gradients are averaged over the
+    processes between backward and step (flexae.training.distributed); with an fp16 `scaler`
+    the loss is scaled and a step with non-finite gradients is skipped."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    average_gradients(optimizer)
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach()
 
 
@@ -61,8 +81,15 @@ class AdversarialTrainer(Trainer):
       keeps the comparison with FlexAE at equal networks, optimisers and budget.
     """
 
-    def __init__(self, model: AdversarialAE, cfg: OptimConfig, batches: BatchSource):
-        self.model, self.cfg, self.batches = model, cfg, batches
+    def __init__(self, model: AdversarialAE, cfg: OptimConfig, batches: BatchSource,
+                 options: StepOptions | None = None):
+        options = options or StepOptions()
+        to_channels_last(model, options.channels_last)  # before the optimizers see the parameters
+        self.model, self.cfg = model, cfg
+        self.batches = lambda: channels_last_batch(batches(), options.channels_last)
+        self.amp = MixedPrecision(options)
+        # fp16 only: one scaler per update whose backward runs through fp16 activations.
+        self.scalers = {name: self.amp.grad_scaler() for name in ("ae", "ae_reg", "enc")}
         autoencoder = [*model.encoder.parameters(), *model.decoder.parameters()]
         self.optimizers = {"ae": make_adam(autoencoder, cfg.ae),
                            "critic": make_adam(model.latent_critic.parameters(), cfg.critic),
@@ -75,6 +102,10 @@ class AdversarialTrainer(Trainer):
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self) -> dict[str, Tensor]:
+        with self.amp.full():  # fp32 outside `_ae`, even inside a caller's autocast
+            return self._algorithm1()
+
+    def _algorithm1(self) -> dict[str, Tensor]:
         m, logs = self.model, {}
         logs["loss_ae"] = self.update_ae(self.batches())                      # line 3
         for _ in range(self.cfg.critic_steps):                                # line 4
@@ -91,31 +122,38 @@ class AdversarialTrainer(Trainer):
         logs["loss_enc"] = self.update_enc(feed())                            # line 10
         return logs
 
+    def _ae(self, net: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """An auto-encoder pass (E, D or D(E(.))) in the step's precision; the result in fp32."""
+        with self.amp.low():
+            return net(x).float()
+
     # -- the updates ---------------------------------------------------------------------------
     def update_ae(self, x: Tensor) -> Tensor:
         """Minimise L_AE, update E and D."""
-        return _update(self.optimizers["ae"], losses.reconstruction_loss(self.model.reconstruct(x), x))
+        loss = losses.reconstruction_loss(self._ae(self.model.reconstruct, x), x)
+        return _update(self.optimizers["ae"], loss, self.scalers["ae"])
 
     def update_critic(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Minimise L_Critic, update C_kappa. Codes are "real", prior samples "fake"."""
         with torch.no_grad():
-            z, z_hat = self.model.encode(x), self.model.sample_latent(x.shape[0])
+            z, z_hat = self._ae(self.model.encode, x), self.model.sample_latent(x.shape[0])
         loss, w = losses.wasserstein_critic_loss(self.model.latent_critic, z, z_hat, self.cfg.gp_weight)
         return _update(self.optimizers["critic"], loss), w
 
     def update_reg(self, x: Tensor, x_k: Tensor) -> Tensor:
         """Minimise L_Reg, update C_zeta: real images vs decoded interpolations of two batches' codes."""
         with torch.no_grad():
-            x_inp = self.model.decode(losses.interpolate(self.model.encode(x), self.model.encode(x_k)))
+            z_inp = losses.interpolate(self._ae(self.model.encode, x), self._ae(self.model.encode, x_k))
+            x_inp = self._ae(self.model.decode, z_inp)
         loss, _ = losses.wasserstein_critic_loss(self.model.smoothing_critic, x, x_inp, self.cfg.gp_weight)
         return _update(self.optimizers["reg"], loss)
 
     def update_ae_reg(self, x_j: Tensor, x_k: Tensor) -> Tensor:
         """Minimise L_AE_Reg, update E and D so decoded interpolations look real to C_zeta."""
-        z_inp = losses.interpolate(self.model.encode(x_j), self.model.encode(x_k))
+        z_inp = losses.interpolate(self._ae(self.model.encode, x_j), self._ae(self.model.encode, x_k))
         with frozen(self.model.smoothing_critic):
-            loss = losses.generator_loss(self.model.smoothing_critic, self.model.decode(z_inp))
-        return _update(self.optimizers["ae_reg"], loss)
+            loss = losses.generator_loss(self.model.smoothing_critic, self._ae(self.model.decode, z_inp))
+        return _update(self.optimizers["ae_reg"], loss, self.scalers["ae_reg"])
 
     def update_gen(self, n: int) -> Tensor:
         """Minimise L_Gen, update G_psi: prior samples move toward the encoder codes."""
@@ -126,33 +164,45 @@ class AdversarialTrainer(Trainer):
     def update_enc(self, x: Tensor) -> Tensor:
         """Minimise L_Enc, update E: encoder codes move toward the prior (tiny learning rate)."""
         with frozen(self.model.latent_critic):
-            loss = losses.encoder_pull_loss(self.model.latent_critic, self.model.encode(x))
-        return _update(self.optimizers["enc"], loss)
+            loss = losses.encoder_pull_loss(self.model.latent_critic, self._ae(self.model.encode, x))
+        return _update(self.optimizers["enc"], loss, self.scalers["enc"])
 
 
 class VAETrainer(Trainer):
     """One update per iteration: reconstruction (the same summed squared error as L_AE) + KL."""
 
-    def __init__(self, model: VAE, cfg: OptimConfig, batches: BatchSource):
-        self.model, self.cfg, self.batches = model, cfg, batches
+    def __init__(self, model: VAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        options = options or StepOptions()
+        to_channels_last(model, options.channels_last)
+        self.model, self.cfg = model, cfg
+        self.batches = lambda: channels_last_batch(batches(), options.channels_last)
+        self.amp = MixedPrecision(options)
+        self.scaler = self.amp.grad_scaler()
         self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
 
     def step(self) -> dict[str, Tensor]:
-        x = self.batches()
-        mu, logvar = self.model.posterior(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        rec = losses.reconstruction_loss(self.model.decode(z), x)
-        kl = losses.kl_standard_normal(mu, logvar)
-        _update(self.optimizers["ae"], rec + kl)
+        with self.amp.full():  # networks in the step's precision, the losses in fp32
+            x = self.batches()
+            with self.amp.low():
+                mu, logvar = (t.float() for t in self.model.posterior(x))
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            with self.amp.low():
+                x_rec = self.model.decode(z).float()
+            rec = losses.reconstruction_loss(x_rec, x)
+            kl = losses.kl_standard_normal(mu, logvar)
+            _update(self.optimizers["ae"], rec + kl, self.scaler)
         return {"loss_ae": rec.detach(), "loss_kl": kl.detach()}
 
 
-def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource) -> Trainer:
+def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource,
+                 options: StepOptions | None = None) -> Trainer:
+    """The trainer of `model`; `options` (precision, memory format) apply to the trainers of this
+    module, baselines (flexae.baselines) run as the training loop's autocast sets them."""
     from flexae.baselines.registry import baseline_trainer  # imported here: it imports this module
     if (trainer := baseline_trainer(model, cfg, batches)) is not None:
         return trainer
     if isinstance(model, VAE):
-        return VAETrainer(model, cfg, batches)
+        return VAETrainer(model, cfg, batches, options)
     if isinstance(model, AdversarialAE):
-        return AdversarialTrainer(model, cfg, batches)
+        return AdversarialTrainer(model, cfg, batches, options)
     raise TypeError(f"no trainer for {type(model).__name__}")
