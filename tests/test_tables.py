@@ -88,6 +88,12 @@ def test_run_configs_follow_the_paper_per_data_set(tmp_path):
     assert (cifar.model.baseline.rae_code_weight, cifar.model.baseline.rae_decoder_decay) == (1e-3, 1e-6)
     assert tables.run_config("wae-mmd", TableSettings(dataset="celeba", steps=1, out=tmp_path)).model.baseline.mmd_weight == 100
     assert tables.run_config("wae", s, latent_dim=128).model.latent_dim == 128
+    tuned = TableSettings(dataset="cifar10", steps=1, out=tmp_path,
+                          overrides=("model.bn_momentum=0.1", "model.baseline.rae_code_weight=0.5"))
+    cfg = tables.run_config("rae-gmm", tuned)
+    assert cfg.model.bn_momentum == 0.1 and cfg.model.baseline.rae_code_weight == 0.5  # --set wins
+    with pytest.raises(UserError):
+        tables.run_config("vae", TableSettings(dataset="mnist", steps=1, out=tmp_path, overrides=("model.nope=1",)))
 
 
 def test_bad_settings_are_user_errors_and_small_n_warns(tmp_path):

@@ -135,6 +135,8 @@ def fig3(out, seeds, steps, device, quiet) -> None:
 def _table_options(f):
     """Options shared by `reproduce table1/table3/table4`."""
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+    f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config field of every run, e.g. --set model.bn_momentum=0.1.")(f)
     f = click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")(f)
     f = click.option("--device", default="auto", show_default=True)(f)
     f = click.option("--seed", type=int, default=0, show_default=True, help="Training and evaluation seed.")(f)
@@ -153,11 +155,11 @@ def _table_options(f):
 
 
 def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-                    quiet):
+                    overrides, quiet):
     from flexae.experiments.tables import TableSettings
     return TableSettings(dataset=dataset, steps=steps, out=out, eval_n=eval_n, seed=seed, device=device,
                          data_dir=data_dir, sampler_steps=sampler_steps, sampler_fit_points=sampler_fit_points,
-                         progress=not quiet)
+                         overrides=tuple(overrides), progress=not quiet)
 
 
 def _warn(message: str) -> None:
@@ -172,12 +174,12 @@ def _names(text: str) -> tuple[str, ...]:
 @_table_options
 @click.option("--models", default=None, help="Comma-separated models; default: every Table 1 model.")
 @click.option("--metrics", default="fid,prd", show_default=True, help="Comma-separated: fid, prd.")
-def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, quiet, models,
-           metrics) -> None:
+def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides, quiet,
+           models, metrics) -> None:
     """Tables 1 and 2: reconstruction/generation FID and precision/recall of every model, same budget."""
     from flexae.experiments.tables import TABLE1_MODELS, reproduce_table1
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, quiet)
+                               data_dir, overrides, quiet)
     chosen = _names(models) if models else TABLE1_MODELS
     click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table1.md'}, {out / 'table1.json'} and sample grids in {out / 'samples'}")
@@ -186,11 +188,11 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @reproduce.command("table3")
 @_table_options
 def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-           quiet) -> None:
+           overrides, quiet) -> None:
     """Table 3: WAE and FlexAE-SR at latent sizes m_b, 2 m_b, 4 m_b (rec./gen. FID)."""
     from flexae.experiments.tables import reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, quiet)
+                               data_dir, overrides, quiet)
     click.echo(reproduce_table3(settings, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
 
@@ -198,12 +200,12 @@ def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @reproduce.command("table4")
 @_table_options
 @click.option("--model", default="flexae-sr", show_default=True, help="The model whose samples are scored.")
-def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, quiet,
-           model) -> None:
+def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides,
+           quiet, model) -> None:
     """Table 4: pixel / Inception memorization scores (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te)."""
     from flexae.experiments.tables import reproduce_table4
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, quiet)
+                               data_dir, overrides, quiet)
     click.echo(reproduce_table4(settings, model, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table4.md'} and {out / 'table4.json'}")
 

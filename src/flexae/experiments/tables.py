@@ -104,6 +104,7 @@ class TableSettings:
     data_dir: str | None = None       # image data folder (or $FLEXAE_DATA_DIR)
     sampler_steps: int | None = None  # ex-post sampler iterations (2s-vae, vq-vae); None: the default
     sampler_fit_points: int | None = None  # training images encoded for the ex-post fits; None: all
+    overrides: tuple[str, ...] = ()   # `section.field=value` applied to every run's config (CLI --set)
     progress: bool = True             # progress bars
 
 
@@ -123,7 +124,7 @@ def dataset_settings(cfg: RunConfig) -> RunConfig:
 
 def run_config(model: str, settings: TableSettings, latent_dim: int | None = None) -> RunConfig:
     """The config of one table run: the paper's m for the data set unless given, everything else
-    default (Algorithm 1 optimisers, batch 128), checkpoints four times per run."""
+    default (Algorithm 1 optimisers, batch 128) unless overridden, checkpoints four times per run."""
     steps = settings.steps
     cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[settings.dataset]),
                     train=TrainConfig(dataset=settings.dataset, steps=steps, seed=settings.seed,
@@ -133,7 +134,11 @@ def run_config(model: str, settings: TableSettings, latent_dim: int | None = Non
         cfg.model.baseline.sampler_steps = settings.sampler_steps
     if settings.sampler_fit_points is not None:
         cfg.model.baseline.sampler_fit_points = settings.sampler_fit_points
-    return dataset_settings(cfg)
+    cfg = dataset_settings(cfg)
+    from flexae.validation import apply_override
+    for item in settings.overrides:  # last, so they win over the data-set defaults
+        apply_override(cfg, item)
+    return cfg
 
 
 def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
