@@ -234,7 +234,8 @@ class IAFVAE(VAE):
     Loss L_AE + log q(z_T|x) - log N(z_T; 0, I) (one sample). `encode` runs the flow from eps = 0.
 
     Hyper-parameters: T = `iaf_steps` = 2, MADE with one hidden layer of `iaf_hidden` = 320 ELU units
-    (the paper's MNIST setting "depth 2, width 320"), context h of size m, forget-gate bias +1.
+    (the paper's MNIST setting "depth 2, width 320", as we read it; not checked against code),
+    context h of size m, forget-gate bias +1.
     Differences: Table 7 networks instead of the paper's ResNet VAE; one hidden layer per MADE
     (the layer count is not stated for that setting); Gaussian decoder (L_AE); Adam lr 2e-4 /
     batch 128 instead of Adamax lr 2e-3 with Polyak averaging; m = 20 / 64 instead of 32.
