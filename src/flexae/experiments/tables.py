@@ -207,10 +207,11 @@ class Evaluator:
         write_sample_grid(model, grid, s.seed)
         if stored.get("key") == key:
             return stored["results"]
-        gen = torch.Generator(device=next(model.parameters()).device).manual_seed(s.seed)
+        device = next(model.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(s.seed)
         started = time.time()
-        results = evaluate_generator(lambda k: model.generate(k, gen), model.reconstruct, self.test,
-                                     self.train, n=s.eval_n, metrics=self.metrics,
+        results = evaluate_generator(lambda k: model.generate(k, gen), lambda x: model.reconstruct(x.to(device)),
+                                     self.test, self.train, n=s.eval_n, metrics=self.metrics,
                                      extractor=self.extractor(), device=_eval_device(s.device), seed=s.seed)
         results["seconds"] = round(time.time() - started, 1)
         cache.parent.mkdir(parents=True, exist_ok=True)
