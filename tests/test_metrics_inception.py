@@ -108,6 +108,21 @@ def test_cache_hit_reads_the_file_instead_of_recomputing(extractor, mnist):
     assert other.cache_path(mnist) != path
 
 
+def test_cache_is_chunked_so_an_interrupted_extraction_resumes(extractor, mnist, tmp_path):
+    chunked = InceptionExtractor(extractor.network, extractor.weights_id, extractor.device,
+                                 cache_dir=tmp_path, progress=False, cache_chunk=2)
+    full = chunked(mnist)                                        # chunks [0, 1] and [2]
+    first, last = chunked.cache_path(mnist[:2]), chunked.cache_path(mnist[2:])
+    assert first.is_file() and last.is_file()
+    # As if interrupted after the first chunk: the first is read back, only the last is recomputed.
+    np.save(first, np.full((2, 2048), 7.0, dtype=np.float32))
+    last.unlink()
+    resumed = chunked(mnist)
+    assert torch.all(resumed[:2] == 7.0)
+    torch.testing.assert_close(resumed[2], full[2], atol=1e-5, rtol=1e-5)
+    assert last.is_file()
+
+
 def test_pytorch_fid_state_dict_file_loads_into_the_same_network(script, mnist, tmp_path):
     # A file laid out like pytorch-fid's: torchvision names, a 1008-way fc, no BatchNorm counters.
     state = {k: v for k, v in fid_inception_from_torchscript(script).state_dict().items()

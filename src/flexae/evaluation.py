@@ -50,7 +50,7 @@ def evaluate_generator(generate: Callable[[int], torch.Tensor] | None,
     """Run the paper protocol; returns a JSON-ready dict (see :func:`results_markdown`).
 
     generate(k) -> k new images (k, C, H, W) in [0, 1]; reconstruct(x) -> reconstructions of a test
-    batch x (b, C, H, W). Either may be None to skip the metrics needing it. test_images (>= n, C, H, W)
+    batch x (b, C, H, W), given on the CPU (move it to the model's device). Either may be None to skip the metrics needing it. test_images (>= n, C, H, W)
     and train_images (>= 2n, C, H, W, needed for PMS/IMS) are float in [0, 1]. Model calls are made in
     batches of ``batch_size`` and run under torch.no_grad(); outputs are clamped to [0, 1].
     ``seed`` picks the two training subsets of Table 4 and seeds PRD's k-means.

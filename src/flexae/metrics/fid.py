@@ -45,12 +45,17 @@ def fid_from_features(generated: ArrayLike, real: ArrayLike) -> float:
     (a warning says so); the paper protocol uses 10k >= 2048.
     """
     gen, ref = check_feature_pair(generated, real)
-    smallest = min(len(gen), len(ref))
-    if smallest < gen.shape[1]:
-        warnings.warn(f"FID from {smallest} samples of {gen.shape[1]}-d features: covariance is rank "
-                      "deficient; use at least as many samples as dimensions (2048 for Inception)",
-                      stacklevel=2)
-    return frechet_distance_from_samples(gen, ref)
+    smallest, dim = min(len(gen), len(ref)), gen.shape[1]
+    if smallest >= dim:
+        return frechet_distance_from_samples(gen, ref)
+    warnings.warn(f"FID from {smallest} samples of {dim}-d features: covariance is rank deficient, "
+                  "the value is biased and the matrix square root slow; use at least as many samples "
+                  f"as dimensions ({dim})", stacklevel=2)
+    try:
+        return frechet_distance_from_samples(gen, ref)
+    except ValueError as exc:  # sqrtm of a singular product can come out complex
+        raise UserError(f"FID failed with {smallest} samples of {dim}-d features ({exc}); "
+                        f"use at least {dim} images per set") from exc
 
 
 def fid(generated_images: torch.Tensor, real_images: torch.Tensor, extractor: InceptionExtractor,

@@ -409,7 +409,8 @@ class InceptionExtractor:
     """Batched, cached pool3 features. Call it on images (N, C, H, W) to get features (N, 2048).
 
     ``cache_dir`` None disables the disk cache. Features are cached under
-    ``<cache_dir>/inception/<sha256>.npy``, keyed by the images' content and :attr:`settings`.
+    ``<cache_dir>/inception/<sha256>.npy`` per chunk of ``cache_chunk`` images, keyed by the chunk's
+    content and :attr:`settings`.
     """
 
     network: nn.Module
@@ -421,12 +422,13 @@ class InceptionExtractor:
     fold_bn: bool = True           # fold BatchNorm into the convolutions: same function, faster
     cache_dir: Path | None = None  # disk cache for features; None disables it
     progress: bool = True          # tqdm bar on stderr
+    cache_chunk: int = 1000        # images per cache file: an interrupted extraction resumes per chunk
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
             raise UserError(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.batch_size < 1:
-            raise UserError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.batch_size < 1 or self.cache_chunk < 1:
+            raise UserError(f"batch size and cache chunk must be >= 1, got {self.batch_size}, {self.cache_chunk}")
         runner = fold_batchnorm(self.network) if self.fold_bn else self.network
         self._runner = runner.to(self.device, memory_format=self._memory_format)
 
@@ -442,34 +444,57 @@ class InceptionExtractor:
     def __call__(self, images: torch.Tensor | np.ndarray, cache: bool = True) -> torch.Tensor:
         """Features (N, 2048) float32 on CPU of images (N, C, H, W) in [0, 1] (or uint8).
 
-        ``cache`` False skips the disk cache (use it for one-off sets such as fresh samples).
+        With the cache on, images are handled in chunks of ``cache_chunk``, each cached in its own file:
+        an interrupted extraction resumes where it stopped. ``cache`` False skips the disk cache
+        (use it for one-off sets such as fresh samples).
         """
         images = as_unit_float(images)
-        path = self.cache_path(images) if cache else None
-        if path is not None and path.is_file():
-            return torch.from_numpy(np.load(path))
-        features = self.compute(images)
-        if path is not None:
-            save_features(path, features)
-        return features
+        if not cache or self.cache_dir is None:
+            return self.compute(images)
+        parts = []
+        with self._bar(len(images)) as bar:
+            for start in range(0, len(images), self.cache_chunk):
+                chunk = images[start:start + self.cache_chunk]
+                path = self.cache_path(chunk)
+                if path.is_file():
+                    parts.append(torch.from_numpy(np.load(path)))
+                    bar.update(len(chunk))
+                else:
+                    parts.append(self._compute(chunk, bar))
+                    save_features(path, parts[-1])
+        return torch.cat(parts)
 
-    def cache_path(self, images: torch.Tensor) -> Path | None:
-        """Cache file for these images (N, C, H, W) float in [0, 1]; None when caching is off."""
+    def cache_path(self, images: torch.Tensor) -> Path:
+        """Cache file for images (n, C, H, W) float in [0, 1] (one chunk of at most ``cache_chunk``)."""
         if self.cache_dir is None:
-            return None
+            raise ValueError("this extractor has no cache directory")
         return Path(self.cache_dir) / "inception" / f"{content_key(images, self.settings)}.npy"
 
-    @torch.inference_mode()
+    def store(self, images: torch.Tensor, features: torch.Tensor) -> None:
+        """Write features (N, 2048) of images (N, C, H, W) computed elsewhere into the cache."""
+        images = as_unit_float(images)
+        for start in range(0, len(images), self.cache_chunk):
+            stop = start + self.cache_chunk
+            save_features(self.cache_path(images[start:stop]), features[start:stop])
+
     def compute(self, images: torch.Tensor) -> torch.Tensor:
         """Features (N, 2048) of images (N, C, H, W) float in [0, 1], bypassing the cache."""
+        with self._bar(len(images)) as bar:
+            return self._compute(as_unit_float(images), bar)
+
+    def _bar(self, total: int) -> tqdm:
+        return tqdm(total=total, desc="Inception features", unit="img", disable=not self.progress)
+
+    @torch.inference_mode()
+    def _compute(self, images: torch.Tensor, bar: tqdm) -> torch.Tensor:
         out = torch.empty(len(images), FEATURE_DIM, dtype=torch.float32)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
-        starts = range(0, len(images), self.batch_size)
         with autocast:
-            for start in tqdm(starts, desc="Inception features", unit="batch", disable=not self.progress):
+            for start in range(0, len(images), self.batch_size):
                 batch = preprocess(images[start:start + self.batch_size].to(self.device))
                 features = self._runner(batch.contiguous(memory_format=self._memory_format))
                 out[start:start + len(batch)] = features.float().cpu()
+                bar.update(len(batch))
         return out
 
 
