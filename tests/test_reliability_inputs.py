@@ -150,7 +150,7 @@ def test_seed_makes_cpu_runs_bit_identical_and_the_folder_records_everything(tmp
     assert config["versions"] == {"flexae": flexae.__version__, "torch": str(torch.__version__),
                                   "python": platform.python_version()}
     checkpoint = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
-    recorded = {k: v for k, v in config.items() if k not in ("versions", "device")}
+    recorded = {k: v for k, v in config.items() if k not in ("versions", "device", "processes")}
     assert recorded == checkpoint["config"]  # the full resolved config, also inside the checkpoint
     assert RunConfig.from_dict(recorded).to_dict() == recorded
     assert recorded["train"]["seed"] == 5 and recorded["model"]["latent_dim"] == 4
