@@ -129,10 +129,14 @@ def test_emulated_bf16_rounds_where_autocast_would():
 
 
 def test_fp16_needs_cuda_and_an_own_trainer():
-    cfg = RunConfig(ModelConfig(name="flexae"), train=TrainConfig(precision="fp16"))
-    validate_config(cfg)
+    cfg = RunConfig(ModelConfig(name="flexae"), train=TrainConfig(precision="fp16", device="cpu"))
+    validate_config(cfg, check_device=False)  # a valid config, e.g. read back on another machine
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        validate_config(cfg)                  # but not for training on this CPU
     with pytest.raises(UserError, match="needs a CUDA device"):
         step_options(cfg.train, torch.device("cpu"))
+    with pytest.raises(UserError, match="fp16 is available for"):
+        validate_config(RunConfig(ModelConfig(name="wae-mmd"), train=TrainConfig(precision="fp16")), check_device=False)
     with pytest.raises(UserError, match="channels_last"):
         validate_config(RunConfig(train=TrainConfig(channels_last="sometimes")))
 
@@ -152,3 +156,17 @@ def test_bench_command_prints_one_json_object():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["ms_per_iter"] > 0 and "profile_ms" in result and result["model"] == "flexae"
+
+
+def test_fp16_gradient_scaler_path():
+    """The fp16 path (CUDA in use; CPU autocast has fp16 too, so it runs here): scaled updates
+    skip steps with overflowing gradients and lower their scale, the others train as usual."""
+    model, trainer = _image_trainer(StepOptions(precision="fp16"))
+    before = {name: [p.detach().clone() for p in getattr(model, name).parameters()]
+              for name in ("encoder", "latent_critic", "smoothing_critic")}
+    for _ in range(3):
+        logs = trainer.step()
+    assert all(torch.isfinite(v) for v in logs.values())
+    assert all(s is not None and s.get_scale() <= 65536.0 for s in trainer.scalers.values())
+    for name, params in before.items():
+        assert any(not torch.equal(a, b) for a, b in zip(params, getattr(model, name).parameters())), name

@@ -150,6 +150,10 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
     if check_device:
         validate_device(t.device)
+        if t.precision == "fp16":  # before the run folder is created; step_options checks again
+            from flexae.training.precision import step_options
+            from flexae.training.loop import resolve_device
+            step_options(t, resolve_device(t.device))
     elif not isinstance(t.device, str) or not DEVICE_PATTERN.fullmatch(t.device):
         raise UserError(f"unknown device {t.device!r}; use auto, cpu, cuda, cuda:N or mps")
     for name in ("latent_dim", "gmm_components"):
