@@ -250,6 +250,21 @@ def test_sampler_file_loads_with_weights_only(tmp_path):
     assert all(isinstance(v, torch.Tensor) for v in state["sampler"].values())
 
 
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", "dict-without-keys", "wrong-sampler"])
+def test_damaged_sampler_file_is_a_one_line_user_error(tmp_path, content):
+    model = fitted("ae-gmm", (128,), torch.randn(50, 128))
+    path = samplers.save(tmp_path, model, step=3, stats={})
+    if content == "dict-without-keys":
+        torch.save({"sampler": {}}, path)
+    elif content == "wrong-sampler":  # right step and weights, but another model's sampler state
+        torch.save({**torch.load(path, weights_only=True), "sampler": {"means": torch.zeros(2)}}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match="sampler") as info:
+        samplers.load_into(model, tmp_path, step=3)
+    assert "sampler.pt" in str(info.value) and "\n" not in str(info.value)
+
 # --- samplers ----------------------------------------------------------------------------------
 
 def test_gmm_sampler_moments():

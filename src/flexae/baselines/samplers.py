@@ -329,6 +329,25 @@ def save(run_dir: Path, model: nn.Module, step: int, stats: dict[str, float]) ->
     return path
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _read_sampler_file(path: Path) -> dict[str, Any]:
+    """RUN_DIR/sampler.pt as {"step": int, "fingerprint": float, "sampler": dict}, or a UserError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged file or refused unpickling
+        raise UserError(f"cannot load ex-post sampler {path}: {_first_line(exc)}") from None
+    try:
+        return {"step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
+                "sampler": dict(state["sampler"])}
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise UserError(f"{path} is not an ex-post sampler file (expected step, fingerprint and sampler); "
+                        f"run `flexae fit-sampler {path.parent}` to write it again") from None
+
+
 def load_into(model: nn.Module, run_dir: Path, step: int | None = None) -> bool:
     """Load RUN_DIR/sampler.pt into the model's sampler if there is one; returns True if loaded.
 
@@ -339,16 +358,17 @@ def load_into(model: nn.Module, run_dir: Path, step: int | None = None) -> bool:
     path = Path(run_dir) / SAMPLER_NAME
     if sampler is None or not path.is_file():
         return False
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged file or refused unpickling
-        raise UserError(f"cannot load ex-post sampler {path}: {str(exc).splitlines()[0]}") from None
-    stale = step is not None and int(state["step"]) != int(step)
-    if stale or not math.isclose(float(state["fingerprint"]), first_stage_fingerprint(model), rel_tol=1e-6):
+    state = _read_sampler_file(path)
+    stale = step is not None and state["step"] != int(step)
+    if stale or not math.isclose(state["fingerprint"], first_stage_fingerprint(model), rel_tol=1e-6):
         warnings.warn(f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
                       f"not loaded: run `flexae fit-sampler {run_dir}` again", stacklevel=2)
         return False
-    sampler.load_state_dict(state["sampler"])
+    try:
+        sampler.load_state_dict(state["sampler"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:  # another model's or a garbled sampler
+        raise UserError(f"{path} does not fit this model's sampler ({_first_line(exc)}); "
+                        f"run `flexae fit-sampler {run_dir}` again") from None
     return True
 
 
