@@ -12,8 +12,8 @@ also reports how far its features, and the FID between the two halves of its ima
 fp32 on the same images (meaningful from a few thousand images on).
 
 --fid computes FID(10k MNIST test, first 10k MNIST train) and FID(MNIST test, Fashion-MNIST test)
-with --n images per set, and on the first --fid-at images on the way. MNIST files are read from $FLEXAE_SHARED_DATA or ../shared/data next to
-the repository. These features go through the feature cache ($FLEXAE_CACHE_DIR, default
+with --n images per set, and on the first --fid-at images on the way. The MNIST and Fashion-MNIST
+files are found as everywhere in flexae: --data-dir, else $FLEXAE_DATA_DIR, else ./data. These features go through the feature cache ($FLEXAE_CACHE_DIR, default
 ~/.cache/flexae) in chunks, so an interrupted run resumes where it stopped; the timings never
 read the cache (the main timing's features are stored into it).
 """
@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -36,14 +35,9 @@ from flexae.data.images import load_images, to_float
 CHUNK = 1000  # matches the extractor's default cache chunk, so chunks are shared with other runs
 
 
-def shared_data_dir() -> Path:
-    env = os.environ.get("FLEXAE_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def mnist(dataset: str, split: str, n: int) -> torch.Tensor:
+def mnist(dataset: str, split: str, n: int, data_dir: str | None) -> torch.Tensor:
     """First n images of a split as float (n, 1, 28, 28) in [0, 1]."""
-    return to_float(load_images(dataset, split, data_dir=shared_data_dir()).images[:n])
+    return to_float(load_images(dataset, split, data_dir=data_dir).images[:n])
 
 
 def throughput(run, images: torch.Tensor) -> dict[str, float]:
@@ -123,12 +117,13 @@ def main() -> None:
     parser.add_argument("--fid", action="store_true", help="FID test vs train and MNIST vs Fashion-MNIST")
     parser.add_argument("--fid-at", default="3000,5000", help="also report FIDs on the first m images (comma list)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-dir", default=None, help="image data folder (else $FLEXAE_DATA_DIR, else ./data)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     extractor = load_extractor(device=args.device, batch_size=args.batch_size)
-    test = mnist("mnist", "test", max(args.n, args.time_n))
+    test = mnist("mnist", "test", max(args.n, args.time_n), args.data_dir)
     result: dict = {"device": str(extractor.device), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "batch_size": args.batch_size,
                     "load_average_at_start": os.getloadavg()}
@@ -151,8 +146,8 @@ def main() -> None:
         print(json.dumps(result), file=sys.stderr, flush=True)
 
     if args.fid:
-        sets = {"test": test[:args.n], "train": mnist("mnist", "train", args.n),
-                "fashion": mnist("fashion-mnist", "test", args.n)}
+        sets = {"test": test[:args.n], "train": mnist("mnist", "train", args.n, args.data_dir),
+                "fashion": mnist("fashion-mnist", "test", args.n, args.data_dir)}
         at = sorted({int(m) for m in args.fid_at.split(",") if m} | {args.n})
         result["fid"] = reference_fids(extractor, sets, [m for m in at if m <= args.n])
     print(json.dumps(result))
