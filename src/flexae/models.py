@@ -73,9 +73,13 @@ class VAE(AutoEncoder):
         return self.posterior(x)[0]
 
     def posterior_sample(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        mu, logvar = self.posterior(x)
-        noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        return mu + noise * (0.5 * logvar).exp()
+        return reparameterise(*self.posterior(x), generator)
+
+
+def reparameterise(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """z = mu + eps * exp(logvar / 2), eps ~ N(0, I): a differentiable draw from N(mu, diag(exp(logvar)))."""
+    noise = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+    return mu + noise * (0.5 * logvar).exp()
 
 
 def _networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -> dict[str, nn.Module]:

@@ -18,13 +18,9 @@ from flexae.baselines import losses as bl
 from flexae.baselines.common import encoder_decoder, frozen_batchnorm_stats
 from flexae.baselines.samplers import SecondStageVAE
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig
-from flexae.models import VAE
+from flexae.models import VAE, reparameterise
 from flexae.priors import StandardNormalPrior
 from flexae.training.trainers import BatchSource, Trainer, _update, make_adam
-
-
-def _reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
-    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,7 +67,7 @@ class TwoStageTrainer(Trainer):
     def step(self) -> dict[str, Tensor]:
         x = self.batches()
         mu, logvar = self.model.posterior(x)
-        x_rec = self.model.decode(_reparameterise(mu, logvar))
+        x_rec = self.model.decode(reparameterise(mu, logvar))
         nll = bl.gaussian_nll_learned_scale(x, x_rec, self.model.log_gamma_x)
         kl = losses.kl_standard_normal(mu, logvar)
         _update(self.optimizers["ae"], nll + kl)
@@ -164,7 +160,7 @@ class VampTrainer(Trainer):
     def step(self) -> dict[str, Tensor]:
         x = self.batches()
         mu, logvar = self.model.posterior(x)
-        z = _reparameterise(mu, logvar)
+        z = reparameterise(mu, logvar)
         rec = losses.reconstruction_loss(self.model.decode(z), x)
         kl = (bl.gaussian_log_density(z, mu, logvar) - self.model.prior.log_prob(z)).mean()
         _update(self.optimizers["ae"], rec + kl)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from flexae import losses
 from flexae.config import Adam, OptimConfig
-from flexae.models import VAE, AdversarialAE, AutoEncoder
+from flexae.models import VAE, AdversarialAE, AutoEncoder, reparameterise
 from flexae.nets.common import requires_grad
 from flexae.training.distributed import average_gradients
 from flexae.training.precision import MixedPrecision, StepOptions, channels_last_batch, to_channels_last
@@ -72,6 +72,13 @@ class Trainer:
     def step(self) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def _set_step_options(self, model: nn.Module, batches: BatchSource, options: StepOptions | None) -> None:
+        """Memory format and precision of the step; before the optimizers see the parameters."""
+        options = options or StepOptions()
+        to_channels_last(model, options.channels_last)
+        self.batches = lambda: channels_last_batch(batches(), options.channels_last)
+        self.amp = MixedPrecision(options)
+
 
 class AdversarialTrainer(Trainer):
     """Algorithm 1 of the paper for FlexAE-SR, and its sub-cases:
@@ -83,11 +90,8 @@ class AdversarialTrainer(Trainer):
 
     def __init__(self, model: AdversarialAE, cfg: OptimConfig, batches: BatchSource,
                  options: StepOptions | None = None):
-        options = options or StepOptions()
-        to_channels_last(model, options.channels_last)  # before the optimizers see the parameters
+        self._set_step_options(model, batches, options)
         self.model, self.cfg = model, cfg
-        self.batches = lambda: channels_last_batch(batches(), options.channels_last)
-        self.amp = MixedPrecision(options)
         # fp16 only: one scaler per update whose backward runs through fp16 activations.
         self.scalers = {name: self.amp.grad_scaler() for name in ("ae", "ae_reg", "enc")}
         autoencoder = [*model.encoder.parameters(), *model.decoder.parameters()]
@@ -172,11 +176,8 @@ class VAETrainer(Trainer):
     """One update per iteration: reconstruction (the same summed squared error as L_AE) + KL."""
 
     def __init__(self, model: VAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
-        options = options or StepOptions()
-        to_channels_last(model, options.channels_last)
+        self._set_step_options(model, batches, options)
         self.model, self.cfg = model, cfg
-        self.batches = lambda: channels_last_batch(batches(), options.channels_last)
-        self.amp = MixedPrecision(options)
         self.scaler = self.amp.grad_scaler()
         self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
 
@@ -185,7 +186,7 @@ class VAETrainer(Trainer):
             x = self.batches()
             with self.amp.low():
                 mu, logvar = (t.float() for t in self.model.posterior(x))
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            z = reparameterise(mu, logvar)
             with self.amp.low():
                 x_rec = self.model.decode(z).float()
             rec = losses.reconstruction_loss(x_rec, x)
