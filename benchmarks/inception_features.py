@@ -30,14 +30,15 @@ import torch
 
 from flexae.metrics.fid import fid_from_features
 from flexae.metrics.inception import InceptionExtractor, load_extractor, preprocess, torchscript_weights_path
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 
 CHUNK = 1000  # matches the extractor's default cache chunk, so chunks are shared with other runs
 
 
 def mnist(dataset: str, split: str, n: int, data_dir: str | None) -> torch.Tensor:
     """First n images of a split as float (n, 1, 28, 28) in [0, 1]."""
-    return to_float(load_images(dataset, split, data_dir=data_dir).images[:n])
+    return as_float(load_images(dataset, split, data_dir=data_dir).images[:n])
 
 
 def throughput(run, images: torch.Tensor) -> dict[str, float]:

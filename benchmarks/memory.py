@@ -41,8 +41,9 @@ def measure(dataset: str, precision: str, batch_size: int, steps: int, threads: 
 
     from flexae.bench import random_dataset
     from flexae.config import ModelConfig, RunConfig, TrainConfig
-    from flexae.presets import DEFAULT_LATENT_DIM
-    from flexae.training.loop import Run, autocast, resolve_device
+    from flexae.data import DEFAULT_LATENT_DIM
+    from flexae.devices import resolve_device
+    from flexae.training.loop import Run
 
     after_import = _rss_mib()
     cfg = RunConfig(ModelConfig(name="flexae-sr", latent_dim=DEFAULT_LATENT_DIM[dataset]),
@@ -53,9 +54,8 @@ def measure(dataset: str, precision: str, batch_size: int, steps: int, threads: 
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp), device, data)
         after_setup = _rss_mib()
-        with autocast(device, precision):
-            for _ in range(steps):
-                run.trainer.step()
+        for _ in range(steps):
+            run.trainer.step()
         params = sum(p.numel() for p in run.model.parameters())
         moments = sum(2 * p.numel() for opt in run.trainer.optimizers.values()
                       for group in opt.param_groups for p in group["params"])

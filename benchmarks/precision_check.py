@@ -38,9 +38,10 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import as_float, load_dataset
 from flexae.grids import write_images
 from flexae.metrics.wasserstein import wasserstein1_exact
-from flexae.training.loop import Run, resolve_device
+from flexae.devices import resolve_device
+from flexae.registry import make_trainer
+from flexae.training.loop import Run
 from flexae.training.precision import MixedPrecision, StepOptions, resolve_channels_last
-from flexae.training.trainers import make_trainer
 
 EVAL_SEED = 4321
 N_EVAL = 1000

@@ -9,16 +9,18 @@ import pytest
 import torch
 
 from flexae import losses
-from flexae.baselines import BASELINE_NAMES
 from flexae.baselines import losses as bl
-from flexae.baselines import samplers
+from flexae.baselines.deterministic import GaussianMixtureSampler, fit_gmm
+from flexae.baselines.vqvae import CodePrior, fit_code_prior
+from flexae.baselines.variational import SecondStageVAE
+from flexae.runs import samplers
+from flexae.runs.layout import SAMPLER_NAME
+from flexae.runs.sampler_file import load_into, save
 from flexae.baselines.maskaae import MaskAAETrainer, default_schedule, polarising_weight
-from flexae.baselines.registry import BASELINES
 from flexae.baselines.variational import IAFStep, made_masks
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.models import MODEL_NAMES, build_model
-from flexae.training.trainers import make_trainer
+from flexae.registry import BASELINE_NAMES, MODELS, build_model, fit_sampler, make_trainer, model_names
 
 EXPOST = ("ae-gmm", "rae-gmm", "2s-vae", "vq-vae")
 SHAPES = [(128,), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
@@ -44,14 +46,14 @@ def small_config(name: str, m: int = 4) -> ModelConfig:
 
 def fitted(name: str, shape, data: torch.Tensor):
     model = build_model(small_config(name), shape)
-    if samplers.expost_sampler(model) is not None:
-        samplers.fit(model, data, model.baseline_config)
+    if model.expost_sampler is not None:
+        fit_sampler(model, data, model.baseline_config)
     return model.eval()
 
 
 def test_every_baseline_is_registered():
-    assert set(BASELINE_NAMES) <= set(MODEL_NAMES)
-    assert tuple(BASELINES) == BASELINE_NAMES
+    assert set(BASELINE_NAMES) <= set(model_names())
+    assert all(name in MODELS for name in BASELINE_NAMES)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -84,7 +86,7 @@ def test_generate_is_reproducible_with_a_generator(name):
 @pytest.mark.parametrize("name", EXPOST)
 def test_unfitted_expost_sampler_is_a_user_error(name):
     model = build_model(small_config(name), (128,))
-    assert not samplers.sampler_ready(model)
+    assert not model.can_generate()
     with pytest.raises(UserError, match="fit-sampler"):
         model.generate(2)
 
@@ -122,7 +124,7 @@ def _trainer(model, shape=(128,), batch=16):
 def test_one_step_moves_exactly_the_trained_parts(name):
     model = build_model(small_config(name), (128,))
     trainer = _trainer(model)
-    assert type(trainer) is BASELINES[name].trainer
+    assert type(trainer) is MODELS[name].trainer
     before = _snapshot(model)
     logs = trainer.step()
     assert all(torch.isfinite(v) for v in logs.values())
@@ -227,24 +229,24 @@ def test_checkpoint_and_sampler_round_trip(name, tmp_path):
 
 def test_stale_sampler_is_not_loaded(tmp_path):
     model = fitted("ae-gmm", (128,), torch.randn(50, 128))
-    samplers.save(tmp_path, model, step=3, stats={})
+    save(tmp_path, model, step=3, stats={})
     fresh = build_model(small_config("ae-gmm"), (128,))
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}, strict=False)
-    assert samplers.load_into(fresh, tmp_path, step=3) and samplers.sampler_ready(fresh)
+    assert load_into(fresh, tmp_path, step=3) and fresh.can_generate()
     with torch.no_grad():
         next(fresh.encoder.parameters()).add_(1.0)  # other weights: the sampler no longer belongs to them
     other = build_model(small_config("ae-gmm"), (128,))
     other.load_state_dict(fresh.state_dict())
     other.prior.fitted.fill_(False)
     with pytest.warns(UserWarning, match="fit-sampler"):
-        assert not samplers.load_into(other, tmp_path, step=3)
+        assert not load_into(other, tmp_path, step=3)
     with pytest.warns(UserWarning):
-        assert not samplers.load_into(model, tmp_path, step=4)  # another step
+        assert not load_into(model, tmp_path, step=4)  # another step
 
 
 def test_sampler_file_loads_with_weights_only(tmp_path):
     model = fitted("2s-vae", (128,), torch.randn(50, 128))
-    path = samplers.save(tmp_path, model, step=1, stats={"x": 1.0})
+    path = save(tmp_path, model, step=1, stats={"x": 1.0})
     state = torch.load(path, weights_only=True)
     assert set(state) == {"step", "fingerprint", "stats", "sampler"}
     assert all(isinstance(v, torch.Tensor) for v in state["sampler"].values())
@@ -254,7 +256,7 @@ def test_sampler_file_loads_with_weights_only(tmp_path):
 @pytest.mark.parametrize("content", [b"", b"not a torch file", "dict-without-keys", "wrong-sampler"])
 def test_damaged_sampler_file_is_a_one_line_user_error(tmp_path, content):
     model = fitted("ae-gmm", (128,), torch.randn(50, 128))
-    path = samplers.save(tmp_path, model, step=3, stats={})
+    path = save(tmp_path, model, step=3, stats={})
     if content == "dict-without-keys":
         torch.save({"sampler": {}}, path)
     elif content == "wrong-sampler":  # right step and weights, but another model's sampler state
@@ -262,13 +264,13 @@ def test_damaged_sampler_file_is_a_one_line_user_error(tmp_path, content):
     else:
         path.write_bytes(content)
     with pytest.raises(UserError, match="sampler") as info:
-        samplers.load_into(model, tmp_path, step=3)
+        load_into(model, tmp_path, step=3)
     assert "sampler.pt" in str(info.value) and "\n" not in str(info.value)
 
 # --- samplers ----------------------------------------------------------------------------------
 
 def test_gmm_sampler_moments():
-    sampler = samplers.GaussianMixtureSampler(2, 2)
+    sampler = GaussianMixtureSampler(2, 2)
     means = torch.tensor([[-3.0, 0.0], [2.0, 1.0]])
     covs = torch.stack([torch.eye(2) * 0.5, torch.tensor([[1.0, 0.6], [0.6, 1.0]])])
     weights = torch.tensor([0.25, 0.75])
@@ -283,8 +285,8 @@ def test_gmm_sampler_moments():
 def test_gmm_fit_recovers_two_clusters():
     g = torch.Generator().manual_seed(0)
     codes = torch.cat([torch.randn(300, 3, generator=g) * 0.3 + 4, torch.randn(100, 3, generator=g) * 0.3 - 4])
-    sampler = samplers.GaussianMixtureSampler(2, 3)
-    samplers.fit_gmm(sampler, codes, seed=0)
+    sampler = GaussianMixtureSampler(2, 3)
+    fit_gmm(sampler, codes, None, torch.Generator(), seed=0, progress=False)
     order = sampler.means[:, 0].argsort()
     torch.testing.assert_close(sampler.means[order], torch.tensor([[-4.0] * 3, [4.0] * 3]), atol=0.1, rtol=0)
     torch.testing.assert_close(sampler.weights[order], torch.tensor([0.25, 0.75]), atol=0.01, rtol=0)
@@ -292,19 +294,19 @@ def test_gmm_fit_recovers_two_clusters():
 
 
 def test_second_stage_and_code_prior_shapes():
-    stage2 = samplers.SecondStageVAE(5, width=8, depth=2)
+    stage2 = SecondStageVAE(5, width=8, depth=2)
     stage2.fitted.fill_(True)
     assert stage2.sample(7).shape == (7, 5)
     loss, nll, kl = stage2.loss(torch.randn(4, 5))
     assert torch.isfinite(loss) and kl >= 0
-    prior = samplers.CodePrior(6, 10, embed=lambda idx: idx.float(), width=8, layers=1)
+    prior = CodePrior(6, 10, embed=lambda idx: idx.float(), width=8, layers=1)
     idx = prior.sample_indices(9, torch.Generator().manual_seed(0))
     assert idx.shape == (9, 6) and idx.dtype == torch.long and 0 <= idx.min() and idx.max() < 10
     assert prior.logits(idx).shape == (9, 6, 10)
 
 
 def test_code_prior_is_causal():
-    prior = samplers.CodePrior(5, 7, embed=lambda idx: idx, width=8, layers=2).eval()
+    prior = CodePrior(5, 7, embed=lambda idx: idx, width=8, layers=2).eval()
     a = torch.randint(0, 7, (1, 5))
     b = a.clone()
     b[0, 3] = (a[0, 3] + 1) % 7
@@ -314,11 +316,11 @@ def test_code_prior_is_causal():
 
 
 def test_code_prior_learns_a_deterministic_sequence():
-    prior = samplers.CodePrior(4, 5, embed=lambda idx: idx, width=16, layers=1)
+    prior = CodePrior(4, 5, embed=lambda idx: idx, width=16, layers=1)
     data = torch.tensor([[1, 3, 0, 2]]).repeat(64, 1)
     cfg = small_config("vq-vae").baseline
     cfg.sampler_steps, cfg.vq_prior_lr = 150, 3e-3
-    samplers.fit_code_prior(prior, data, cfg, torch.Generator().manual_seed(0), progress=False)
+    fit_code_prior(prior, data, cfg, torch.Generator().manual_seed(0), seed=0, progress=False)
     assert (prior.sample(20, torch.Generator().manual_seed(1)) == data[:20]).float().mean() > 0.9
 
 
@@ -454,16 +456,17 @@ def test_train_fits_the_sampler_and_fit_sampler_refits(tmp_path):
 
     from flexae.cli import cli
     from flexae.runs import load_run
-    from flexae.training.loop import read_log, train
+    from flexae.runs.log import read_log
+    from flexae.training.loop import train
 
     cfg = RunConfig(small_config("rae-gmm"), train=TrainConfig(dataset="synthetic-2d", steps=2, batch_size=16,
                                                               log_every=1, eval_every=1, cpu_threads=1))
     run_dir = train(cfg, tmp_path / "run", progress=False)
-    assert (run_dir / samplers.SAMPLER_NAME).is_file()
+    assert (run_dir / SAMPLER_NAME).is_file()
     assert any("sampler_fit" in r for r in read_log(run_dir))
     assert "fd" in json.loads((run_dir / "metrics.json").read_text())  # generation metrics after the fit
     model, _ = load_run(run_dir)
-    assert samplers.sampler_ready(model)
+    assert model.can_generate()
     before = model.prior.means.clone()
     result = CliRunner().invoke(cli, ["fit-sampler", str(run_dir), "--fit-points", "100", "--quiet"])
     assert result.exit_code == 0, result.output

@@ -64,9 +64,9 @@ def test_existing_run_folder_is_not_overwritten_without_flag(tmp_path):
 def test_set_overrides_reach_the_config(tmp_path):
     out = tmp_path / "run"
     flexae("train", "--steps", "1", "--latent-dim", "4", "--out", out, "--quiet",
-           "--set", "optim.gen.lr=2e-4", "--set", "optim.feed=code", "--set", "train.eval_every=0")
+           "--set", "optim.gen.lr=2e-4", "--set", "optim.feed=authors", "--set", "train.eval_every=0")
     config = json.loads((out / "config.json").read_text())
-    assert config["optim"]["gen"]["lr"] == 2e-4 and config["optim"]["feed"] == "code"
+    assert config["optim"]["gen"]["lr"] == 2e-4 and config["optim"]["feed"] == "authors"
 
 
 def test_resume_continues_exactly(tmp_path):

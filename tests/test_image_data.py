@@ -18,9 +18,10 @@ import torch
 from PIL import Image
 
 from flexae.data import images as image_data
+from flexae.data import as_float
 from flexae.data.images import (IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, ImageData, MissingDataError,
                                 celeba_crop_box, load_image_folder, load_images, read_cifar_batch,
-                                read_idx, subset, to_float)
+                                read_idx, subset)
 from flexae.errors import UserError
 
 SHARED = Path(os.environ.get("FLEXAE_SHARED_DATA")
@@ -478,13 +479,13 @@ def test_subset() -> None:
         subset(data, 21, seed=0)
 
 
-def test_to_float() -> None:
+def test_as_float() -> None:
     batch = torch.tensor([0, 51, 255], dtype=torch.uint8)
-    out = to_float(batch)
+    out = as_float(batch)
     assert out.dtype == torch.float32 and out.tolist() == pytest.approx([0.0, 0.2, 1.0])
     assert batch.tolist() == [0, 51, 255]  # input untouched
-    with pytest.raises(TypeError):
-        to_float(out)
+    assert as_float(out) is out  # float data pass through
+    assert as_float(batch, torch.float64).dtype == torch.float64
 
 
 def test_image_data_validates_itself() -> None:

@@ -8,7 +8,8 @@ from torch import nn
 
 from flexae.errors import UserError
 from flexae.nets.common import count_parameters
-from flexae.nets.image import (PAPER_LATENT_DIMS, ImageDecoder, ImageEncoder, image_networks,
+from flexae.data import DEFAULT_LATENT_DIM as PAPER_LATENT_DIMS
+from flexae.nets.image import (ImageDecoder, ImageEncoder, image_networks,
                                tf_same_padding)
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
@@ -20,7 +21,7 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-@pytest.mark.parametrize("variant", ["paper", "code"])
+@pytest.mark.parametrize("variant", ["paper", "authors"])
 @pytest.mark.parametrize("dataset", sorted(SHAPES))
 def test_shapes_and_ranges(dataset: str, variant: str) -> None:
     shape, m = SHAPES[dataset], PAPER_LATENT_DIMS[dataset]
@@ -89,7 +90,7 @@ def test_last_conv_is_tf_same_k4_s1() -> None:
 
 def test_variants_differ_as_documented() -> None:
     paper = image_networks((1, 28, 28), 20, variant="paper")["decoder"]
-    code = image_networks((1, 28, 28), 20, variant="code")["decoder"]
+    code = image_networks((1, 28, 28), 20, variant="authors")["decoder"]
     assert isinstance(paper.deconv[5], nn.ELU) and paper.deconv[7].kernel_size == (4, 4)
     assert isinstance(code.deconv[5], nn.ReLU) and code.deconv[7].kernel_size == (3, 3)
 
@@ -150,7 +151,7 @@ def test_critics_have_no_normalisation() -> None:
                        for mod in nets[key].modules()), key
 
 
-@pytest.mark.parametrize("init", ["glorot-uniform", "code"])
+@pytest.mark.parametrize("init", ["glorot-uniform", "authors"])
 def test_glorot_init(init: str) -> None:
     nets = image_networks((1, 28, 28), 20, init=init)
     weight = nets["latent_critic"].net[2].weight  # Linear 1024 -> 1024

@@ -21,7 +21,7 @@ from torch import nn
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.data import RandomBatches
 from flexae.errors import UserError
-from flexae.models import build_model
+from flexae.registry import build_model
 from flexae.training.previews import GRID_SIDE, Previews
 from flexae.training.trainers import AdversarialTrainer
 

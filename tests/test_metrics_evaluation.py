@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.evaluation import evaluate_generator, results_markdown
 from flexae.metrics.inception import load_extractor, torchscript_weights_path
@@ -12,8 +13,8 @@ from flexae.metrics.memorization import train_subsets
 
 @pytest.fixture
 def mnist(shared_data):
-    test = to_float(load_images("mnist", "test", data_dir=shared_data).images[:300])
-    train = to_float(load_images("mnist", "train", data_dir=shared_data).images[:1000])
+    test = as_float(load_images("mnist", "test", data_dir=shared_data).images[:300])
+    train = as_float(load_images("mnist", "train", data_dir=shared_data).images[:1000])
     return test, train
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.metrics.fid import fid, fid_from_features
 from flexae.metrics.frechet import frechet_distance
@@ -68,8 +69,8 @@ def test_fid_on_real_images(shared_data, tmp_path):
     # 3 x 2100 Inception passes (>= 2048 samples, so full-rank covariances) and three 2048-d
     # matrix square roots: about half an hour on a 2-core CPU.
     n = 2100
-    test = to_float(load_images("mnist", "test", data_dir=shared_data).images[:2 * n])
-    fashion = to_float(load_images("fashion-mnist", "test", data_dir=shared_data).images[:n])
+    test = as_float(load_images("mnist", "test", data_dir=shared_data).images[:2 * n])
+    fashion = as_float(load_images("fashion-mnist", "test", data_dir=shared_data).images[:n])
     extractor = load_extractor(device="cpu", cache_dir=tmp_path, progress=False)
     first, second = extractor(test[:n]), extractor(test[n:])
     same = fid_from_features(first, first[torch.randperm(n)])

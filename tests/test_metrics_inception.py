@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.metrics.inception import (FIDInceptionV3, InceptionExtractor, fid_inception_from_torchscript,
                                       load_extractor, load_inception, preprocess, torchscript_weights_path)
@@ -29,7 +30,7 @@ def extractor(tmp_path_factory) -> InceptionExtractor:
 
 @pytest.fixture
 def mnist(shared_data: Path) -> torch.Tensor:
-    return to_float(load_images("mnist", "test", data_dir=shared_data).images[:3])  # (3, 1, 28, 28)
+    return as_float(load_images("mnist", "test", data_dir=shared_data).images[:3])  # (3, 1, 28, 28)
 
 
 def test_graph_has_pytorch_fid_parameter_names_and_shapes():
@@ -76,8 +77,8 @@ def test_extractor_features_shape_deterministic_and_equal_to_torchscript(extract
 def test_uint8_grayscale_and_rgb_inputs_agree(extractor, shared_data):
     uint8 = load_images("mnist", "test", data_dir=shared_data).images[:2]  # (2, 1, 28, 28) uint8
     from_uint8 = extractor(uint8, cache=False)
-    from_float = extractor(to_float(uint8), cache=False)
-    from_rgb = extractor(to_float(uint8).repeat(1, 3, 1, 1), cache=False)
+    from_float = extractor(as_float(uint8), cache=False)
+    from_rgb = extractor(as_float(uint8).repeat(1, 3, 1, 1), cache=False)
     assert torch.equal(from_uint8, from_float)
     torch.testing.assert_close(from_rgb, from_float, atol=1e-5, rtol=1e-5)
 

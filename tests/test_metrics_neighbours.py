@@ -5,14 +5,15 @@ import pytest
 import torch
 from PIL import Image
 
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.metrics.inception import load_extractor, torchscript_weights_path
 from flexae.metrics.neighbours import image_grid, neighbour_grid, neighbour_rows, save_png
 
 
 @pytest.fixture
 def train(shared_data) -> torch.Tensor:
-    return to_float(load_images("mnist", "train", data_dir=shared_data).images[:500])
+    return as_float(load_images("mnist", "train", data_dir=shared_data).images[:500])
 
 
 def test_rows_start_with_the_generated_image_and_neighbours_are_sorted(train):

@@ -5,10 +5,10 @@ import torch
 
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.data import RandomBatches
-from flexae.models import AdversarialAE, build_model
+from flexae.registry import build_model, make_trainer
 from flexae.nets.synthetic import (synthetic_decoder, synthetic_encoder, synthetic_latent_critic,
                                    synthetic_prior_generator)
-from flexae.training.trainers import AdversarialTrainer, VAETrainer, make_trainer
+from flexae.training.trainers import AdversarialTrainer, VAETrainer
 
 
 @pytest.mark.parametrize("m", [2, 50])

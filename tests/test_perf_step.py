@@ -14,7 +14,7 @@ from flexae.bench import bench_train_step, random_dataset
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.data import RandomBatches
 from flexae.errors import UserError
-from flexae.models import build_model
+from flexae.registry import build_model
 from flexae.nets.image import LatentCritic, SmoothingCritic
 from flexae.training.precision import EmulatedBF16, StepOptions, step_options
 from flexae.training.trainers import AdversarialTrainer
@@ -72,8 +72,8 @@ def test_channels_last_changes_layout_not_results():
         torch.manual_seed(5)
         x, x_k = trainer.batches(), trainer.batches()
         # One backward of L_AE and of L_Reg without a step: same gradients in either layout.
-        rec = losses.reconstruction_loss(trainer._ae(model.reconstruct, x), x)
-        x_inp = trainer._ae(model.decode, losses.interpolate(trainer._ae(model.encode, x), trainer._ae(model.encode, x_k)))
+        rec = losses.reconstruction_loss(trainer.ae_pass(model.reconstruct, x), x)
+        x_inp = trainer.ae_pass(model.decode, losses.interpolate(trainer.ae_pass(model.encode, x), trainer.ae_pass(model.encode, x_k)))
         reg, _ = losses.wasserstein_critic_loss(model.smoothing_critic, x, x_inp.detach(), 10.0)
         (rec + reg).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
@@ -128,15 +128,15 @@ def test_emulated_bf16_rounds_where_autocast_would():
     assert torch.allclose(y, y_real, atol=2e-2)
 
 
-def test_fp16_needs_cuda_and_an_own_trainer():
+def test_fp16_needs_cuda():
     cfg = RunConfig(ModelConfig(name="flexae"), train=TrainConfig(precision="fp16", device="cpu"))
     validate_config(cfg, check_device=False)  # a valid config, e.g. read back on another machine
     with pytest.raises(UserError, match="needs a CUDA device"):
         validate_config(cfg)                  # but not for training on this CPU
     with pytest.raises(UserError, match="needs a CUDA device"):
         step_options(cfg.train, torch.device("cpu"))
-    with pytest.raises(UserError, match="fp16 is available for"):
-        validate_config(RunConfig(ModelConfig(name="wae-mmd"), train=TrainConfig(precision="fp16")), check_device=False)
+    # One fp16 rule for every model: the baselines' trainers scale their updates too.
+    validate_config(RunConfig(ModelConfig(name="wae-mmd"), train=TrainConfig(precision="fp16")), check_device=False)
     with pytest.raises(UserError, match="channels_last"):
         validate_config(RunConfig(train=TrainConfig(channels_last="sometimes")))
 
@@ -170,3 +170,45 @@ def test_fp16_gradient_scaler_path():
     assert all(s is not None and s.get_scale() <= 65536.0 for s in trainer.scalers.values())
     for name, params in before.items():
         assert any(not torch.equal(a, b) for a, b in zip(params, getattr(model, name).parameters())), name
+
+
+BASELINE_SHAPE = (1, 12, 12)
+
+
+def _baseline(name, options):
+    from flexae.registry import make_trainer
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=name, latent_dim=4)
+    hp = cfg.baseline
+    hp.vamp_pseudo_inputs, hp.vq_codebook_size, hp.vq_embedding_dim, hp.iaf_hidden = 6, 16, 3, 16
+    model = build_model(cfg, BASELINE_SHAPE)
+    data = torch.randint(0, 256, (64, *BASELINE_SHAPE), dtype=torch.uint8)
+    return model, make_trainer(model, OptimConfig(critic_steps=1), RandomBatches(data, 8), options)
+
+
+@pytest.mark.parametrize("name", ["wae-mmd", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae"])
+def test_baselines_follow_the_one_precision_policy(name):
+    """bf16 only in the encoder/decoder passes (even inside a caller's autocast), channels-last
+    applied, fp16 scaled: the rule of the paper's trainers holds for every baseline."""
+    model, trainer = _baseline(name, StepOptions(precision="bf16", channels_last=True))
+    assert model.encoder.conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    seen = {}
+    nets = {"encoder": model.encoder, "decoder": model.decoder}
+    if name == "mask-aae":
+        nets["latent_critic"] = model.latent_critic
+    hooks = [net.register_forward_hook(lambda mod, inp, out, key=key: seen.setdefault(key, set()).add(out.dtype))
+             for key, net in nets.items()]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logs = trainer.step()
+    for h in hooks:
+        h.remove()
+    assert all(torch.isfinite(v) for v in logs.values())
+    assert seen["decoder"] == {torch.bfloat16}
+    if name != "vamp-vae":  # VampPrior's prior pass over the pseudo-inputs is fp32, the data pass bf16
+        assert seen["encoder"] == {torch.bfloat16}
+    else:
+        assert seen["encoder"] == {torch.bfloat16, torch.float32}
+    if name == "mask-aae":
+        assert seen["latent_critic"] == {torch.float32}  # WGAN-GP critic and penalty in fp32
+    _, fp16 = _baseline(name, StepOptions(precision="fp16"))
+    assert all(torch.isfinite(v) for v in fp16.step().values())

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from flexae.training.checkpoint import load_checkpoint, nonfinite_tensors, read_jsonl
+from flexae.files import read_jsonl
+from flexae.runs.checkpoint import load_checkpoint, nonfinite_tensors
 
 # Small and fast: a checkpoint every 5 iterations, a log line every iteration (the test watches
 # it to kill mid-run), only the cheap start and end evaluations.
@@ -144,7 +145,7 @@ def test_sigkill_many_times_then_resume_matches_uninterrupted_run(tmp_path):
 _WRITER = """
 import sys, torch
 from pathlib import Path
-from flexae.training.checkpoint import save_checkpoint
+from flexae.runs.checkpoint import save_checkpoint
 path, i = Path(sys.argv[1]), 0
 while True:  # rewrite an 8 MB checkpoint as fast as possible, each with a different step
     i += 1

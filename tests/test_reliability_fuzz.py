@@ -25,9 +25,9 @@ from PIL import Image
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import images as image_data
 from flexae.errors import UserError
-from flexae.models import build_model
+from flexae.registry import build_model
 from flexae.runs import load_run
-from flexae.training.checkpoint import rng_state, save_checkpoint, versions
+from flexae.runs.checkpoint import rng_state, save_checkpoint, versions
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -68,7 +68,7 @@ def _checkpoint(folder: Path) -> bytes:
 
 
 def _safetensors(run: Path, out: Path) -> bytes:
-    from flexae.export import export_weights
+    from flexae.runs.export import export_weights
 
     return export_weights(run, out).read_bytes()
 

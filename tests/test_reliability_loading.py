@@ -16,9 +16,9 @@ import torch
 from flexae.cli import cli, main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.models import build_model
+from flexae.registry import build_model
 from flexae.runs import load_run
-from flexae.training.checkpoint import (UnsafeCheckpointError, load_checkpoint, rng_state, save_checkpoint,
+from flexae.runs.checkpoint import (UnsafeCheckpointError, load_checkpoint, rng_state, save_checkpoint,
                                         versions)
 
 

@@ -15,7 +15,8 @@ import torch
 from flexae.cli import main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
-from flexae.training.checkpoint import load_checkpoint, nonfinite_tensors, read_jsonl
+from flexae.files import read_jsonl
+from flexae.runs.checkpoint import load_checkpoint, nonfinite_tensors
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
 from flexae.training.loop import Run
 

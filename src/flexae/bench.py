@@ -3,7 +3,7 @@
 The run is built by `flexae.training.loop.Run`, the object `flexae train` trains (same seeding,
 threads, model, batch source, trainer, precision and memory format), on random data of the data
 set's shape already on the device, so no disk I/O is timed. Each timed call is
-`Run.trainer.step()` inside the loop's own autocast context, i.e. one complete iteration: the AE
+`Run.trainer.step()`, exactly as the training loop calls it, i.e. one complete iteration: the AE
 update, `critic_steps` x (critic [+ smoothing-critic]) updates, then AE_Reg, Gen and Enc.
 
 Timing: `warmup` untimed iterations (allocator, oneDNN kernel selection, CUDA lazy init), then
@@ -21,28 +21,15 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from flexae.config import RunConfig
-from flexae.data import Dataset
+from flexae.data import Dataset, data_shape
 
 # Update methods of AdversarialTrainer, as named in the per-update breakdown.
 UPDATES = ("ae", "critic", "reg", "ae_reg", "gen", "enc")
-
-
-def data_shape(dataset: str) -> tuple[int, ...]:
-    """(C, H, W) of an image data set, (128,) for synthetic data; no files are read."""
-    from flexae.data import DATASETS, SYNTHETIC
-    from flexae.errors import UserError
-    if dataset in SYNTHETIC:
-        from flexae.data.synthetic import DATA_DIM
-        return (DATA_DIM,)
-    if dataset not in DATASETS:
-        raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DATASETS)}")
-    from flexae.data.images import IMAGE_SHAPES
-    return tuple(IMAGE_SHAPES[dataset])
 
 
 def random_dataset(dataset: str, n_train: int, seed: int = 0) -> Dataset:
@@ -89,7 +76,8 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
                      n_train: int | None = None) -> dict[str, Any]:
     """Time `steps` iterations of the training step of `cfg` after `warmup` ones; returns a
     JSON-ready dict (see the module docstring)."""
-    from flexae.training.loop import Run, autocast, resolve_device
+    from flexae.devices import resolve_device
+    from flexae.training.loop import Run
     from flexae.training.precision import resolve_channels_last
     from flexae.validation import validate_config
 
@@ -99,7 +87,7 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
     with tempfile.TemporaryDirectory(prefix="flexae-bench-") as tmp:
         run = Run(cfg, Path(tmp), device, data)  # writes nothing until asked to
         run.model.train()
-        step = _step_function(run, autocast(device, cfg.train.precision))
+        step = run.trainer.step
         for _ in range(warmup):
             step()
         totals: dict[str, float] = defaultdict(float)
@@ -135,8 +123,3 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
     return result
 
 
-def _step_function(run: Any, ctx: Any) -> Callable[[], None]:
-    def step() -> None:
-        with ctx:
-            run.trainer.step()
-    return step

@@ -12,6 +12,9 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.training.signals import TrainingStopped
 
+# Defaults come from the config dataclasses, so the CLI and the Python API never disagree.
+_MODEL, _TRAIN = ModelConfig(), TrainConfig()
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="flexae")
@@ -37,18 +40,18 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.option("--model", default="flexae", show_default=True,
+@click.option("--model", default=_MODEL.name, show_default=True,
               help="flexae, flexae-sr, wae, wae-gmm, vae, or a baseline: wae-mmd, ae-gmm, rae-gmm, 2s-vae, "
                    "vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md).")
-@click.option("--dataset", default="synthetic-5d", show_default=True,
+@click.option("--dataset", default=_TRAIN.dataset, show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba.")
 @click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
 @click.option("--noise-dim", type=int, default=None, help="m', the prior generator's noise size; default m.")
 @click.option("--steps", type=int, default=None, help="Training iterations (total, also with --resume).")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", default="fp32", show_default=True,
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
+@click.option("--device", default=_TRAIN.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", default=_TRAIN.precision, show_default=True,
               help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
@@ -62,7 +65,7 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device, precision, out,
           overwrite, resume_dir, data_dir, overrides, tensorboard, quiet) -> None:
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
-    from flexae.presets import DEFAULT_LATENT_DIM
+    from flexae.data import DEFAULT_LATENT_DIM
     from flexae.training import loop
     from flexae.validation import validate_data_dir, validate_out_dir, validate_resume_dir
 
@@ -84,7 +87,7 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
             raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
         cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[dataset],
                                     noise_dim=noise_dim),
-                        train=TrainConfig(dataset=dataset, steps=steps if steps is not None else 5000,
+                        train=TrainConfig(dataset=dataset, steps=steps if steps is not None else _TRAIN.steps,
                                           batch_size=batch_size, seed=seed, device=device, precision=precision))
         if latent_dim is not None and latent_dim <= 0:
             raise UserError(f"--latent-dim must be positive, got {latent_dim}")
@@ -219,14 +222,14 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
-    from flexae.baselines.samplers import fit_run
+    from flexae.runs.samplers import fit_run
     stats = fit_run(run_dir, steps=steps, fit_points=fit_points, data_dir=data_dir, device=device,
                     progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
     click.echo(f"sampler written to {run_dir / 'sampler.pt'}")
 
 
-# --- using a trained model (flexae.usage) -------------------------------------------------------
+# --- using a trained model (flexae.inference) -------------------------------------------------------
 
 _POSITIVE = click.IntRange(min=1)
 
@@ -256,10 +259,10 @@ def _use_options(with_data: bool):
 
 def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
     """Check the output path first (cheap), choose the device once, load the model onto it."""
-    from flexae import usage
+    from flexae import inference
     from flexae.grids import check_output
     from flexae.runs import load_run
-    from flexae.training.loop import resolve_device
+    from flexae.devices import resolve_device
 
     check_output(out, overwrite)
     try:
@@ -267,7 +270,7 @@ def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
     except RuntimeError:  # torch does not know the name
         raise UserError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
     model, cfg = load_run(run_dir, torch_device)
-    usage.model_image_shape(model)  # the commands below need an image model
+    inference.model_image_shape(model)  # the commands below need an image model
     return model, cfg
 
 
@@ -285,12 +288,12 @@ def _nhwc(images):
 def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) -> None:
     """Generate N images from the model's prior (Fig 6-9); image i uses seed SEED + i, so it is the
     same whatever N and --batch-size are."""
-    from flexae import usage
+    from flexae import inference
     from flexae.grids import write_images
 
     model, _ = _load_for_use(run_dir, out, overwrite, device)
-    images = usage.sample(model, num, seed, batch_size)
-    write_images(out, images, columns, overwrite=overwrite, seeds=usage.seeds_array(seed, num))
+    images = inference.sample(model, num, seed, batch_size)
+    write_images(out, images, columns, overwrite=overwrite, seeds=inference.seeds_array(seed, num))
     click.echo(f"wrote {num} samples to {out}")
 
 
@@ -303,16 +306,16 @@ def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) 
 def reconstruct_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, split, num, columns) -> None:
     """Real images and their reconstructions D(E(x)) in alternating rows (Fig 4a). An .npz holds
     the reconstructions under 'images', the originals under 'real' and their indices."""
-    from flexae import usage
+    from flexae import inference
     from flexae.grids import write_images
 
     model, cfg = _load_for_use(run_dir, out, overwrite, device)
-    real, recon, index = usage.reconstructions_for_run(model, cfg, split=split, n=num, seed=seed,
+    real, recon, index = inference.reconstructions_for_run(model, cfg, split=split, n=num, seed=seed,
                                                        data_dir=data_dir, batch_size=batch_size)
     if out.suffix.lower() == ".npz":
         write_images(out, recon, overwrite=overwrite, real=_nhwc(real), index=index.numpy())
     else:
-        write_images(out, usage.paired_rows(real, recon, columns), columns, overwrite=overwrite)
+        write_images(out, inference.paired_rows(real, recon, columns), columns, overwrite=overwrite)
     click.echo(f"wrote {num} {split} images and their reconstructions to {out}")
 
 
@@ -325,14 +328,14 @@ def reconstruct_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir,
 def interpolate_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, split, rows, columns) -> None:
     """Rows of decoded codes (1 - t) z_a + t z_b between random pairs of images (Fig 10): the first
     and last columns are the two reconstructions, the middle column the mean code."""
-    from flexae import usage
+    from flexae import inference
     from flexae.grids import write_images
 
-    usage.interpolation_weights(columns)  # an even count fails before the model is loaded
+    inference.interpolation_weights(columns)  # an even count fails before the model is loaded
     model, cfg = _load_for_use(run_dir, out, overwrite, device)
-    images, pairs = usage.interpolations_for_run(model, cfg, rows=rows, columns=columns, seed=seed,
+    images, pairs = inference.interpolations_for_run(model, cfg, rows=rows, columns=columns, seed=seed,
                                                  split=split, data_dir=data_dir, batch_size=batch_size)
-    write_images(out, images, columns, overwrite=overwrite, t=usage.interpolation_weights(columns).numpy(),
+    write_images(out, images, columns, overwrite=overwrite, t=inference.interpolation_weights(columns).numpy(),
                  pairs=pairs.numpy())
     click.echo(f"wrote {rows} interpolations of {columns} images to {out}")
 
@@ -352,12 +355,12 @@ def traverse_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, at
     """Attribute traversal on CelebA (Fig 11-15): per test image a SIDE x SIDE grid of D(z + a d) in
     reading order, a from -S to S, the centre its reconstruction; d = z_pos - z_neg, the mean code
     of the training images with the attribute minus that of those without."""
-    from flexae import usage
+    from flexae import inference
     from flexae.grids import write_images
 
-    usage.traversal_strengths(side, strength)  # an even side fails before the model is loaded
+    inference.traversal_strengths(side, strength)  # an even side fails before the model is loaded
     model, cfg = _load_for_use(run_dir, out, overwrite, device)
-    result = usage.attribute_traversal_for_run(model, cfg, attribute, data_dir=data_dir, examples=examples,
+    result = inference.attribute_traversal_for_run(model, cfg, attribute, data_dir=data_dir, examples=examples,
                                                side=side, strength=strength, seed=seed,
                                                train_images=train_images, batch_size=batch_size)
     write_images(out, result.images, side, groups=examples, overwrite=overwrite,
@@ -378,8 +381,8 @@ def bench() -> None:
 @click.option("--dataset", default="mnist", show_default=True,
               help="Data set whose shape (and default latent size) is used; random data, no files read.")
 @click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--precision", default="fp32", show_default=True, help="fp32, bf16 or fp16 (CUDA).")
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
+@click.option("--precision", default=_TRAIN.precision, show_default=True, help="fp32, bf16 or fp16 (CUDA).")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed iterations first.")
 @click.option("--profile", is_flag=True, help="Add the time of each update (ae, critic, reg, ae_reg, gen, enc).")
@@ -388,14 +391,14 @@ def bench() -> None:
               help="CPU threads; 0: as `flexae train` (all cores for image data).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override any config field, e.g. --set optim.feed=code --set train.channels_last=off.")
+              help="Override any config field, e.g. --set optim.feed=authors --set train.channels_last=off.")
 def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, warmup, profile, device,
                      threads, seed, overrides) -> None:
     """Time full Algorithm-1 iterations of the real training step; prints one JSON object."""
     import json
 
     from flexae.bench import bench_train_step as run_bench
-    from flexae.presets import DEFAULT_LATENT_DIM
+    from flexae.data import DEFAULT_LATENT_DIM
 
     if dataset not in DEFAULT_LATENT_DIM:
         raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
@@ -413,7 +416,7 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def export_cmd(run_dir, out, overwrite) -> None:
     """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
-    from flexae.export import export_weights
+    from flexae.runs.export import export_weights
 
     click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
 
@@ -433,7 +436,7 @@ def export_cmd(run_dir, out, overwrite) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, weights, seed, quiet) -> None:
     """Paper protocol for a trained image model: writes RUN_DIR/eval.json and eval.md."""
-    from flexae.evaluate_run import evaluate_run
+    from flexae.evaluation.run import evaluate_run
     from flexae.evaluation import results_markdown
 
     if n < 2:

@@ -47,13 +47,13 @@ class BaselineConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "flexae"              # Model family: see flexae.models.MODEL_NAMES.
+    name: str = "flexae"              # Model: a name of flexae.registry (model_names()).
     latent_dim: int = 50              # m, the dimension of the code z = E(x).
     noise_dim: int | None = None      # m', input noise of the prior generator G_psi; None means m' = m.
     gmm_components: int = 6           # wae-gmm: number of equally weighted mixture components.
     gmm_radius: float = 4.0           # wae-gmm: component means on a circle of this radius (first two axes).
     gmm_std: float = 1.0              # wae-gmm: isotropic standard deviation of each component.
-    decoder_variant: str = "paper"    # Image decoder: "paper" (last conv k4, ELU) or "code" (k3, ReLU).
+    decoder_variant: str = "paper"    # Image decoder: "paper" (last conv k4, ELU) or "authors" (k3, ReLU).
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
     baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.
@@ -84,7 +84,7 @@ class OptimConfig:
     enc: Adam = _adam(1e-5, 0.0, 0.9)       # L_Enc: encoder pulled toward the prior, own state.
     critic_steps: int = 5                   # disc_training_ratio: critic updates per iteration.
     gp_weight: float = 10.0                 # beta, weight of the WGAN-GP gradient penalty.
-    feed: str = "paper"                     # "paper": fresh batch per update; "code": the last
+    feed: str = "paper"                     # "paper": fresh batch per update; "authors": the last
                                             # critic batch is reused by the final three updates.
 
 
@@ -124,8 +124,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        optim = dict(d.get("optim", {}))
+        """The config of a dict (config.json, a checkpoint); the spellings of older runs are read too."""
+        model, optim = dict(d.get("model", {})), dict(d.get("optim", {}))
+        # Before 0.1.x, the authors'-code variants were spelled "code" (it read as "latent code").
+        if model.get("decoder_variant") == "code":
+            model["decoder_variant"] = "authors"
+        if optim.get("feed") == "code":
+            optim["feed"] = "authors"
         for name in ("ae", "critic", "reg", "ae_reg", "gen", "enc"):
             if name in optim and isinstance(optim[name], dict):
                 optim[name] = Adam(**optim[name])
-        return cls(ModelConfig(**d.get("model", {})), OptimConfig(**optim), TrainConfig(**d.get("train", {})))
+        return cls(ModelConfig(**model), OptimConfig(**optim), TrainConfig(**d.get("train", {})))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 from torch import Tensor
 
 from flexae.errors import UserError
+from flexae.files import atomic_write
 
 OUTPUT_SUFFIXES = (".png", ".npz")
 PAD = 2           # pixels between tiles
@@ -68,9 +68,7 @@ def check_output(path: str | Path, overwrite: bool, suffixes: tuple[str, ...] = 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(payload))
 
 
 def save_png(path: str | Path, picture: np.ndarray) -> Path:

@@ -1,5 +1,6 @@
 """Model containers. A model holds networks and knows how to encode, decode and sample; it holds
-no optimizer and computes no loss (see flexae.losses and flexae.training.trainers).
+no optimizer and computes no loss (see flexae.losses and flexae.training.trainers). Models are
+built by name through `flexae.registry`, which also names each one's trainer.
 
 Families:
 - `flexae`    deterministic AE + learned prior G_psi + WGAN-GP latent critic C_kappa.
@@ -15,12 +16,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flexae.baselines import BASELINE_NAMES
 from flexae.config import ModelConfig
 from flexae.errors import UserError
-from flexae.priors import GaussianMixturePrior, LearnedPrior, StandardNormalPrior
-
-MODEL_NAMES = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae") + BASELINE_NAMES  # baselines: flexae.baselines
+from flexae.nets.factory import paper_networks
+from flexae.priors import ExPostSampler, GaussianMixturePrior, LearnedPrior, StandardNormalPrior
 
 
 class AutoEncoder(nn.Module):
@@ -49,6 +48,15 @@ class AutoEncoder(nn.Module):
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.decode(self.sample_latent(n, generator))
+
+    @property
+    def expost_sampler(self) -> ExPostSampler | None:
+        """The prior, if it is a sampler fitted after training (some baselines); else None."""
+        return self.prior if isinstance(self.prior, ExPostSampler) else None
+
+    def can_generate(self) -> bool:
+        """False only while an ex-post sampler waits to be fitted."""
+        return self.expost_sampler is None or self.expost_sampler.is_fitted
 
 
 class AdversarialAE(AutoEncoder):
@@ -82,40 +90,31 @@ def reparameterise(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     return mu + noise * (0.5 * logvar).exp()
 
 
-def _networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -> dict[str, nn.Module]:
-    m, noise_dim = cfg.latent_dim, cfg.noise_dim or cfg.latent_dim
-    if len(data_shape) == 1:
-        from flexae.nets import synthetic as nets
-        from flexae.nets.common import glorot_init_
-        built = {"encoder": nets.synthetic_encoder(data_shape[0], encoder_out),
-                 "decoder": nets.synthetic_decoder(m, data_shape[0]),
-                 "prior_generator": nets.synthetic_prior_generator(noise_dim, m),
-                 "latent_critic": nets.synthetic_latent_critic(m)}
-        return {name: glorot_init_(net) for name, net in built.items()}  # the authors' Glorot init
-    from flexae.nets.image import image_networks
-    return image_networks(data_shape, m, noise_dim, variant=cfg.decoder_variant, bn_momentum=cfg.bn_momentum,
-                          bn_eps=cfg.bn_eps, encoder_out_features=encoder_out)
+# -- builders (registered by name in flexae.registry) ----------------------------------------------
 
-
-def build_model(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AutoEncoder:
-    """Build the model `cfg.name` for data of shape `data_shape` ((128,) synthetic, (C, H, W) images)."""
-    if cfg.name not in MODEL_NAMES:
-        raise UserError(f"unknown model {cfg.name!r}; choose from {', '.join(MODEL_NAMES)}")
-    if cfg.name in BASELINE_NAMES:
-        from flexae.baselines.registry import build_baseline  # imported here: it imports this module
-        return build_baseline(cfg, data_shape)
+def build_flexae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AdversarialAE:
+    """FlexAE, or FlexAE-SR when `cfg.name` is "flexae-sr" (image data only)."""
     if cfg.name == "flexae-sr" and len(data_shape) == 1:
         raise UserError("flexae-sr needs image data (its smoothing critic is the convolutional net of "
                         "Table 8); use --model flexae on synthetic data")
-    m = cfg.latent_dim
-    nets = _networks(data_shape, cfg, 2 * m if cfg.name == "vae" else m)
-    if cfg.name == "vae":
-        return VAE(nets["encoder"], nets["decoder"], StandardNormalPrior(m))
-    if cfg.name in ("flexae", "flexae-sr"):
-        prior = LearnedPrior(nets["prior_generator"], cfg.noise_dim or m)
-    elif cfg.name == "wae":
-        prior = StandardNormalPrior(m)
-    else:
-        prior = GaussianMixturePrior(m, cfg.gmm_components, cfg.gmm_radius, cfg.gmm_std)
+    nets = paper_networks(data_shape, cfg, cfg.latent_dim)
+    prior = LearnedPrior(nets["prior_generator"], cfg.noise_dim or cfg.latent_dim)
     smoothing = nets["smoothing_critic"] if cfg.name == "flexae-sr" else None
     return AdversarialAE(nets["encoder"], nets["decoder"], prior, nets["latent_critic"], smoothing)
+
+
+def build_wae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AdversarialAE:
+    """WAE-GAN with N(0, I) (`wae`) or the fixed Gaussian mixture (`wae-gmm`) as prior."""
+    m = cfg.latent_dim
+    nets = paper_networks(data_shape, cfg, m)
+    if cfg.name == "wae-gmm":
+        prior: nn.Module = GaussianMixturePrior(m, cfg.gmm_components, cfg.gmm_radius, cfg.gmm_std)
+    else:
+        prior = StandardNormalPrior(m)
+    return AdversarialAE(nets["encoder"], nets["decoder"], prior, nets["latent_critic"])
+
+
+def build_vae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> VAE:
+    m = cfg.latent_dim
+    nets = paper_networks(data_shape, cfg, 2 * m)
+    return VAE(nets["encoder"], nets["decoder"], StandardNormalPrior(m))

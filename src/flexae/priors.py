@@ -1,5 +1,10 @@
-"""Latent priors: the learned prior of FlexAE (a generator G_psi fed Gaussian noise) and the fixed
-priors of the baselines. Every prior is an nn.Module with `sample(n) -> (n, m)` on its own device.
+"""Latent priors: the learned prior of FlexAE (a generator G_psi fed Gaussian noise), the fixed
+priors of the baselines, and the base of the ex-post samplers some baselines fit after training.
+Every prior is an nn.Module with `sample(n) -> (n, m)` on its own device.
+
+`trained_by_gen`: True only for a prior whose parameters the L_Gen update of Algorithm 1 trains
+(FlexAE's G_psi). Priors with parameters trained another way (VampPrior's pseudo-inputs, by the
+ELBO) or fitted after training (`ExPostSampler`) say False.
 """
 
 from __future__ import annotations
@@ -9,11 +14,13 @@ import math
 import torch
 from torch import nn
 
+from flexae.errors import UserError
+
 
 class LearnedPrior(nn.Module):
     """P_psi: z_hat = G_psi(n), n ~ N(0, I_m'). Its parameters are trained by L_Gen."""
 
-    learnable = True
+    trained_by_gen = True
 
     def __init__(self, generator: nn.Module, noise_dim: int):
         super().__init__()
@@ -34,7 +41,7 @@ class LearnedPrior(nn.Module):
 class StandardNormalPrior(nn.Module):
     """The fixed prior N(0, I_m) of WAE and VAE."""
 
-    learnable = False
+    trained_by_gen = False
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -52,7 +59,7 @@ class GaussianMixturePrior(nn.Module):
     first two latent coordinates (zeros elsewhere), each with standard deviation `std`.
     """
 
-    learnable = False
+    trained_by_gen = False
 
     def __init__(self, latent_dim: int, components: int = 6, radius: float = 4.0, std: float = 1.0):
         super().__init__()
@@ -68,3 +75,32 @@ class GaussianMixturePrior(nn.Module):
         k = torch.randint(0, self.means.shape[0], (n,), device=self.means.device, generator=generator)
         noise = torch.randn(n, self.means.shape[1], device=self.means.device, generator=generator)
         return self.means[k] + self.std * noise
+
+
+class ExPostSampler(nn.Module):
+    """Base of the ex-post samplers (a GMM, a second-stage VAE, a code prior) that some baselines
+    fit to a *trained* model's codes: a persistent `fitted` flag saved with the state dict.
+
+    Subclasses implement `_sample`; `sample(n, generator) -> (n, m)` refuses to draw from an
+    unfitted sampler, so `model.generate` and anything drawing `model.prior.sample` get a UserError.
+    """
+
+    trained_by_gen = False  # fitted after the first stage, never by its updates
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.is_fitted:
+            raise UserError(f"this model generates through an ex-post sampler ({type(self).__name__}) that has "
+                            f"not been fitted yet; run `flexae fit-sampler RUN_DIR` (it also runs at the end "
+                            f"of `flexae train`)")
+        return self._sample(n, generator)
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError

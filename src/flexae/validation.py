@@ -20,14 +20,12 @@ from typing import Any
 from flexae.config import RunConfig
 from flexae.data import DATASETS, SYNTHETIC
 from flexae.errors import UserError
-from flexae.models import MODEL_NAMES
+from flexae.registry import model_names, spec
+from flexae.training.precision import PRECISIONS, step_options
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 CHANNELS_LAST = ("auto", "on", "off")
-# fp16 needs a gradient scaler inside the updates: only the trainers of flexae.training.trainers have one.
-FP16_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
-FEEDS = ("paper", "code")
-DECODER_VARIANTS = ("paper", "code")
+FEEDS = ("paper", "authors")
+DECODER_VARIANTS = ("paper", "authors")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 MAX_DIM = 65_536            # latent and noise sizes; beyond this an allocation fails, not a check
 MAX_BATCH = 1_000_000
@@ -140,19 +138,16 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
         raise UserError(f"expected a RunConfig, got {type(cfg).__name__}")
     _check_types(cfg, "")
     m, o, t = cfg.model, cfg.optim, cfg.train
-    _choice("model", m.name, MODEL_NAMES)
+    _choice("model", m.name, model_names())
     _choice("data set", t.dataset, DATASETS)
     _choice("precision", t.precision, PRECISIONS)
     _choice("channels_last", t.channels_last, CHANNELS_LAST)
-    if t.precision == "fp16" and m.name not in FP16_MODELS:
-        raise UserError(f"precision fp16 is available for {', '.join(FP16_MODELS)}; use bf16 or fp32 for {m.name}")
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
     if check_device:
         validate_device(t.device)
         if t.precision == "fp16":  # before the run folder is created; step_options checks again
-            from flexae.training.precision import step_options
-            from flexae.training.loop import resolve_device
+            from flexae.devices import resolve_device
             step_options(t, resolve_device(t.device))
     elif not isinstance(t.device, str) or not DEVICE_PATTERN.fullmatch(t.device):
         raise UserError(f"unknown device {t.device!r}; use auto, cpu, cuda, cuda:N or mps")
@@ -185,8 +180,8 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
         _positive(f"optim.{name}.lr", adam.lr)
         if not (0 <= adam.beta1 < 1 and 0 <= adam.beta2 < 1):
             raise UserError(f"optim.{name} betas must lie in [0, 1), got ({adam.beta1}, {adam.beta2})")
-    if m.name == "flexae-sr" and t.dataset in SYNTHETIC:
-        raise UserError("flexae-sr needs image data (its smoothing critic is the convolutional net of "
+    if spec(m.name).images_only and t.dataset in SYNTHETIC:
+        raise UserError(f"{m.name} needs image data (its smoothing critic is the convolutional net of "
                         "Table 8); use --model flexae on synthetic data")
     if t.eval_samples < 2:
         raise UserError("train.eval_samples must be at least 2")

@@ -41,7 +41,7 @@ def run(name, kind):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    out = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "runs": {}}
+    out = {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "runs": {}}
     for name in MODEL_NAMES:
         for kind in SHAPES:
             if name == "flexae-sr" and kind == "synthetic":

@@ -13,12 +13,10 @@ synthetic data), trained through the same loop, checkpoints and CLI as FlexAE.
 | `mask-aae` | Mondal et al., UAI 2020             | maskaae         |
 
 `ae-gmm`, `rae-gmm`, `2s-vae` and `vq-vae` generate through an *ex-post* sampler (a GMM, a
-second-stage VAE, an autoregressive prior over code indices) fitted after training as a separate
-step (`flexae fit-sampler RUN_DIR`, also run at the end of `flexae train`) and saved to
-`RUN_DIR/sampler.pt` as plain tensors; see `flexae.baselines.samplers`.
+second-stage VAE, an autoregressive prior over code indices), defined next to its model and
+fitted after training as a separate step (`flexae fit-sampler RUN_DIR`, also run at the end of
+`flexae train`); the file it is saved to, `RUN_DIR/sampler.pt`, belongs to `flexae.runs.samplers`.
 
-This module only names the baselines, so `flexae.models` can import it without a cycle; the
-models and trainers are looked up in `flexae.baselines.registry`.
+Each module holds models, trainers (built from `flexae.training.steps`) and sampler fits; they are
+registered by name in `flexae.registry`.
 """
-
-BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")

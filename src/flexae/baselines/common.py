@@ -1,54 +1,26 @@
-"""Shared pieces of the baselines: the paper's encoder/decoder (and critic) for a data shape, and
-small module helpers."""
+"""Shared pieces of the baselines: module helpers and the generic ex-post fit step (encode the
+training data, fit the model's sampler with the fit function its registry entry names). The
+networks themselves come from `flexae.nets.factory`."""
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from flexae.config import ModelConfig
-from flexae.errors import UserError
+from flexae.config import BaselineConfig
+from flexae.data import as_float
+
+# (sampler, targets, hp, generator, seed, progress) -> fit statistics
+ExPostFit = Callable[[nn.Module, Any, BaselineConfig, torch.Generator, int, bool], dict[str, float]]
 
 
 def data_size(data_shape: tuple[int, ...]) -> int:
     """d, the number of values per data point (784 for MNIST, 128 for the synthetic data)."""
     return math.prod(data_shape)
-
-
-def encoder_decoder(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,
-                    code_dim: int) -> tuple[nn.Module, nn.Module]:
-    """The encoder (data -> encoder_out) and decoder (code_dim -> data) every model shares.
-
-    Images: Table 7 (conv encoder with BN, deconv decoder with a sigmoid output); synthetic data:
-    Table 6 (one hidden layer each, tanh output), Glorot-initialised as in `flexae.models`.
-    """
-    if len(data_shape) == 1:
-        from flexae.nets import synthetic as nets
-        from flexae.nets.common import glorot_init_
-        return (glorot_init_(nets.synthetic_encoder(data_shape[0], encoder_out)),
-                glorot_init_(nets.synthetic_decoder(code_dim, data_shape[0])))
-    from flexae.nets.image import DECODER_VARIANTS, ImageDecoder, ImageEncoder
-    if cfg.decoder_variant not in DECODER_VARIANTS:
-        raise UserError(f"unknown decoder variant {cfg.decoder_variant!r}; choose from {sorted(DECODER_VARIANTS)}")
-    kernel, activation = DECODER_VARIANTS[cfg.decoder_variant]
-    bn = {"bn_momentum": cfg.bn_momentum, "bn_eps": cfg.bn_eps}
-    encoder = ImageEncoder(data_shape, code_dim, encoder_out, **bn)  # type: ignore[arg-type]
-    decoder = ImageDecoder(data_shape, code_dim, kernel, activation, **bn)  # type: ignore[arg-type]
-    return encoder, decoder
-
-
-def latent_critic(data_shape: tuple[int, ...], dim: int) -> nn.Module:
-    """The WGAN-GP latent critic of Table 8 (images) or Table 6 (synthetic data) on codes of size dim."""
-    if len(data_shape) == 1:
-        from flexae.nets.common import glorot_init_
-        from flexae.nets.synthetic import synthetic_latent_critic
-        return glorot_init_(synthetic_latent_critic(dim))
-    from flexae.nets.image import LatentCritic
-    return LatentCritic(dim)
 
 
 def decoder_weights(decoder: nn.Module) -> list[Tensor]:
@@ -74,9 +46,33 @@ def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
             m.momentum = momentum
 
 
-def device_of(module: nn.Module) -> torch.device:
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
+@torch.no_grad()
+def encode_all(encode: Callable[[Tensor], Any], images: Tensor, device: torch.device,
+                batch: int = 500) -> Any:
+    """Apply `encode` (eval mode) to data (N, ...) in chunks; concatenates tensors or tuples."""
+    parts = [encode(as_float(images[i:i + batch]).to(device)) for i in range(0, images.shape[0], batch)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat([p[j] for p in parts]).cpu() for j in range(len(parts[0])))
+    return torch.cat(parts).cpu()
+
+
+def fit_expost_sampler(model: nn.Module, fit: ExPostFit, train_data: Tensor, hp: BaselineConfig, seed: int = 0,
+                       progress: bool = False) -> dict[str, float]:
+    """Fit the model's ex-post sampler (`model.prior`) on (up to `hp.sampler_fit_points`) training
+    data with `fit`, the function of its registry entry; returns fit statistics.
+
+    The first stage is used in eval mode (the BatchNorm statistics generation will use) and
+    `model.sampler_targets` says what the sampler is fitted on (codes, posteriors, code indices).
+    """
+    sampler = model.prior
+    generator = torch.Generator().manual_seed(seed)
+    if 0 < hp.sampler_fit_points < train_data.shape[0]:
+        train_data = train_data[torch.randperm(train_data.shape[0], generator=generator)[:hp.sampler_fit_points]]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        targets = encode_all(model.sampler_targets, train_data, device)  # type: ignore[operator]
+        return fit(sampler, targets, hp, generator, seed, progress)
+    finally:
+        model.train(was_training)

@@ -9,11 +9,12 @@ from torch import Tensor, nn
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.common import encoder_decoder, latent_critic
-from flexae.config import BaselineConfig, ModelConfig, OptimConfig
+from flexae.nets.factory import encoder_decoder, latent_critic
+from flexae.config import ModelConfig, OptimConfig
 from flexae.models import AutoEncoder
 from flexae.priors import StandardNormalPrior
-from flexae.training.trainers import BatchSource, Trainer, _update, frozen, make_adam
+from flexae.training.precision import StepOptions
+from flexae.training.steps import BatchSource, Trainer, update, frozen, make_adam
 
 ACTIVE_THRESHOLD = 0.1  # a dimension counts as active when alpha >= 0.1 (authors' code)
 
@@ -91,8 +92,12 @@ class MaskAAETrainer(Trainer):
     """One iteration of the authors' loop: AE update, `critic_steps` critic updates, the encoder's
     adversarial update, then the mask update (each on a fresh batch)."""
 
-    def __init__(self, model: MaskAAE, cfg: OptimConfig, batches: BatchSource, hp: BaselineConfig):
-        self.model, self.cfg, self.batches, self.hp = model, cfg, batches, hp
+    def __init__(self, model: MaskAAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.cfg, self.hp = model, cfg, model.baseline_config
+        hp = self.hp
+        # fp16 only: the updates whose backward runs through E or D activations.
+        self.scalers = {name: self.grad_scaler() for name in ("ae", "enc", "mask")}
         autoencoder = [*model.encoder.parameters(), *model.decoder.parameters()]
         self.optimizers = {"ae": make_adam(autoencoder, cfg.ae),
                            "critic": make_adam(model.latent_critic.parameters(), cfg.critic),
@@ -114,6 +119,10 @@ class MaskAAETrainer(Trainer):
                 group["lr"] = lr * factor
 
     def step(self) -> dict[str, Tensor]:
+        with self.full_precision():  # E and D passes in the step's precision, the WGAN-GP critic in fp32
+            return self._iteration()
+
+    def _iteration(self) -> dict[str, Tensor]:
         iteration = self.iteration()
         self._set_learning_rates(iteration)
         logs = {"loss_ae": self.update_ae(self.batches())}
@@ -127,34 +136,38 @@ class MaskAAETrainer(Trainer):
     def update_ae(self, x: Tensor) -> Tensor:
         """L_AE + variance penalty; updates E and D (the mask is held fixed)."""
         alpha = self.model.mask().detach()
-        z = self.model.encode_unmasked(x)
-        rec = losses.reconstruction_loss(self.model.decode(z * alpha), x)
+        z = self.ae_pass(self.model.encode_unmasked, x)
+        rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z * alpha), x)
         loss = rec + self.hp.mask_variance_weight * bl.masked_variance_penalty(z, alpha)
-        _update(self.optimizers["ae"], loss)
+        update(self.optimizers["ae"], loss, self.scalers["ae"])
         return rec.detach()
+
+    def _masked_codes(self, x: Tensor) -> Tensor:
+        """`model.encode`: E(x) (B, m) in the step's precision, times the mask alpha in fp32."""
+        return self.ae_pass(self.model.encode_unmasked, x) * self.model.mask()
 
     def update_critic(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """WGAN-GP critic: masked prior samples are "real", masked codes "fake" (authors' code)."""
         with torch.no_grad():
-            codes, prior = self.model.encode(x), self.model.sample_latent(x.shape[0])
+            codes, prior = self._masked_codes(x), self.model.sample_latent(x.shape[0])
         loss, w = losses.wasserstein_critic_loss(self.model.latent_critic, prior, codes, self.cfg.gp_weight)
-        return _update(self.optimizers["critic"], loss), w
+        return update(self.optimizers["critic"], loss), w
 
     def update_encoder(self, x: Tensor) -> Tensor:
         """The encoder as generator: - mean C(masked codes); updates E only."""
         with frozen(self.model.latent_critic):
-            loss = losses.generator_loss(self.model.latent_critic, self.model.encode(x))
-        return _update(self.optimizers["enc"], loss)
+            loss = losses.generator_loss(self.model.latent_critic, self._masked_codes(x))
+        return update(self.optimizers["enc"], loss, self.scalers["enc"])
 
     def update_mask(self, x: Tensor, polarising: float) -> Tensor:
         """The mask loss; updates mu, then projects it back onto mu >= 0."""
         m = self.model
         with frozen(m.encoder), frozen(m.decoder), frozen(m.latent_critic):
-            codes = m.encode(x)
-            rec = losses.reconstruction_loss(m.decode(codes), x)
+            codes = self._masked_codes(x)
+            rec = losses.reconstruction_loss(self.ae_pass(m.decode, codes), x)
             w = m.latent_critic(codes).mean() - m.latent_critic(m.sample_latent(x.shape[0])).mean()
             loss = self.hp.mask_rec_weight * rec + (1 - w).pow(2) + polarising * bl.polarising_penalty(m.mask())
-        loss = _update(self.optimizers["mask"], loss)
+        loss = update(self.optimizers["mask"], loss, self.scalers["mask"])
         with torch.no_grad():
             m.prior.mask_param.clamp_(min=0.0)
         return loss

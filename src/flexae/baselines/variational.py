@@ -12,19 +12,88 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.common import encoder_decoder, frozen_batchnorm_stats
-from flexae.baselines.samplers import SecondStageVAE
+from flexae.baselines.common import frozen_batchnorm_stats
+from flexae.nets.factory import encoder_decoder
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig
 from flexae.models import VAE, reparameterise
+from flexae.priors import ExPostSampler
 from flexae.priors import StandardNormalPrior
-from flexae.training.trainers import BatchSource, Trainer, _update, make_adam
+from flexae.training.precision import StepOptions
+from flexae.training.steps import BatchSource, Trainer, update, make_adam
 
 
 # ----------------------------------------------------------------------------------------------
 # Two-stage VAE
+
+
+class _ResidualMLP(nn.Module):
+    """depth x [FC width -> ReLU] on x, then a linear head on concat(x, h), as in Dai & Wipf's code."""
+
+    def __init__(self, dim: int, width: int, depth: int, out_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(dim if i == 0 else width, width), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(dim + (width if depth else 0), out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(torch.cat([x, self.body(x)], dim=1))
+
+
+class SecondStageVAE(ExPostSampler):
+    """A VAE on codes z (m) with a latent u of the same size (kappa = m in the paper).
+
+    Encoder z -> (mu_u, log sd_u); decoder u -> z_hat; a learned scalar log gamma_z. Sampling:
+    u ~ N(0, I), z = z_hat(u) + gamma_z eps (as in the authors' `generate`).
+    """
+
+    def __init__(self, dim: int, width: int = 1024, depth: int = 3):
+        super().__init__()
+        self.dim = dim
+        self.encoder = _ResidualMLP(dim, width, depth, 2 * dim)
+        self.decoder = _ResidualMLP(dim, width, depth, dim)
+        self.log_gamma = nn.Parameter(torch.zeros(()))
+
+    def loss(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(negative ELBO, reconstruction NLL, KL) for a batch of codes z (B, m)."""
+        mu, log_sd = self.encoder(z).chunk(2, dim=1)
+        u = mu + torch.randn_like(mu) * log_sd.exp()
+        nll = bl.gaussian_nll_learned_scale(z, self.decoder(u), self.log_gamma)
+        kl = losses.kl_standard_normal(mu, 2 * log_sd)
+        return nll + kl, nll, kl
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        device = self.log_gamma.device
+        u = torch.randn(n, self.dim, device=device, generator=generator)
+        noise = torch.randn(n, self.dim, device=device, generator=generator)
+        return self.decoder(u) + self.log_gamma.exp() * noise
+
+
+def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cfg: BaselineConfig,
+                     generator: torch.Generator, seed: int, progress: bool) -> dict[str, float]:
+    """Train the second stage on z = mu + sd * eps, a fresh draw from the first stage's posterior
+    for every minibatch (the authors' code); Adam, `cfg.sampler_steps` iterations. `targets` are
+    the first stage's (mu, log sd), each (N, m)."""
+    mu, log_sd = targets
+    optimizer = torch.optim.Adam(sampler.parameters(), lr=cfg.second_stage_lr)
+    sampler.train()
+    loss = nll = kl = torch.zeros(())
+    for _ in tqdm(range(cfg.sampler_steps), desc="2nd-stage VAE", disable=not progress, dynamic_ncols=True):
+        idx = torch.randint(0, mu.shape[0], (cfg.sampler_batch_size,), generator=generator)
+        eps = torch.randn(len(idx), mu.shape[1], generator=generator)
+        z = (mu[idx] + eps * log_sd[idx].exp()).to(sampler.log_gamma.device)
+        loss, nll, kl = sampler.loss(z)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    sampler.fitted.fill_(True)
+    return {"stage2_loss": float(loss.detach()), "stage2_nll": float(nll.detach()), "stage2_kl": float(kl.detach()),
+            "stage2_gamma": float(sampler.log_gamma.detach().exp())}
 
 
 class TwoStageVAE(VAE):
@@ -59,18 +128,21 @@ class TwoStageVAE(VAE):
 class TwoStageTrainer(Trainer):
     """Stage 1: one update of E, D and gamma_x per iteration on the negative ELBO."""
 
-    def __init__(self, model: TwoStageVAE, cfg: OptimConfig, batches: BatchSource, hp: BaselineConfig):
-        self.model, self.batches = model, batches
+    def __init__(self, model: TwoStageVAE, cfg: OptimConfig, batches: BatchSource,
+                 options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.scaler = model, self.grad_scaler()
         stage1 = [p for name, p in model.named_parameters() if not name.startswith("prior.")]
         self.optimizers = {"ae": make_adam(stage1, cfg.ae)}
 
     def step(self) -> dict[str, Tensor]:
-        x = self.batches()
-        mu, logvar = self.model.posterior(x)
-        x_rec = self.model.decode(reparameterise(mu, logvar))
-        nll = bl.gaussian_nll_learned_scale(x, x_rec, self.model.log_gamma_x)
-        kl = losses.kl_standard_normal(mu, logvar)
-        _update(self.optimizers["ae"], nll + kl)
+        with self.full_precision():
+            x = self.batches()
+            mu, logvar = self.ae_pass_tuple(self.model.posterior, x)
+            x_rec = self.ae_pass(self.model.decode, reparameterise(mu, logvar))
+            nll = bl.gaussian_nll_learned_scale(x, x_rec, self.model.log_gamma_x)
+            kl = losses.kl_standard_normal(mu, logvar)
+            update(self.optimizers["ae"], nll + kl, self.scaler)
         return {"loss_ae": losses.reconstruction_loss(x_rec, x).detach(), "nll": nll.detach(),
                 "loss_kl": kl.detach(), "gamma_x": self.model.log_gamma_x.detach().exp()}
 
@@ -88,7 +160,7 @@ class VampPrior(nn.Module):
     statistics, so in eval mode they are normalised with the data's statistics.
     """
 
-    learnable = False
+    trained_by_gen = False  # its pseudo-inputs are trained by the ELBO, not by L_Gen
 
     def __init__(self, encoder: nn.Module, data_shape: tuple[int, ...], hp: BaselineConfig):
         super().__init__()
@@ -107,7 +179,7 @@ class VampPrior(nn.Module):
         encoder = self.encoder_call.__self__
         # Without gradients and in eval mode the result only changes when a weight or BatchNorm
         # statistic does (in-place updates bump a tensor's _version): reuse it, so drawing samples
-        # one at a time (flexae.usage.sample) does not re-encode the K pseudo-inputs every draw.
+        # one at a time (flexae.inference.sample) does not re-encode the K pseudo-inputs every draw.
         key = None
         if not torch.is_grad_enabled() and not encoder.training:
             tensors = [self.pseudo_logits, *encoder.state_dict().values()]
@@ -153,17 +225,19 @@ class VampVAE(VAE):
 class VampTrainer(Trainer):
     """One update of E, D and the pseudo-inputs per iteration on L_AE + single-sample KL."""
 
-    def __init__(self, model: VampVAE, cfg: OptimConfig, batches: BatchSource, hp: BaselineConfig):
-        self.model, self.batches = model, batches
+    def __init__(self, model: VampVAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.scaler = model, self.grad_scaler()
         self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
 
     def step(self) -> dict[str, Tensor]:
-        x = self.batches()
-        mu, logvar = self.model.posterior(x)
-        z = reparameterise(mu, logvar)
-        rec = losses.reconstruction_loss(self.model.decode(z), x)
-        kl = (bl.gaussian_log_density(z, mu, logvar) - self.model.prior.log_prob(z)).mean()
-        _update(self.optimizers["ae"], rec + kl)
+        with self.full_precision():  # the prior's pass over the pseudo-inputs stays fp32
+            x = self.batches()
+            mu, logvar = self.ae_pass_tuple(self.model.posterior, x)
+            z = reparameterise(mu, logvar)
+            rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z), x)
+            kl = (bl.gaussian_log_density(z, mu, logvar) - self.model.prior.log_prob(z)).mean()
+            update(self.optimizers["ae"], rec + kl, self.scaler)
         return {"loss_ae": rec.detach(), "loss_kl": kl.detach()}
 
 
@@ -261,7 +335,12 @@ class IAFVAE(VAE):
     def sample_posterior_with_log_q(self, x: Tensor, generator: torch.Generator | None = None
                                     ) -> tuple[Tensor, Tensor]:
         """z_T ~ q(z|x) and log q(z_T|x), each (B, m) and (B,)."""
-        mu, logvar, h = self.encoder(x).chunk(3, dim=1)
+        return self.posterior_from_features(self.encoder(x), generator)
+
+    def posterior_from_features(self, features: Tensor, generator: torch.Generator | None = None
+                                ) -> tuple[Tensor, Tensor]:
+        """`sample_posterior_with_log_q` from the encoder's output (B, 3m) = [mu, logvar, h]."""
+        mu, logvar, h = features.chunk(3, dim=1)
         eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
         z, log_det = self.flow(mu + eps * (0.5 * logvar).exp(), h)
         log_q = bl.standard_normal_log_density(eps) - 0.5 * logvar.sum(dim=1) - log_det
@@ -278,16 +357,18 @@ class IAFVAE(VAE):
 class IAFTrainer(Trainer):
     """One update of E, D and the flows per iteration on L_AE + log q(z_T|x) - log p(z_T)."""
 
-    def __init__(self, model: IAFVAE, cfg: OptimConfig, batches: BatchSource, hp: BaselineConfig):
-        self.model, self.batches = model, batches
+    def __init__(self, model: IAFVAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.scaler = model, self.grad_scaler()
         self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
 
     def step(self) -> dict[str, Tensor]:
-        x = self.batches()
-        z, log_q = self.model.sample_posterior_with_log_q(x)
-        rec = losses.reconstruction_loss(self.model.decode(z), x)
-        kl = (log_q - bl.standard_normal_log_density(z)).mean()
-        _update(self.optimizers["ae"], rec + kl)
+        with self.full_precision():  # the encoder and decoder in the step's precision, the flow in fp32
+            x = self.batches()
+            z, log_q = self.model.posterior_from_features(self.ae_pass(self.model.encoder, x))
+            rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z), x)
+            kl = (log_q - bl.standard_normal_log_density(z)).mean()
+            update(self.optimizers["ae"], rec + kl, self.scaler)
         return {"loss_ae": rec.detach(), "loss_kl": kl.detach()}
 
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.common import encoder_decoder
-from flexae.baselines.samplers import CodePrior
+from flexae.nets.factory import encoder_decoder
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig
 from flexae.models import AutoEncoder
-from flexae.training.trainers import BatchSource, Trainer, _update, make_adam
+from flexae.priors import ExPostSampler
+from flexae.training.precision import StepOptions
+from flexae.training.steps import BatchSource, Trainer, update, make_adam
 
 
 class VectorQuantizer(nn.Module):
@@ -35,6 +40,77 @@ class VectorQuantizer(nn.Module):
     def embed(self, indices: Tensor) -> Tensor:
         """indices (B, L) -> the decoder's input (B, L * D)."""
         return self.lookup(indices).flatten(1)
+
+
+class CodePrior(ExPostSampler):
+    """p(k_1..k_L) = prod_i p(k_i | k_<i): a small causal transformer over the L code indices.
+
+    Tokens are shifted right behind a start token, so logits[:, i] predict k_i from k_<i.
+    `sample` returns codes: `embed` maps drawn indices (n, L) to latent vectors (n, L * D) (the
+    VQ-VAE's codebook lookup; kept as a plain callable so the codebook stays the VQ-VAE's own).
+    """
+
+    def __init__(self, length: int, codebook_size: int, embed: Callable[[Tensor], Tensor],
+                 width: int = 128, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.length, self.codebook_size, self.embed = length, codebook_size, embed
+        self.token = nn.Embedding(codebook_size + 1, width)    # index K is the start token
+        self.position = nn.Parameter(torch.zeros(length, width))
+        nn.init.normal_(self.position, std=0.02)
+        block = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, codebook_size))
+        mask = torch.triu(torch.full((length, length), float("-inf")), diagonal=1)
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def logits(self, indices: Tensor) -> Tensor:
+        """indices (B, t) with t <= L -> logits (B, t, K) of k_1..k_t given the preceding indices."""
+        b, t = indices.shape
+        start = torch.full((b, 1), self.codebook_size, dtype=torch.long, device=indices.device)
+        tokens = torch.cat([start, indices[:, :-1]], dim=1)                    # (B, t)
+        h = self.token(tokens) + self.position[:t]                             # (B, t, width)
+        h = self.blocks(h, mask=self.causal_mask[:t, :t], is_causal=True)
+        return self.head(h)
+
+    def nll(self, indices: Tensor) -> Tensor:
+        """Mean negative log-likelihood per code index (nats)."""
+        logits = self.logits(indices)
+        return nn.functional.cross_entropy(logits.reshape(-1, self.codebook_size), indices.reshape(-1))
+
+    def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return self.embed(self.sample_indices(n, generator))
+
+    @torch.no_grad()
+    def sample_indices(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """(n, L) code indices, drawn one position at a time."""
+        device = self.position.device
+        out = torch.zeros(n, self.length, dtype=torch.long, device=device)
+        for i in range(self.length):
+            # Feeding the first i+1 positions: position i only sees the start token and out[:, :i].
+            probs = self.logits(out[:, :i + 1])[:, i].softmax(dim=-1)           # (n, K)
+            out[:, i] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return out
+
+
+def fit_code_prior(prior: CodePrior, indices: Tensor, cfg: BaselineConfig, generator: torch.Generator,
+                   seed: int, progress: bool) -> dict[str, float]:
+    """Maximum likelihood on the code indices (N, L) of training images; Adam, `cfg.sampler_steps`."""
+    optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.vq_prior_lr)
+    prior.train()
+    device = prior.position.device
+    loss = torch.zeros(())
+    for _ in tqdm(range(cfg.sampler_steps), desc="VQ code prior", disable=not progress, dynamic_ncols=True):
+        idx = torch.randint(0, indices.shape[0], (cfg.sampler_batch_size,), generator=generator)
+        loss = prior.nll(indices[idx].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    prior.eval()
+    prior.fitted.fill_(True)
+    used = int(indices.unique().numel())
+    return {"prior_nll_per_index": float(loss.detach()), "codes_used": float(used),
+            "uniform_nll": math.log(prior.codebook_size)}
 
 
 class VQVAE(AutoEncoder):
@@ -82,19 +158,21 @@ class VQVAE(AutoEncoder):
 class VQVAETrainer(Trainer):
     """One update of E, D and the codebook per iteration."""
 
-    def __init__(self, model: VQVAE, cfg: OptimConfig, batches: BatchSource, hp: BaselineConfig):
-        self.model, self.batches, self.beta = model, batches, hp.vq_commitment
+    def __init__(self, model: VQVAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.beta, self.scaler = model, model.baseline_config.vq_commitment, self.grad_scaler()
         first_stage = [p for name, p in model.named_parameters() if not name.startswith("prior.")]
         self.optimizers = {"ae": make_adam(first_stage, cfg.ae)}
 
     def step(self) -> dict[str, Tensor]:
-        x = self.batches()
-        z_e = self.model.encode_continuous(x)                                  # (B, L, D)
-        z_q = self.model.quantizer.lookup(self.model.quantizer.nearest(z_e.detach()))
-        z_st = z_e + (z_q - z_e).detach()                                      # straight-through
-        rec = losses.reconstruction_loss(self.model.decode(z_st.flatten(1)), x)
-        codebook, commitment = bl.vq_losses(z_e, z_q)
-        _update(self.optimizers["ae"], rec + codebook + self.beta * commitment)
+        with self.full_precision():  # E and D in the step's precision; the codebook search in fp32
+            x = self.batches()
+            z_e = self.ae_pass(self.model.encode_continuous, x)                   # (B, L, D)
+            z_q = self.model.quantizer.lookup(self.model.quantizer.nearest(z_e.detach()))
+            z_st = z_e + (z_q - z_e).detach()                                      # straight-through
+            rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z_st.flatten(1)), x)
+            codebook, commitment = bl.vq_losses(z_e, z_q)
+            update(self.optimizers["ae"], rec + codebook + self.beta * commitment, self.scaler)
         return {"loss_ae": rec.detach(), "vq_codebook": codebook.detach(), "vq_commit": commitment.detach()}
 
 

@@ -1,4 +1,5 @@
-"""Data sets by name, and the random minibatch source used by the trainers."""
+"""Data sets by name (the one table of names, shapes and paper latent sizes), loading, the uint8 ->
+float conversion, and the random minibatch source used by the trainers."""
 
 from __future__ import annotations
 
@@ -11,9 +12,35 @@ from torch import Tensor
 
 from flexae.errors import UserError
 
-SYNTHETIC = ("synthetic-5d", "synthetic-2d")
-IMAGES = ("mnist", "fashion-mnist", "cifar10", "celeba")
-DATASETS = SYNTHETIC + IMAGES
+
+
+@dataclass(frozen=True)
+class DataSetInfo:
+    shape: tuple[int, ...]  # one data point: (128,) synthetic, (C, H, W) images
+    latent_dim: int         # the paper's m for this data set (the default of --latent-dim)
+
+
+# Paper: m = 50 (Fig 2), 2 (Fig 3), 20 (MNIST, Fashion-MNIST), 64 (CIFAR-10, CelebA).
+# The authors' code used 32 and 128 for the image sets; pass --latent-dim to use those.
+DATASET_INFO: dict[str, DataSetInfo] = {
+    "synthetic-5d": DataSetInfo((128,), 50),
+    "synthetic-2d": DataSetInfo((128,), 2),
+    "mnist": DataSetInfo((1, 28, 28), 20),
+    "fashion-mnist": DataSetInfo((1, 28, 28), 20),
+    "cifar10": DataSetInfo((3, 32, 32), 64),
+    "celeba": DataSetInfo((3, 64, 64), 64),
+}
+DATASETS = tuple(DATASET_INFO)
+SYNTHETIC = tuple(n for n, info in DATASET_INFO.items() if len(info.shape) == 1)
+IMAGES = tuple(n for n, info in DATASET_INFO.items() if len(info.shape) == 3)
+DEFAULT_LATENT_DIM = {name: info.latent_dim for name, info in DATASET_INFO.items()}
+
+
+def data_shape(name: str) -> tuple[int, ...]:
+    """The shape of one data point of data set `name`."""
+    if name not in DATASET_INFO:
+        raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+    return DATASET_INFO[name].shape
 
 
 @dataclass
@@ -52,9 +79,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
     raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
 
 
-def as_float(batch: Tensor) -> Tensor:
-    """uint8 images in [0, 255] -> float32 in [0, 1]; float data pass through unchanged."""
-    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+def as_float(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 images in [0, 255] -> floats in [0, 1] (float32 by default); float data pass through
+    unchanged. The one uint8 -> float conversion of the library."""
+    return batch.to(dtype).div_(255.0) if batch.dtype == torch.uint8 else batch
 
 
 class RandomBatches:

@@ -20,7 +20,7 @@ Data sets (paper Table 5) and where their files are looked for, under the data d
   `image_size` (RGB). See `load_image_folder`.
 
 Images are kept as uint8 (N, C, H, W) to save memory (CelebA train is 2 GB even so); convert each
-batch with `to_float` to floats in [0, 1]. With `download=True`, missing files are fetched with
+batch with `flexae.data.as_float` to floats in [0, 1]. With `download=True`, missing files are fetched with
 torchvision into the data directory and then read by the readers here.
 """
 
@@ -40,11 +40,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from flexae.data import DATASET_INFO, IMAGES
 from flexae.errors import UserError
+from flexae.files import atomic_write
 
-IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
-    "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "celeba": (3, 64, 64),
-}
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {name: DATASET_INFO[name].shape for name in IMAGES}  # type: ignore[misc]
 DATASETS = tuple(IMAGE_SHAPES)
 SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
           "cifar10": ("train", "test"), "celeba": ("train", "valid", "test")}
@@ -80,13 +80,6 @@ class ImageData:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-
-def to_float(batch: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images (any shape) -> floats in [0, 1]; do this per batch, on the target device."""
-    if batch.dtype != torch.uint8:
-        raise TypeError(f"to_float expects uint8 images, got {batch.dtype}")
-    return batch.to(dtype).div_(255)
 
 
 def subset(data: ImageData, n: int, seed: int) -> ImageData:
@@ -444,11 +437,9 @@ def _celeba_cache(folder: Path, split: str, files: Sequence[str], decode) -> np.
     images = decode()
     try:
         cache.parent.mkdir(exist_ok=True)
-        partial = cache.with_name(cache.name + ".partial")
-        with partial.open("wb") as f:  # write aside, then rename: never a half-written cache
-            np.savez(f, images=images, files=np.array(files))
-        os.replace(partial, cache)
-    except OSError as exc:
+        # write aside, then rename: never a half-written cache
+        atomic_write(cache, lambda f: np.savez(f, images=images, files=np.array(files)))
+    except (OSError, UserError) as exc:
         warnings.warn(f"could not write the CelebA cache {cache} ({exc}); continuing without it")
     return images
 
@@ -528,6 +519,6 @@ def _download(name: str, root: Path) -> None:
 
 __all__ = [
     "ImageData", "MissingDataError", "IMAGE_SHAPES", "DATASETS", "SPLITS", "DATA_DIR_ENV", "CELEBA_CROP",
-    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "load_images", "load_image_folder", "subset", "to_float",
+    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "load_images", "load_image_folder", "subset",
     "resolve_data_dir", "read_idx", "read_cifar_batch", "celeba_crop_box",
 ]

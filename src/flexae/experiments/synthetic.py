@@ -19,8 +19,9 @@ from flexae.data import load_dataset
 from flexae.errors import UserError
 from flexae.plots import plot_latent_distance, plot_latent_scatter
 from flexae.runs import load_run
-from flexae.training.checkpoint import CHECKPOINT_NAME
-from flexae.training.loop import read_log, resume, train
+from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.log import read_log
+from flexae.training.loop import resume, train
 
 FIG2_MODELS = ("wae", "flexae")
 FIG3_MODELS = ("vae", "wae", "wae-gmm", "flexae")

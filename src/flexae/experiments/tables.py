@@ -30,8 +30,8 @@ import torch
 
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.presets import DEFAULT_LATENT_DIM
-from flexae.training.checkpoint import CHECKPOINT_NAME
+from flexae.data import DEFAULT_LATENT_DIM
+from flexae.runs.layout import CHECKPOINT_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vq-vae", "wae", "wae-mmd", "2s-vae", "ae-gmm", "rae-gmm",
@@ -220,7 +220,7 @@ class Evaluator:
 
 
 def _eval_device(device: str) -> str:
-    from flexae.training.loop import resolve_device
+    from flexae.devices import resolve_device
     return str(resolve_device(device))
 
 
@@ -251,10 +251,10 @@ def check_settings(settings: TableSettings, warn: Callable[[str], None]) -> None
 
 
 def _check_models(models: tuple[str, ...]) -> tuple[str, ...]:
-    from flexae.models import MODEL_NAMES
-    unknown = [m for m in models if m not in MODEL_NAMES]
+    from flexae.registry import model_names
+    unknown = [m for m in models if m not in model_names()]
     if unknown or not models:
-        raise UserError(f"unknown models {unknown}; choose from {', '.join(MODEL_NAMES)}")
+        raise UserError(f"unknown models {unknown}; choose from {', '.join(model_names())}")
     return models
 
 

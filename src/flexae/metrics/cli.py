@@ -16,7 +16,8 @@ import click
 
 from flexae.errors import UserError
 from flexae.metrics.fid import fid_from_features
-from flexae.metrics.inception import InceptionExtractor, load_extractor, resolve_device
+from flexae.devices import resolve_device
+from flexae.metrics.inception import InceptionExtractor, load_extractor
 from flexae.metrics.io import load_image_file
 from flexae.metrics.memorization import memorization_score, pms
 from flexae.metrics.prd import prd_from_features

@@ -35,8 +35,10 @@ import torch.nn.functional as F
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm.auto import tqdm
 
+from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.metrics.io import uint8_to_unit
+from flexae.files import atomic_write
+from flexae.data import as_float
 
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
@@ -339,24 +341,13 @@ def _file_id(path: Path) -> str:
 # Preprocessing and batched extraction.
 
 
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> cuda if available, else mps, else cpu; anything else is passed to torch."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
 def as_unit_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(N, C, H, W) uint8 [0, 255] or float [0, 1] -> float32 tensor in [0, 1], C in {1, 3}."""
     images = torch.as_tensor(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"images must have shape (N, C, H, W) with C 1 or 3, got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
-        return uint8_to_unit(images)
+        return as_float(images)
     if not images.is_floating_point():
         raise UserError(f"images must be uint8 or float, got {images.dtype}")
     return images.float()
@@ -399,9 +390,7 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
 def save_features(path: Path, features: torch.Tensor) -> None:
     """Write features (N, d) to ``path`` (.npy) atomically, so concurrent readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, features.numpy())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, features.numpy()))
 
 
 @dataclass

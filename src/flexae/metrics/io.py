@@ -12,14 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flexae.data import as_float
 from flexae.errors import UserError
 
 EXPECTED = "expected (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 in [0, 255] or float in [0, 1]"
-
-
-def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [0, 1]; the one conversion used everywhere, so cache keys agree."""
-    return images.float().div_(255.0)
 
 
 def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
@@ -37,7 +33,7 @@ def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
     if array.shape[0] < 2:
         raise UserError(f"{name}: need at least 2 images, got {array.shape[0]}")
     if array.dtype == np.uint8:
-        tensor = uint8_to_unit(torch.from_numpy(np.array(array, copy=True)))
+        tensor = as_float(torch.from_numpy(np.array(array, copy=True)))
     elif np.issubdtype(array.dtype, np.floating):
         tensor = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
         _check_unit_range(tensor, name)

@@ -11,13 +11,13 @@ Padding follows TensorFlow's "same" (the authors' code):
   first, i.e. (k-1)//2 on the left/top and the rest on the right/bottom (1 and 2 for k=4).
 
 Where the paper and the authors' code differ, the paper is the default:
-- Decoder output layer: paper Conv(c, k4, s1) after BN -> ELU (`variant="paper"`); code
-  Conv(c, k3, s1) after BN -> ReLU (`variant="code"`).
+- Decoder output layer: paper Conv(c, k4, s1) after BN -> ELU (`variant="paper"`); authors' code
+  Conv(c, k3, s1) after BN -> ReLU (`variant="authors"`).
 - BatchNorm parameters: the paper gives none, so the default is the authors' code, i.e. TF's
   defaults (decay 0.99, epsilon 1e-3), which in PyTorch terms is `momentum=0.01, eps=1e-3`.
   PyTorch's own defaults are `bn_momentum=0.1, bn_eps=1e-5`.
 - Initialisation: the paper is silent; the code uses Glorot with zero biases. Default
-  `init="glorot-uniform"` (Glorot-uniform everywhere); `init="code"` reproduces the code exactly:
+  `init="glorot-uniform"` (Glorot-uniform everywhere); `init="authors"` reproduces the authors' code exactly:
   Glorot truncated-normal (TF variance_scaling fan_avg) for the decoder, prior generator and latent
   critic, Glorot-uniform for the encoder and smoothing critic. Both have weight variance
   2 / (fan_in + fan_out); only the shape of the distribution differs.
@@ -37,10 +37,9 @@ from flexae.errors import UserError
 from flexae.nets.common import glorot_init_, mlp
 
 # Latent dimension m of the paper (Tables 7, 8); the authors' code used 32 and 128.
-PAPER_LATENT_DIMS = {"mnist": 20, "fashion-mnist": 20, "cifar10": 64, "celeba": 64}
 
 # Decoder output layer: (kernel size, activation before it).
-DECODER_VARIANTS = {"paper": (4, "elu"), "code": (3, "relu")}
+DECODER_VARIANTS = {"paper": (4, "elu"), "authors": (3, "relu")}
 
 TF_BN_MOMENTUM = 0.01  # TF decay 0.99 == PyTorch momentum 0.01 (weight of the new batch).
 TF_BN_EPS = 1e-3
@@ -235,10 +234,10 @@ class SmoothingCritic(nn.Module):
 
 def image_networks(image_shape: tuple[int, int, int], latent_dim: int,
                    noise_dim: int | None = None, *,
-                   variant: str = "paper",                  # Decoder output layer: "paper" or "code".
+                   variant: str = "paper",                  # Decoder output layer: "paper" or "authors".
                    bn_momentum: float = TF_BN_MOMENTUM,     # TF default of the authors' code.
                    bn_eps: float = TF_BN_EPS,               # TF default of the authors' code.
-                   init: str = "glorot-uniform",            # Or "code": TF init per network.
+                   init: str = "glorot-uniform",            # Or "authors": TF init per network.
                    encoder_out_features: int | None = None  # 2m for a VAE; m by default.
                    ) -> dict[str, nn.Module]:
     """Build and initialise the five networks of Tables 7 and 8 for one image shape (C, H, W).
@@ -249,8 +248,8 @@ def image_networks(image_shape: tuple[int, int, int], latent_dim: int,
     """
     if variant not in DECODER_VARIANTS:
         raise UserError(f"unknown decoder variant {variant!r}; choose one of {sorted(DECODER_VARIANTS)}")
-    if init not in ("glorot-uniform", "code"):
-        raise UserError(f"unknown init {init!r}; choose 'glorot-uniform' or 'code'")
+    if init not in ("glorot-uniform", "authors"):
+        raise UserError(f"unknown init {init!r}; choose 'glorot-uniform' or 'authors'")
     image_shape = check_image_shape(image_shape)
     last_kernel, last_activation = DECODER_VARIANTS[variant]
     bn = {"bn_momentum": bn_momentum, "bn_eps": bn_eps}
@@ -261,14 +260,14 @@ def image_networks(image_shape: tuple[int, int, int], latent_dim: int,
         "latent_critic": LatentCritic(latent_dim),
         "smoothing_critic": SmoothingCritic(image_shape),
     }
-    if init == "code":  # Each network is Glorot-uniform already; the code differs for D, G, C_kappa.
+    if init == "authors":  # Each network is Glorot-uniform already; the authors' code differs for D, G, C_kappa.
         for key in ("decoder", "prior_generator", "latent_critic"):
             glorot_truncated_normal_(nets[key])
     return nets
 
 
 __all__ = [
-    "PAPER_LATENT_DIMS", "DECODER_VARIANTS", "TF_BN_MOMENTUM", "TF_BN_EPS", "check_image_shape",
+    "DECODER_VARIANTS", "TF_BN_MOMENTUM", "TF_BN_EPS", "check_image_shape",
     "tf_same_padding", "glorot_truncated_normal_", "ImageEncoder", "ImageDecoder", "PriorGenerator",
     "LatentCritic", "SmoothingCritic", "image_networks",
 ]

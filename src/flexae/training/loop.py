@@ -1,59 +1,44 @@
-"""The training loop: run folder, seeding, progress bar, JSONL log, evaluation, checkpoints, resume.
+"""The training loop: seeding, progress bar, logging, evaluation, checkpoints, resume.
 
-Run folder layout:
-    config.json      the resolved RunConfig plus library/torch/Python versions
-    log.jsonl        one JSON object per logged iteration (losses) or evaluation (metrics)
-    checkpoint.pt    config, step, model and optimizer states, RNG states, versions
-    metrics.json     the final evaluation
-    grids/           image data: samples-<step>.png and reconstructions-<step>.png (training.previews)
-    tensorboard/     with train.tensorboard: event files of the logged numbers and the grids
+The run folder it writes (names, checkpoint format, log) belongs to `flexae.runs`; models and
+their trainers come from `flexae.registry`. The loop calls `trainer.step()` as it is: precision
+and memory format are the trainer's own (flexae.training.precision), never an autocast here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from flexae.config import RunConfig
-from flexae.data import Dataset, RandomBatches, as_float, load_dataset
+from flexae.data import Dataset, RandomBatches, load_dataset
+from flexae.devices import resolve_device
 from flexae.errors import UserError
+from flexae.files import atomic_write_text, first_line
 from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
-from flexae.models import AutoEncoder, build_model
-from flexae.training.checkpoint import (CHECKPOINT_NAME, NonFiniteStateError, atomic_write_text, first_line,
-                                        load_checkpoint, read_jsonl, rewind_log, rng_state, save_checkpoint,
-                                        set_rng_state, versions)
+from flexae.models import AutoEncoder
+from flexae.registry import build_model, make_trainer
+from flexae.runs.checkpoint import (NonFiniteStateError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+                                    versions)
+from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME, OWNED_DIRS, OWNED_FILES
+from flexae.runs.log import RunLog, rewind_log
+from flexae.runs.samplers import ensure_fitted
+from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
+from flexae.training.precision import step_options
 from flexae.training.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, TrainingStopped
-from flexae.training import distributed
-from flexae.training.precision import step_options
-from flexae.training.trainers import Trainer, make_trainer
+from flexae.training.steps import Trainer
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
 
 EVAL_SEED = 12345
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Pick the device once: "auto" prefers CUDA, then Apple MPS, then the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
-    return device
 
 
 def set_cpu_threads(requested: int, is_image: bool) -> None:
@@ -61,12 +46,6 @@ def set_cpu_threads(requested: int, is_image: bool) -> None:
         torch.set_num_threads(requested)
     elif not is_image:
         torch.set_num_threads(1)
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -89,34 +68,15 @@ def synthetic_metrics(model: AutoEncoder, data: Dataset, n_latent: int) -> dict[
     return {"fd": fd, "w_latent": wasserstein1_exact(prior, codes)}
 
 
-class RunLog:
-    """Append-only JSONL log; floats are rounded for readability."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tensorboard: TensorBoard | None = None  # mirrors every record's numbers when set
-
-    def write(self, record: dict[str, Any]) -> None:
-        clean = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
-        if self.tensorboard is not None:
-            self.tensorboard.scalars(record)
-
-
-def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / "log.jsonl")  # skips a line torn by a crash
-
-
 def _prepare_run_dir(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"run folder {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
-        for name in ("config.json", "log.jsonl", CHECKPOINT_NAME, "metrics.json"):
+        for name in OWNED_FILES:  # every file of the replaced run, sampler.pt and eval results included
             (out / name).unlink(missing_ok=True)
-        for name in ("grids", "tensorboard"):  # previews of the replaced run
+        for name in OWNED_DIRS:  # its previews
             shutil.rmtree(out / name, ignore_errors=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +96,7 @@ class Run:
         self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
         self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
         self.step = 0
-        self.log = RunLog(out / "log.jsonl")
+        self.log = RunLog(out / LOG_NAME)
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
 
@@ -157,8 +117,7 @@ class Run:
         save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
 
     def evaluate(self) -> dict[str, float]:
-        from flexae.baselines.samplers import sampler_ready
-        if self.data.is_image or not sampler_ready(self.model):  # ex-post samplers are fitted after training
+        if self.data.is_image or not self.model.can_generate():  # ex-post samplers are fitted after training
             return {}
         return synthetic_metrics(self.model, self.data, self.cfg.train.eval_samples)
 
@@ -166,7 +125,7 @@ class Run:
 def _write_config(run: Run) -> None:
     payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device),
                "processes": distributed.world_size()}
-    atomic_write_text(run.out / "config.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(run.out / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
 
 
 def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
@@ -218,12 +177,11 @@ def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict
 
 
 def _fit_expost_sampler(run: Run, progress: bool) -> None:
-    """Models that generate through an ex-post sampler (flexae.baselines.samplers) get it fitted
-    on the final model as a step of its own, saved to sampler.pt (reused if already fitted)."""
-    from flexae.baselines import samplers
-    if samplers.expost_sampler(run.model) is None:
+    """Models that generate through an ex-post sampler (some baselines) get it fitted on the final
+    model as a step of its own, saved to sampler.pt (reused if already fitted; flexae.runs.samplers)."""
+    if run.model.expost_sampler is None:
         return
-    samplers.ensure_fitted(run.model, run.out, run.data.train, run.cfg.model.baseline, run.step,
+    ensure_fitted(run.model, run.out, run.data.train, run.cfg.model.baseline, run.step,
                            run.cfg.train.seed, progress, log=run.log.write)
     if run.previews is not None:  # now with the sample grid the training previews had to leave out
         run.previews.write(run.model, run.step, run.log.tensorboard)
@@ -266,7 +224,6 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     started = time.time()
     if run.step == 0 and not run.data.is_image:
         run.log.write({"step": 0, **run.evaluate()})
-    ctx = autocast(run.device, tc.precision)
     if tc.tensorboard:
         run.log.tensorboard = TensorBoard(run.out / "tensorboard", start_step=run.step)
     run.model.train()
@@ -274,8 +231,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     monitor = DivergenceMonitor(run.model, run.device, run.out)
     monitor.saved_step = run.step or None  # a resumed run starts from its checkpoint
     while run.step < tc.steps:
-        with ctx:
-            logs = run.trainer.step()
+        logs = run.trainer.step()
         run.step += 1
         bar.update(1)
         monitor.observe(run.step, logs)  # CPU: raises now; accelerators: recorded without a sync
@@ -301,7 +257,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     bar.close()
     _fit_expost_sampler(run, progress=not bar.disable)
     final = final or run.evaluate()
-    atomic_write_text(run.out / "metrics.json", json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    atomic_write_text(run.out / METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
     if run.log.tensorboard is not None:
         run.log.tensorboard.close()
     return run.out

@@ -3,7 +3,7 @@
 Preview grids are rendered in eval mode (BatchNorm running statistics, as a user samples later),
 in fp32 outside autocast, from fixed inputs, and every `train.grid_every` iterations:
 - `grids/samples-<step>.png`: 8x8 generated images from 64 fixed prior draws. Draw i uses its own
-  generator seeded with `seed + PREVIEW_SEED_OFFSET + i` (`flexae.usage.sample`), so the noise is
+  generator seeded with `seed + PREVIEW_SEED_OFFSET + i` (`flexae.inference.sample`), so the noise is
   the same at every step and after every resume, needs no state in the checkpoint and never touches
   the training RNG (a resumed run stays bit-identical to an uninterrupted one).
 - `grids/reconstructions-<step>.png`: the first 32 test images and their reconstructions, as four
@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import Tensor
 
-from flexae import usage
-from flexae.data.images import to_float
+from flexae import inference
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.grids import make_grid, to_uint8, write_images
 from flexae.models import AutoEncoder
@@ -37,17 +37,16 @@ class Previews:
 
     def render(self, model: AutoEncoder) -> dict[str, Tensor]:
         """{"samples": (64, C, H, W), "reconstructions": (64, C, H, W)} in [0, 1], eval mode."""
-        from flexae.baselines.samplers import sampler_ready
         was_training = model.training
         model.eval()
         try:
-            # Models with an ex-post sampler (flexae.baselines) have no samples until it is fitted.
-            samples = usage.sample(model, GRID_SIDE * GRID_SIDE, self.seed) if sampler_ready(model) else None
-            recon = usage.reconstruct(model, self.test)
+            # Models with an ex-post sampler have no samples until it is fitted (after training).
+            samples = inference.sample(model, GRID_SIDE * GRID_SIDE, self.seed) if model.can_generate() else None
+            recon = inference.reconstruct(model, self.test)
         finally:
             model.train(was_training)
         grids = {"samples": samples} if samples is not None else {}
-        return {**grids, "reconstructions": usage.paired_rows(to_float(self.test), recon, GRID_SIDE)}
+        return {**grids, "reconstructions": inference.paired_rows(as_float(self.test), recon, GRID_SIDE)}
 
     def write(self, model: AutoEncoder, step: int, tensorboard: "TensorBoard | None" = None) -> dict[str, Path]:
         """Render and save both grids for `step`; a grid of the same step is replaced (a resumed

@@ -1,11 +1,8 @@
-"""Checkpoints and the other run-folder files, written so that a crash at any moment leaves a usable run.
+"""Checkpoints, written so that a crash at any moment leaves a usable run.
 
-Writes: every file is written to a temporary name, flushed and fsync'ed, then renamed over the old one
-(`os.replace` is atomic on POSIX and Windows), and the folder entry is fsync'ed. A crash, SIGKILL or
-power cut therefore leaves either the old complete file or the new complete file, never a mix; the
-previous checkpoint stays in place until its successor is complete. `log.jsonl` is append-only: a
-torn last line is skipped when read, and `rewind_log` drops it (and records of steps after the
-checkpoint) when a run is resumed.
+Writes go through `flexae.files.atomic_write` (temporary file, fsync, rename): a crash, SIGKILL or
+power cut leaves either the old complete checkpoint or the new complete one, never a mix; the
+previous checkpoint stays in place until its successor is complete.
 
 Loads: checkpoints hold only tensors and plain data (dicts, lists, numbers, strings) and are read with
 `torch.load(weights_only=True)`, whose unpickler refuses every global outside that set, so a hostile
@@ -15,21 +12,19 @@ that unpickles but is not a flexae checkpoint (or comes from a newer flexae) get
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import re
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 
 import flexae
 from flexae.errors import UserError
+from flexae.files import atomic_write, first_line
 
-CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED_KEYS = ("config", "step", "model", "optimizers", "rng", "versions")
 
 
@@ -81,44 +76,6 @@ def check_versions(found: Any, path: Path) -> None:
                         f"flexae {flexae.__version__}; upgrade flexae to load it")
 
 
-# --- atomic writes --------------------------------------------------------------------------------
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename durable: fsync the folder entry (POSIX only; Windows cannot open folders)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through `write(file)` so that readers only ever see the old or the new content."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")  # one fixed name: a crash leaves at most one stale file
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # also a second Ctrl-C: leave no half-written temporary behind
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # disk full, permissions: the old file is still intact
-            raise UserError(f"cannot write {path} ({exc.strerror or exc}); its previous version is kept") from None
-        raise
-    _fsync_folder(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
 # --- saving ---------------------------------------------------------------------------------------
 
 def _tensors(tree: Any, prefix: str = "") -> Iterable[tuple[str, torch.Tensor]]:
@@ -162,17 +119,6 @@ def _refusal(exc: pickle.UnpicklingError) -> str | None:
         return None
     match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported (?:operand|class) ([^\s.]+)", text)
     return match.group(0) if match else "an object that is not a tensor or plain data"
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, for one-line errors (its type if it has none)."""
-    lines = str(exc).strip().splitlines()
-    if not lines:
-        return type(exc).__name__
-    line = lines[0]
-    if len(line) > 120:  # long library messages: the first sentence says what happened
-        line = line.split(". ")[0]
-    return line[:200]
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -227,36 +173,3 @@ def check_state(state: Any, path: Path) -> None:
     if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor)
             and rng["torch"].dtype == torch.uint8):
         raise UserError(f"{path}: garbled random-number-generator state")
-
-
-# --- the JSONL log --------------------------------------------------------------------------------
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a crash while appending) is skipped."""
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break  # torn by a crash mid-write
-            raise UserError(f"{path}, line {number}: not a JSON record") from None
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def rewind_log(path: Path, step: int) -> None:
-    """Keep the records of steps <= `step` (those the checkpoint has seen), dropping a torn last line.
-
-    A resumed run repeats the iterations after its checkpoint; without this, the log would hold
-    them twice, the first time from the run that crashed.
-    """
-    path = Path(path)
-    if not path.exists():
-        return
-    kept = [r for r in read_jsonl(path) if not (isinstance(r.get("step"), (int, float)) and r["step"] > step)]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -2,7 +2,7 @@
 
 Generation FID / precision-recall: n generated images vs n test images; reconstruction FID: the
 reconstructions of those n test images vs the same test images; PMS / IMS in the Table 4 layout.
-Everything is delegated to `flexae.evaluation.evaluate_generator`; this module only loads the run,
+Everything is delegated to `flexae.evaluation.protocol.evaluate_generator`; this module only loads the run,
 its data and the Inception network, and writes `eval.json` and `eval.md` into the run folder.
 """
 
@@ -15,11 +15,12 @@ from typing import Iterable
 import torch
 
 from flexae.data import as_float, load_dataset
+from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.evaluation import METRICS, evaluate_generator, results_markdown
-from flexae.runs import load_run
-from flexae.training.checkpoint import atomic_write_text
-from flexae.training.loop import resolve_device
+from flexae.evaluation.protocol import METRICS, evaluate_generator, results_markdown
+from flexae.files import atomic_write_text
+from flexae.runs.layout import EVAL_JSON, EVAL_MD, METRICS_NAME
+from flexae.runs.load import load_run
 
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
@@ -35,7 +36,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
-                        f"latent W1 in {run_dir / 'metrics.json'}")
+                        f"latent W1 in {run_dir / METRICS_NAME}")
     extractor = load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
                                progress=progress)
     gen = torch.Generator(device=torch_device).manual_seed(seed)
@@ -49,6 +50,6 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         as_float(data.test), train, n=n, metrics=metrics, extractor=extractor,
         device=torch_device, batch_size=batch_size, seed=seed)
     results = {"run": str(run_dir), "model": cfg.model.name, "dataset": cfg.train.dataset, **results}
-    atomic_write_text(run_dir / "eval.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / "eval.md", results_markdown(results, label=cfg.model.name))
+    atomic_write_text(run_dir / EVAL_JSON, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / EVAL_MD, results_markdown(results, label=cfg.model.name))
     return results

@@ -24,8 +24,10 @@ import torch
 from flexae.config import RunConfig
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
-from flexae.training.checkpoint import (CHECKPOINT_NAME, atomic_write, check_versions, first_line,
-                                        load_checkpoint, nonfinite_tensors)
+from flexae.files import atomic_write, first_line
+from flexae.runs.checkpoint import check_versions, load_checkpoint, nonfinite_tensors
+from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.build import build_for_config
 from flexae.validation import config_from_dict
 
 FORMAT = "flexae-model"
@@ -75,8 +77,6 @@ def _metadata(path: Path) -> tuple[dict, int]:
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`."""
     from safetensors.torch import load_file
-
-    from flexae.runs import build_for_config
 
     path = Path(path)
     if not path.is_file():

@@ -21,10 +21,11 @@ import torch
 from PIL import Image
 
 from conftest import SHARED_DATA
-from flexae import usage
+from flexae import inference
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
-from flexae.data.images import load_images, to_float
+from flexae.data.images import load_images
+from flexae.data import as_float
 from flexae.cli import main
 from flexae.runs import load_run
 from flexae.training.loop import Run
@@ -75,11 +76,11 @@ def _one_line_error(proc, message: str) -> None:
 
 def test_sample_uses_per_sample_seeds(mnist_run):
     model, _ = load_run(mnist_run)
-    images = usage.sample(model, 5, seed=3, batch_size=2)
+    images = inference.sample(model, 5, seed=3, batch_size=2)
     assert images.shape == (5, 1, 28, 28) and images.dtype == torch.float32
     assert 0 <= images.min() and images.max() <= 1
     # Image i depends on seed + i only: not on n, the batch size or its neighbours.
-    same = usage.sample(model, 8, seed=0, batch_size=8)[3:]
+    same = inference.sample(model, 8, seed=0, batch_size=8)[3:]
     assert torch.allclose(images, same, atol=1e-5)
     assert not torch.allclose(images[0], images[1])
 
@@ -110,13 +111,13 @@ def test_sample_cli_npz_png_and_no_overwrite(mnist_run, tmp_path):
 
 def test_reconstructions(mnist_run, mnist_test, tmp_path):
     model, cfg = load_run(mnist_run)
-    real, recon, index = usage.reconstructions_for_run(model, cfg, n=6, seed=1)  # data dir from the run
+    real, recon, index = inference.reconstructions_for_run(model, cfg, n=6, seed=1)  # data dir from the run
     assert real.shape == recon.shape == (6, 1, 28, 28) and len(set(index.tolist())) == 6
-    assert torch.equal(real, to_float(mnist_test[index]))
+    assert torch.equal(real, as_float(mnist_test[index]))
     with torch.no_grad():
-        expected = model.decode(model.encode(to_float(mnist_test[index])))
+        expected = model.decode(model.encode(as_float(mnist_test[index])))
     assert torch.allclose(recon, expected, atol=1e-5) and 0 <= recon.min() and recon.max() <= 1
-    rows = usage.paired_rows(real, recon, 4)  # Fig 4a: real row, reconstruction row, ...
+    rows = inference.paired_rows(real, recon, 4)  # Fig 4a: real row, reconstruction row, ...
     assert torch.equal(rows[:4], real[:4]) and torch.equal(rows[4:8], recon[:4])
     assert torch.equal(rows[8:10], real[4:]) and torch.equal(rows[10:], recon[4:])
 
@@ -133,16 +134,16 @@ def test_reconstructions(mnist_run, mnist_test, tmp_path):
 
 def test_interpolation_rows(mnist_run, mnist_test, tmp_path):
     model, cfg = load_run(mnist_run)
-    images, pairs = usage.interpolations_for_run(model, cfg, rows=3, columns=5, seed=2)
+    images, pairs = inference.interpolations_for_run(model, cfg, rows=3, columns=5, seed=2)
     assert images.shape == (15, 1, 28, 28) and pairs.shape == (3, 2) and len(set(pairs.flatten().tolist())) == 6
     grid = images.reshape(3, 5, 1, 28, 28)
     a, b = mnist_test[pairs[:, 0]], mnist_test[pairs[:, 1]]
-    assert torch.allclose(grid[:, 0], usage.reconstruct(model, a), atol=1e-5)   # first: D(E(x_a))
-    assert torch.allclose(grid[:, -1], usage.reconstruct(model, b), atol=1e-5)  # last: D(E(x_b))
-    mean_code = (usage.encode(model, a) + usage.encode(model, b)) / 2
-    assert torch.allclose(grid[:, 2], usage.decode(model, mean_code), atol=1e-5)  # middle: mean code
+    assert torch.allclose(grid[:, 0], inference.reconstruct(model, a), atol=1e-5)   # first: D(E(x_a))
+    assert torch.allclose(grid[:, -1], inference.reconstruct(model, b), atol=1e-5)  # last: D(E(x_b))
+    mean_code = (inference.encode(model, a) + inference.encode(model, b)) / 2
+    assert torch.allclose(grid[:, 2], inference.decode(model, mean_code), atol=1e-5)  # middle: mean code
     assert 0 <= images.min() and images.max() <= 1
-    assert usage.interpolation_weights(5).tolist() == [0, 0.25, 0.5, 0.75, 1]
+    assert inference.interpolation_weights(5).tolist() == [0, 0.25, 0.5, 0.75, 1]
 
     png = tmp_path / "interp.png"
     assert flexae("interpolate", mnist_run, "--rows", "3", "--columns", "5", "--out", png).returncode == 0
@@ -198,7 +199,7 @@ def celeba_run(tmp_path_factory) -> tuple[Path, Path]:
 def test_attribute_direction_and_traversal(celeba_run):
     run_dir, data_dir = celeba_run
     model, cfg = load_run(run_dir)
-    result = usage.attribute_traversal_for_run(model, cfg, "Smiling", data_dir=data_dir, examples=2, side=3,
+    result = inference.attribute_traversal_for_run(model, cfg, "Smiling", data_dir=data_dir, examples=2, side=3,
                                                strength=2.0)
     assert result.images.shape == (2 * 9, 3, 64, 64) and 0 <= result.images.min() and result.images.max() <= 1
     # The direction is mean code(train with Smiling) - mean code(train without), computed here directly.
@@ -206,17 +207,17 @@ def test_attribute_direction_and_traversal(celeba_run):
     smiling = torch.tensor([CELEBA_VALUES[i][CELEBA_ATTRS.index("Smiling")] > 0
                             for i, p in enumerate(CELEBA_PARTITION) if p == 0])
     with torch.no_grad():
-        codes = model.encode(to_float(train.images))
+        codes = model.encode(as_float(train.images))
     assert torch.allclose(result.direction, codes[smiling].mean(0) - codes[~smiling].mean(0), atol=1e-5)
     # Test split: images 5 (no smile) and 6 (smile); negatives first, as the paper's (a), (b) | (c), (d).
     assert result.has_attribute.tolist() == [False, True]
     test = load_images("celeba", "test", data_dir)
     grids = result.images.reshape(2, 9, 3, 64, 64)
-    centre = usage.reconstruct(model, test.images[result.examples])
+    centre = inference.reconstruct(model, test.images[result.examples])
     assert torch.allclose(grids[:, 4], centre, atol=1e-5)  # the centre tile is the reconstruction
     assert result.strengths.tolist() == [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0]
-    z = usage.encode(model, test.images[result.examples[:1]]) + 2.0 * result.direction
-    assert torch.allclose(grids[0, -1], usage.decode(model, z)[0], atol=1e-5)  # last tile: z + S d
+    z = inference.encode(model, test.images[result.examples[:1]]) + 2.0 * result.direction
+    assert torch.allclose(grids[0, -1], inference.decode(model, z)[0], atol=1e-5)  # last tile: z + S d
 
 
 def test_traverse_cli(celeba_run, tmp_path):

@@ -22,7 +22,8 @@ from torch import Tensor
 
 from flexae.config import RunConfig
 from flexae.data import IMAGES
-from flexae.data.images import ImageData, load_images, resolve_data_dir, to_float
+from flexae.data.images import ImageData, load_images, resolve_data_dir
+from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.priors import LearnedPrior
@@ -69,7 +70,7 @@ def sample(model: AutoEncoder, n: int, seed: int = 0, batch_size: int = BATCH_SI
 def encode(model: AutoEncoder, images: Tensor, batch_size: int = BATCH_SIZE) -> Tensor:
     """uint8 images (N, C, H, W) -> codes (N, m) float32 on the model's device (a VAE's mean)."""
     device = _device(model)
-    return torch.cat([model.encode(to_float(images[part].to(device))).float()
+    return torch.cat([model.encode(as_float(images[part].to(device))).float()
                       for part in _chunks(len(images), batch_size)])
 
 
@@ -240,7 +241,7 @@ def reconstructions_for_run(model: AutoEncoder, cfg: RunConfig, *, split: str = 
     data = load_split(cfg, split, data_dir, model_image_shape(model))
     index = choose(torch.arange(len(data)), n, seed, f"{split} images")
     real = data.images[index]
-    return to_float(real), reconstruct(model, real, batch_size), index
+    return as_float(real), reconstruct(model, real, batch_size), index
 
 
 def interpolations_for_run(model: AutoEncoder, cfg: RunConfig, *, rows: int = 10, columns: int = 11,

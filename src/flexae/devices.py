@@ -1,0 +1,30 @@
+"""The one device resolver: names like "auto", "cpu", "cuda:1" or "mps" to a torch.device."""
+
+from __future__ import annotations
+
+import torch
+
+from flexae.errors import UserError
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """"auto" (or None) prefers CUDA, then Apple MPS, then the CPU; a named accelerator that this
+    machine lacks is a one-line UserError."""
+    if isinstance(name, torch.device):
+        return name
+    if name is None or name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise UserError(f"device {name!r} requested but Apple MPS is not available; use --device cpu")
+    return device

@@ -1,0 +1,88 @@
+"""The one way flexae writes files: atomically, so a crash at any moment leaves either the old
+complete file or the new complete file, never a mix. Also the JSONL reader and one-line error text.
+
+Every file is written to a temporary name beside the target, flushed and fsync'ed, then renamed over
+the old one (`os.replace` is atomic on POSIX and Windows), and the folder entry is fsync'ed. Run
+folders (flexae.runs), feature and data caches and image grids all write through `atomic_write`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from flexae.errors import UserError
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line errors (its type if it has none)."""
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    line = lines[0]
+    if len(line) > 120:  # long library messages: the first sentence says what happened
+        line = line.split(". ")[0]
+    return line[:200]
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable: fsync the folder entry (POSIX only; Windows cannot open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through `write(file)` so that readers only ever see the old or the new content."""
+    path = Path(path)
+    # A name of this process's own: two writers never share a temporary file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:  # also a second Ctrl-C: leave no half-written temporary behind
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, permissions: the old file is still intact
+            raise UserError(f"cannot write {path} ({exc.strerror or exc}); its previous version is kept") from None
+        raise
+    _fsync_folder(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a torn last line (a crash while appending) is skipped."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # torn by a crash mid-write
+            raise UserError(f"{path}, line {number}: not a JSON record") from None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a line; append-only, so a crash tears at most the last line."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

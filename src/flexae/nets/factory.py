@@ -1,0 +1,60 @@
+"""The one place networks are built for a data shape: Table 6 (synthetic data, (128,)) or
+Tables 7-8 (images, (C, H, W)). Every model, the paper's and the baselines', gets its encoder,
+decoder and critics here, so all share exactly the same layouts and initialisation.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from flexae.config import ModelConfig
+from flexae.errors import UserError
+
+
+def paper_networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -> dict[str, nn.Module]:
+    """{"encoder", "decoder", "prior_generator", "latent_critic"} (+ "smoothing_critic" for images)
+    of the paper's models; `encoder_out` is m, or 2m for a Gaussian encoder."""
+    m, noise_dim = cfg.latent_dim, cfg.noise_dim or cfg.latent_dim
+    if len(data_shape) == 1:
+        from flexae.nets import synthetic as nets
+        from flexae.nets.common import glorot_init_
+        built = {"encoder": nets.synthetic_encoder(data_shape[0], encoder_out),
+                 "decoder": nets.synthetic_decoder(m, data_shape[0]),
+                 "prior_generator": nets.synthetic_prior_generator(noise_dim, m),
+                 "latent_critic": nets.synthetic_latent_critic(m)}
+        return {name: glorot_init_(net) for name, net in built.items()}  # the authors' Glorot init
+    from flexae.nets.image import image_networks
+    return image_networks(data_shape, m, noise_dim, variant=cfg.decoder_variant, bn_momentum=cfg.bn_momentum,
+                          bn_eps=cfg.bn_eps, encoder_out_features=encoder_out)
+
+
+def encoder_decoder(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,
+                    code_dim: int) -> tuple[nn.Module, nn.Module]:
+    """The encoder (data -> encoder_out) and decoder (code_dim -> data) of the baselines.
+
+    Images: Table 7 (conv encoder with BN, deconv decoder with a sigmoid output); synthetic data:
+    Table 6 (one hidden layer each, tanh output), Glorot-initialised as in `paper_networks`.
+    """
+    if len(data_shape) == 1:
+        from flexae.nets import synthetic as nets
+        from flexae.nets.common import glorot_init_
+        return (glorot_init_(nets.synthetic_encoder(data_shape[0], encoder_out)),
+                glorot_init_(nets.synthetic_decoder(code_dim, data_shape[0])))
+    from flexae.nets.image import DECODER_VARIANTS, ImageDecoder, ImageEncoder
+    if cfg.decoder_variant not in DECODER_VARIANTS:
+        raise UserError(f"unknown decoder variant {cfg.decoder_variant!r}; choose from {sorted(DECODER_VARIANTS)}")
+    kernel, activation = DECODER_VARIANTS[cfg.decoder_variant]
+    bn = {"bn_momentum": cfg.bn_momentum, "bn_eps": cfg.bn_eps}
+    encoder = ImageEncoder(data_shape, code_dim, encoder_out, **bn)  # type: ignore[arg-type]
+    decoder = ImageDecoder(data_shape, code_dim, kernel, activation, **bn)  # type: ignore[arg-type]
+    return encoder, decoder
+
+
+def latent_critic(data_shape: tuple[int, ...], dim: int) -> nn.Module:
+    """The WGAN-GP latent critic of Table 8 (images) or Table 6 (synthetic data) on codes of size dim."""
+    if len(data_shape) == 1:
+        from flexae.nets.common import glorot_init_
+        from flexae.nets.synthetic import synthetic_latent_critic
+        return glorot_init_(synthetic_latent_critic(dim))
+    from flexae.nets.image import LatentCritic
+    return LatentCritic(dim)

@@ -1,0 +1,96 @@
+"""The architecture refactor changed no numbers: 3 CPU iterations of every model at a fixed seed
+give the losses, and the 8 generated images after them, recorded on main before the refactor
+(tests/golden/numerics.pt, written by tests/golden/record_numerics.py against the old API).
+
+Bit for bit where the recording's CPU kernels (torch version and CPU capability) are this
+machine's; elsewhere (another CPU changes the float rounding of the kernels, not the algorithm)
+to 1e-4 relative. Run folders written by that main still load and generate the same samples.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from flexae.config import ModelConfig, OptimConfig
+from flexae.data import RandomBatches
+from flexae.registry import build_model, fit_sampler, make_trainer
+from flexae.runs import load_run
+from flexae.training.precision import StepOptions
+
+GOLDEN = Path(__file__).parent / "golden"
+RECORDED = torch.load(GOLDEN / "numerics.pt", weights_only=True)
+SAME_KERNELS = (RECORDED["torch"] == torch.__version__
+                and RECORDED["cpu_capability"] == torch.backends.cpu.get_cpu_capability())
+SHAPES = {"image": (1, 28, 28), "synthetic": (128,)}
+
+
+def small_config(name: str) -> ModelConfig:
+    cfg = ModelConfig(name=name, latent_dim=4)
+    hp = cfg.baseline
+    hp.vamp_pseudo_inputs, hp.vq_codebook_size, hp.vq_embedding_dim = 6, 16, 3
+    hp.second_stage_width, hp.vq_prior_width, hp.iaf_hidden = 32, 16, 16
+    hp.expost_gmm_components, hp.sampler_steps, hp.sampler_batch_size = 3, 3, 8
+    return cfg
+
+
+def three_iterations(name: str, kind: str) -> dict:
+    """The recording's procedure, through the refactored API."""
+    shape = SHAPES[kind]
+    torch.manual_seed(0)
+    data = torch.rand(64, *shape) if kind == "image" else torch.randn(64, *shape)
+    torch.manual_seed(1)
+    cfg = small_config(name)
+    model = build_model(cfg, shape)
+    trainer = make_trainer(model, OptimConfig(), RandomBatches(data, 8), StepOptions(channels_last=False))
+    losses = [{k: float(v) for k, v in trainer.step().items()} for _ in range(3)]
+    model.eval()
+    if model.expost_sampler is not None:
+        fit_sampler(model, data, cfg.baseline, seed=0)
+    with torch.no_grad():
+        images = model.generate(8, torch.Generator().manual_seed(2))
+    return {"losses": losses, "images": images}
+
+
+def assert_same(actual, expected) -> None:
+    if SAME_KERNELS:
+        assert actual == expected if not isinstance(actual, torch.Tensor) else torch.equal(actual, expected)
+    elif isinstance(actual, torch.Tensor):
+        torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+    else:
+        assert actual == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as recorded
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("key", sorted(RECORDED["runs"]))
+def test_three_iterations_unchanged(key):
+    name, kind = key.split("/")
+    got, want = three_iterations(name, kind), RECORDED["runs"][key]
+    assert [sorted(step) for step in got["losses"]] == [sorted(step) for step in want["losses"]]
+    for got_step, want_step in zip(got["losses"], want["losses"]):
+        for loss in want_step:
+            assert_same(got_step[loss], want_step[loss])
+    assert_same(got["images"], want["images"])
+
+
+def test_every_model_was_recorded():
+    from flexae.registry import PAPER_MODELS, BASELINE_NAMES
+    recorded = {key.split("/")[0] for key in RECORDED["runs"]}
+    assert recorded == set(PAPER_MODELS) | set(BASELINE_NAMES)
+
+
+@pytest.mark.parametrize("name", ["flexae", "ae-gmm"])
+def test_run_folders_of_the_old_layout_load_and_generate(name):
+    model, cfg = load_run(GOLDEN / "legacy_runs" / name)
+    assert cfg.model.name == name and model.can_generate()  # ae-gmm: its sampler.pt was loaded
+    with torch.no_grad():
+        samples = model.generate(8, torch.Generator().manual_seed(3))
+    expected = torch.load(GOLDEN / "legacy_samples.pt", weights_only=True)[name]
+    assert_same(samples, expected)
