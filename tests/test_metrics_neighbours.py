@@ -8,7 +8,8 @@ from PIL import Image
 from flexae.data.images import load_images
 from flexae.data import as_float
 from flexae.metrics.inception import load_extractor, torchscript_weights_path
-from flexae.metrics.neighbours import image_grid, neighbour_grid, neighbour_rows, save_png
+from flexae.grids import save_png
+from flexae.metrics.neighbours import image_grid, neighbour_grid, neighbour_rows
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_grid_layout_and_png(train, tmp_path):
     np.testing.assert_array_equal(cell(1, 0), expected)
     np.testing.assert_array_equal(cell(1, 1), expected)
     assert not np.array_equal(cell(1, 2), expected)
-    path = save_png(grid, tmp_path / "grid.png")
+    path = save_png(tmp_path / "grid.png", grid)
     np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), grid)
 
 

@@ -7,14 +7,13 @@ generator produces new images.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from flexae.errors import UserError
+from flexae.grids import make_grid, to_uint8
 from flexae.metrics.inception import InceptionExtractor
 from flexae.metrics.memorization import nearest_neighbours
 
@@ -38,25 +37,13 @@ def neighbour_rows(generated: torch.Tensor, train: torch.Tensor, k: int = 14,
 
 
 def image_grid(rows: torch.Tensor, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
-    """Tile images (R, K, C, H, W) in [0, 1] into one uint8 RGB array (R*(H+p)+p, K*(W+p)+p, 3)."""
+    """Tile images (R, K, C, H, W) in [0, 1] into one uint8 RGB array (R*(H+p)+p, K*(W+p)+p, 3),
+    one row of K per r (through flexae.grids, the library's one grid maker; save it with
+    `flexae.grids.save_png(path, grid)`)."""
     if rows.ndim != 5 or rows.shape[2] not in (1, 3):
         raise UserError(f"rows must have shape (R, K, C, H, W) with C 1 or 3, got {tuple(rows.shape)}")
-    num_rows, num_cols, _, h, w = rows.shape
-    rows = rows.detach().float().cpu().clamp(0, 1).expand(-1, -1, 3, -1, -1)
-    grid = torch.full((3, num_rows * (h + padding) + padding, num_cols * (w + padding) + padding), pad_value)
-    for r in range(num_rows):
-        for c in range(num_cols):
-            top, left = padding + r * (h + padding), padding + c * (w + padding)
-            grid[:, top:top + h, left:left + w] = rows[r, c]
-    return (grid.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
-
-
-def save_png(grid: np.ndarray, path: str | Path) -> Path:
-    """Write a uint8 (H, W, 3) grid to a PNG file; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(path)
-    return path
+    tiles = rows.flatten(0, 1).expand(-1, 3, -1, -1)  # (R*K, 3, H, W)
+    return make_grid(to_uint8(tiles), columns=rows.shape[1], pad=padding, pad_value=round(255 * pad_value))
 
 
 def neighbour_grid(generated: torch.Tensor, train: torch.Tensor, k: int = 14,
