@@ -241,7 +241,8 @@ def _use_options(with_data: bool):
         click.option("--out", type=click.Path(path_type=Path), required=True,
                      help="Output file: .png (grid) or .npz (uint8 N x H x W x C under 'images')."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random choices."),
+        click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+                     help="Seed of the random choices."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--batch-size", type=_POSITIVE, default=256, show_default=True,
                      help="Images per forward pass."),
@@ -442,6 +443,8 @@ def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, 
     if n < 2:
         raise UserError(f"--n must be at least 2, got {n}")
     names = tuple(m.strip() for m in metric_names.split(",") if m.strip())
+    if not names:  # an empty list would compute nothing and still exit 0
+        raise UserError(f"--metrics needs at least one of fid, prd, pms, ims, got {metric_names!r}")
     results = evaluate_run(run_dir, n, names, device, data_dir, batch_size, precision, weights, seed,
                            progress=not quiet)
     click.echo(results_markdown(results, label=results["model"]), nl=False)

@@ -53,7 +53,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:  # also a second Ctrl-C: leave no half-written temporary behind
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a read-only file system, where the temporary was never created
+            pass
         if isinstance(exc, OSError):  # disk full, permissions: the old file is still intact
             raise UserError(f"cannot write {path} ({exc.strerror or exc}); its previous version is kept") from None
         raise
@@ -66,7 +69,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL file; a torn last line (a crash while appending) is skipped."""
-    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:  # a folder in its place, permissions
+        raise UserError(f"cannot read {path} ({exc.strerror or exc})") from None
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -84,5 +90,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a line; append-only, so a crash tears at most the last line."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as exc:  # disk full, read-only file system, a folder in its place
+        raise UserError(f"cannot append to {path} ({exc.strerror or exc})") from None

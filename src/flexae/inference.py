@@ -29,6 +29,7 @@ from flexae.models import AutoEncoder
 from flexae.priors import LearnedPrior
 
 BATCH_SIZE = 256  # images per forward pass
+MAX_SEED = 2**63 - 1  # torch generators take seeds in [0, 2**63 - 1]
 
 
 def _device(model: AutoEncoder) -> torch.device:
@@ -56,6 +57,8 @@ def sample(model: AutoEncoder, n: int, seed: int = 0, batch_size: int = BATCH_SI
     """n generated images D(z), z from the model's prior (D(G(n)) for FlexAE): (n, C, H, W) in [0, 1]."""
     if n < 1:
         raise UserError(f"number of samples must be positive, got {n}")
+    if not 0 <= seed <= MAX_SEED - (n - 1):  # sample i is drawn with seed + i
+        raise UserError(f"seed must lie in [0, {MAX_SEED - (n - 1)}] for {n} samples (each uses seed + i), got {seed}")
     device, out = _device(model), []
     for part in _chunks(n, batch_size):
         draws = prior_draws(model.prior, range(seed + part.start, seed + part.stop), device)

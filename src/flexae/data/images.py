@@ -218,6 +218,8 @@ def _load_idx_dataset(name: str, split: str, root: Path) -> ImageData:
         [_idx_names(f"{prefix}-images-idx3-ubyte"), _idx_names(f"{prefix}-labels-idx1-ubyte")],
         note=" (gzipped or raw)")
     images = read_idx(image_path, IDX_IMAGES_MAGIC)
+    if len(images) == 0:  # a valid header with count 0: every later step would fail obscurely
+        raise UserError(f"{image_path}: holds 0 images; replace it with the full {name} {split} file")
     labels = read_idx(label_path, IDX_LABELS_MAGIC)
     _, h, w = IMAGE_SHAPES[name]
     if images.shape[1:] != (h, w):

@@ -26,6 +26,17 @@ from flexae.metrics.prd import prd_from_features
 METRICS = ("fid", "prd", "pms", "ims")
 
 
+def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    """The metric names, stripped; UserError if none is given (nothing would be computed) or one is unknown."""
+    names = tuple(m.strip() for m in metrics if m.strip())
+    if not names:
+        raise UserError(f"no metrics to compute; give at least one of {', '.join(METRICS)}")
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise UserError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    return names
+
+
 def _in_batches(produce: Callable[[int, int], torch.Tensor], n: int, batch_size: int) -> torch.Tensor:
     """Concatenate produce(start, count) over batches, checked and moved to CPU."""
     parts = []
@@ -55,10 +66,7 @@ def evaluate_generator(generate: Callable[[int], torch.Tensor] | None,
     batches of ``batch_size`` and run under torch.no_grad(); outputs are clamped to [0, 1].
     ``seed`` picks the two training subsets of Table 4 and seeds PRD's k-means.
     """
-    metrics = tuple(metrics)
-    unknown = sorted(set(metrics) - set(METRICS))
-    if unknown:
-        raise UserError(f"unknown metrics {unknown}; choose from {list(METRICS)}")
+    metrics = check_metrics(metrics)
     if n < 2 or len(test_images) < n:
         raise UserError(f"need 2 <= n <= number of test images ({len(test_images)}), got n={n}")
     if {"pms", "ims"} & set(metrics) and train_images is None:

@@ -17,7 +17,7 @@ import torch
 from flexae.data import as_float, load_dataset
 from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.evaluation.protocol import METRICS, evaluate_generator, results_markdown
+from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
 from flexae.files import atomic_write_text
 from flexae.runs.layout import EVAL_JSON, EVAL_MD, METRICS_NAME
 from flexae.runs.load import load_run
@@ -31,6 +31,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     from flexae.metrics.inception import load_extractor
 
     run_dir = Path(run_dir)
+    metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     torch_device = resolve_device(device)
     model, cfg = load_run(run_dir, device=torch_device)
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
@@ -40,7 +41,6 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     extractor = load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
                                progress=progress)
     gen = torch.Generator(device=torch_device).manual_seed(seed)
-    metrics = tuple(metrics)
     train = None
     if {"pms", "ims"} & set(metrics):  # Table 4 needs 2n training images, drawn at random
         pick = torch.randperm(data.train.shape[0], generator=torch.Generator().manual_seed(seed))[:2 * n]

@@ -146,13 +146,25 @@ def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> b
     return all(saved.get(k) == wanted[k] for k in sections)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object written earlier into the output folder, or {} if it is missing or damaged
+    (then the run or evaluation it describes is simply done again)."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # garbled, truncated, a folder in its place
+        warnings.warn(f"{path} is unreadable ({exc}); redoing what it describes")
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def ensure_run(cfg: RunConfig, run_dir: Path, settings: TableSettings) -> Path:
     """Train one run, or resume it (same model/optim config, fewer steps so far), or reuse it
     (finished with the same config); returns its folder."""
     from flexae.training.loop import resume, train
 
-    config_path = run_dir / "config.json"
-    saved = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    saved = _read_json(run_dir / "config.json")
     if (run_dir / "metrics.json").is_file() and _same(saved, cfg, ("model", "optim", "train")):
         return run_dir
     if (run_dir / CHECKPOINT_NAME).is_file() and _same(saved, cfg, ("model", "optim")) \
@@ -200,7 +212,7 @@ class Evaluator:
         step = json.loads((run_dir / "metrics.json").read_text())["step"]
         key = {"run": str(run_dir.name), "step": step, "n": s.eval_n, "metrics": list(self.metrics), "seed": s.seed}
         cache, grid = s.out / "eval" / f"{run_dir.name}.json", s.out / "samples" / f"{run_dir.name}.png"
-        stored = json.loads(cache.read_text()) if cache.is_file() else {}
+        stored = _read_json(cache)
         if stored.get("key") == key and grid.is_file():
             return stored["results"]
         model, _ = load_run(run_dir, device=_eval_device(s.device))

@@ -42,15 +42,20 @@ def fid_from_features(generated: ArrayLike, real: ArrayLike) -> float:
     """FID between features (N, d) of generated images and (M, d) of real images.
 
     With fewer samples than dimensions the covariances are singular and FID is biased upward
-    (a warning says so); the paper protocol uses 10k >= 2048.
+    (a warning says so); the paper protocol uses 10k >= 2048. The result is clamped at 0: FID is a
+    squared distance, and the matrix square root's round-off can leave e.g. -1e-13 for identical sets.
     """
-    gen, ref = check_feature_pair(generated, real)
+    return max(_fid(*check_feature_pair(generated, real)), 0.0)  # negatives are round-off only
+
+
+def _fid(gen: np.ndarray, ref: np.ndarray) -> float:
+    """Unclamped FID of checked features; warns when there are fewer samples than dimensions."""
     smallest, dim = min(len(gen), len(ref)), gen.shape[1]
     if smallest >= dim:
         return frechet_distance_from_samples(gen, ref)
     warnings.warn(f"FID from {smallest} samples of {dim}-d features: covariance is rank deficient, "
                   "the value is biased and the matrix square root slow; use at least as many samples "
-                  f"as dimensions ({dim})", stacklevel=2)
+                  f"as dimensions ({dim})", stacklevel=3)
     try:
         return frechet_distance_from_samples(gen, ref)
     except ValueError as exc:  # sqrtm of a singular product can come out complex

@@ -346,6 +346,8 @@ def as_unit_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     images = torch.as_tensor(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"images must have shape (N, C, H, W) with C 1 or 3, got {tuple(images.shape)}")
+    if 0 in images.shape[2:]:  # 0x0 images cannot be resized to 299x299
+        raise UserError(f"images are {images.shape[2]}x{images.shape[3]} pixels; need at least 1x1")
     if images.dtype == torch.uint8:
         return as_float(images)
     if not images.is_floating_point():
@@ -385,6 +387,36 @@ def fold_batchnorm(net: nn.Module) -> nn.Module:
             layer.conv = fuse_conv_bn_eval(layer.conv, layer.bn)
             layer.bn = nn.Identity()
     return net
+
+
+def _feature_problem(array: object, n: int) -> str | None:
+    """What is wrong with a cached array that should hold n feature rows, or None if nothing."""
+    if not isinstance(array, np.ndarray):  # a zip (.npz) at this path loads as an NpzFile
+        getattr(array, "close", lambda: None)()
+        return "not a .npy array"
+    if array.shape != (n, FEATURE_DIM):
+        return f"shape {array.shape}, expected {(n, FEATURE_DIM)}"
+    if not np.issubdtype(array.dtype, np.floating):
+        return f"dtype {array.dtype}, expected float"
+    if not np.isfinite(array).all():
+        return "NaN or infinite values"
+    return None
+
+
+def load_cached_features(path: Path, n: int) -> torch.Tensor | None:
+    """Features (n, 2048) float32 cached at ``path``; None, with a warning naming the file, if it is
+    unreadable or not n finite float rows. A damaged or foreign entry is recomputed, never trusted:
+    e.g. zeros of another shape once gave FID 0.
+    """
+    try:
+        array = np.load(path, allow_pickle=False)  # never unpickle a cache file
+        problem = _feature_problem(array, n)
+    except Exception as exc:  # truncated or garbled: ValueError, EOFError, OSError, BadZipFile, ...
+        problem = f"unreadable ({exc.__class__.__name__})"
+    if problem is None:
+        return torch.from_numpy(array.astype(np.float32, copy=False))
+    warnings.warn(f"ignoring cached Inception features {path}: {problem}; recomputing them", stacklevel=3)
+    return None
 
 
 def save_features(path: Path, features: torch.Tensor) -> None:
@@ -438,17 +470,18 @@ class InceptionExtractor:
         (use it for one-off sets such as fresh samples).
         """
         images = as_unit_float(images)
-        if not cache or self.cache_dir is None:
+        if not cache or self.cache_dir is None or len(images) == 0:  # no chunks to cache for 0 images
             return self.compute(images)
         parts = []
         with self._bar(len(images)) as bar:
             for start in range(0, len(images), self.cache_chunk):
                 chunk = images[start:start + self.cache_chunk]
                 path = self.cache_path(chunk)
-                if path.is_file():
-                    parts.append(torch.from_numpy(np.load(path)))
+                cached = load_cached_features(path, len(chunk)) if path.is_file() else None
+                if cached is not None:
+                    parts.append(cached)
                     bar.update(len(chunk))
-                else:
+                else:  # absent or bad: compute, and overwrite a bad entry
                     parts.append(self._compute(chunk, bar))
                     save_features(path, parts[-1])
         return torch.cat(parts)
@@ -493,7 +526,8 @@ def load_extractor(weights: str | Path | None = None, *, download: bool = False,
                    cache_dir: str | Path | None = None, use_cache: bool = True,
                    progress: bool = True) -> InceptionExtractor:
     """Build an :class:`InceptionExtractor`; ``cache_dir`` defaults to :func:`default_cache_dir`."""
+    torch_device = resolve_device(device)  # before the weights: an unusable device fails in no time
     network, weights_id = load_inception(weights, download=download)
     cache = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()) if use_cache else None
-    return InceptionExtractor(network, weights_id, resolve_device(device), batch_size, precision,
+    return InceptionExtractor(network, weights_id, torch_device, batch_size, precision,
                               channels_last, cache_dir=cache, progress=progress)

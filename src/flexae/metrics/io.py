@@ -24,6 +24,8 @@ def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
     ``name`` is used in error messages (e.g. the file the array came from).
     """
     array = np.asarray(array)
+    if array.ndim in (3, 4) and 0 in array.shape[1:]:  # before the channel check: its hint would mislead
+        raise UserError(f"{name}: shape {array.shape} has no pixels (a dimension of size 0), {EXPECTED}")
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4 or array.shape[-1] not in (1, 3):

@@ -12,6 +12,8 @@ that unpickles but is not a flexae checkpoint (or comes from a newer flexae) get
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pickle
 import re
 import sys
@@ -96,8 +98,24 @@ def nonfinite_tensors(tree: Any) -> list[str]:
             if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
+def tensor_digest(tree: Any, extra: str = "") -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor in `tree` (and `extra`)."""
+    digest = hashlib.sha256(extra.encode())
+    for name, t in _tensors(tree):
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def _state_digest(state: dict[str, Any]) -> str:
+    body = {k: state.get(k) for k in ("model", "optimizers", "rng")}
+    return tensor_digest(body, json.dumps([state.get("config"), state.get("step")], sort_keys=True, default=str))
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically write `state` (tensors, dicts, lists, numbers, strings) to `path`.
+    """Atomically write `state` (tensors, dicts, lists, numbers, strings) to `path`, with a
+    checksum of its config, step and tensors that `load_checkpoint` verifies.
 
     A state whose model or optimizer tensors are not finite is refused: the previous checkpoint is
     the last good one and must not be replaced by a diverged model.
@@ -107,7 +125,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise NonFiniteStateError(f"refused to save {path}: {bad[0]}{more} holds NaN or infinity; "
                                   f"the previous checkpoint is kept", bad)
+    state = {**state, "checksum": _state_digest(state)}
     atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def check_finite_state(state: dict[str, Any], path: Path) -> None:
+    """A loaded checkpoint's weights and optimizer states are finite (save_checkpoint never writes
+    others, so a non-finite one was altered, or written by something else)."""
+    bad = nonfinite_tensors({"model": state.get("model"), "optimizers": state.get("optimizers")})
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{path}: {bad[0]}{more} holds NaN or infinity; this checkpoint cannot be used "
+                        f"(train again with --overwrite, or use a good copy)")
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -117,8 +146,10 @@ def _refusal(exc: pickle.UnpicklingError) -> str | None:
     text = str(exc)
     if "Weights only load failed" not in text:
         return None
-    match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported (?:operand|class) ([^\s.]+)", text)
-    return match.group(0) if match else "an object that is not a tensor or plain data"
+    # Only a refused import or class is an attempt to run code; any other unpickling error (random
+    # bytes, a truncated stream) is damage, reported as such.
+    match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported class ([^\s.]+)", text)
+    return match.group(0) if match else None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -144,7 +175,18 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     except Exception as exc:  # zip, EOF, storage and decoding errors all mean a damaged file
         raise UserError(f"cannot load checkpoint {path}: truncated or corrupt ({first_line(exc)})") from None
     check_state(state, path)
+    check_checksum(state, path)
     return state
+
+
+def check_checksum(state: dict[str, Any], path: Path) -> None:
+    """Checkpoints written by this flexae carry a checksum (older ones none): a file whose bytes
+    changed after it was written (a flipped bit inside a tensor) is reported as damaged."""
+    if "checksum" not in state:
+        return
+    if state["checksum"] != _state_digest(state):
+        raise UserError(f"{path} is damaged: its contents do not match the checksum written with them "
+                        f"(the file changed after it was saved); use a good copy, or train again with --overwrite")
 
 
 def check_state(state: Any, path: Path) -> None:

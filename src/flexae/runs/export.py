@@ -27,7 +27,7 @@ from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.runs.checkpoint import check_versions, load_checkpoint, nonfinite_tensors
 from flexae.runs.layout import CHECKPOINT_NAME
-from flexae.runs.build import build_for_config
+from flexae.runs.build import build_for_config, model_from_checkpoint
 from flexae.validation import config_from_dict
 
 FORMAT = "flexae-model"
@@ -46,7 +46,7 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    config_from_dict(state["config"], run_dir / CHECKPOINT_NAME)  # a config this flexae can rebuild
+    model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)  # the checks load_weights will make: it loads
     # Own, dense copies: safetensors refuses views and tensors sharing storage.
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in state["model"].items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),

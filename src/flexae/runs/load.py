@@ -10,14 +10,12 @@ import torch
 
 from flexae.config import RunConfig
 from flexae.errors import UserError
-from flexae.files import first_line
 from flexae.models import AutoEncoder
-from flexae.runs.build import build_for_config
+from flexae.runs.build import model_from_checkpoint
 from flexae.runs.checkpoint import load_checkpoint
 from flexae.runs.export import load_weights
 from flexae.runs.layout import CHECKPOINT_NAME
 from flexae.runs.sampler_file import load_into
-from flexae.validation import config_from_dict
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
@@ -33,13 +31,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     if not run_dir.is_dir():
         raise UserError(f"run folder {run_dir} does not exist")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
-    cfg = config_from_dict(state["config"], run_dir / CHECKPOINT_NAME)
-    model = build_for_config(cfg, run_dir / CHECKPOINT_NAME)
-    try:
-        model.load_state_dict(state["model"])
-    except (RuntimeError, ValueError) as exc:  # missing, extra or mis-shaped tensors
-        raise UserError(f"{run_dir / CHECKPOINT_NAME}: weights do not fit the model its config describes "
-                        f"({first_line(exc)})") from None
+    model, cfg = model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)
     if with_sampler:
         load_into(model, run_dir, state["step"])  # a fitted ex-post sampler (sampler.pt), if the model has one
     return model.to(device).eval(), cfg

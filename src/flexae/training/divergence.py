@@ -3,12 +3,12 @@
 What "at once" means here:
 
 - On the CPU, reading a value costs nothing extra (there is no device to wait for), so after every
-  iteration the losses and all parameters are checked, and a divergence is reported in the very
+  iteration the losses, all parameters and all optimizer states (Adam's moments) are checked, and a divergence is reported in the very
   iteration that produced it.
 - On an accelerator, reading a value back stalls the queue of kernels, which would slow every
   iteration. There `observe` only records, on the device and without a sync, the first iteration
   whose losses were non-finite and their values; `check` reads that record and checks the
-  parameters, and the loop calls it wherever it syncs anyway: at every log, evaluation and
+  parameters and optimizer states, and the loop calls it wherever it syncs anyway: at every log, evaluation and
   checkpoint step and at the end. The report still names the first bad iteration and its losses;
   it comes at most `train.log_every` iterations later, and never after a checkpoint write.
 
@@ -43,8 +43,9 @@ def _format(names: list[str], values: list[float]) -> str:
 class DivergenceMonitor:
     """Checks losses every iteration and weights at every check (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, device: torch.device, run_dir: Path):
-        self.model, self.run_dir = model, Path(run_dir)
+    def __init__(self, model: nn.Module, device: torch.device, run_dir: Path,
+                 optimizers: dict[str, torch.optim.Optimizer] | None = None):
+        self.model, self.run_dir, self.optimizers = model, Path(run_dir), optimizers or {}
         self.eager = device.type == "cpu"
         self.saved_step: int | None = None        # step of the last checkpoint written, for messages
         self._first_bad = torch.full((), -1, dtype=torch.long, device=device)  # -1: none yet
@@ -78,10 +79,27 @@ class DivergenceMonitor:
         self._bad_values = torch.where(newly_bad, values, self._bad_values)
 
     def check_parameters(self, step: int) -> None:
+        """Weights, then optimizer states: an optimizer state can overflow (e.g. Adam's second
+        moment under a huge learning rate) while the weights are still finite, and would poison
+        the next steps and the checkpoint."""
         bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
             more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
             raise self.diverged(step, f"non-finite weights in {bad[0]}{more} (the losses were finite)")
+        bad = self._bad_optimizer_states()
+        if bad:
+            more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+            raise self.diverged(step, f"non-finite optimizer state {bad[0]}{more} (losses and weights were finite)")
+
+    def _bad_optimizer_states(self) -> list[str]:
+        names = {id(p): name for name, p in self.model.named_parameters()}
+        bad = []
+        for opt_name, optimizer in self.optimizers.items():
+            for param, state in optimizer.state.items():
+                for key, value in state.items():
+                    if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                        bad.append(f"{opt_name}.{key} of {names.get(id(param), 'a parameter')}")
+        return bad
 
     def check(self, step: int) -> None:
         """Raise TrainingDiverged if any iteration so far went non-finite; syncs on accelerators."""

@@ -7,8 +7,8 @@ and memory format are the trainer's own (flexae.training.precision), never an au
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,16 +25,17 @@ from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.models import AutoEncoder
 from flexae.registry import build_model, make_trainer
-from flexae.runs.checkpoint import (NonFiniteStateError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                                    versions)
-from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME, OWNED_DIRS, OWNED_FILES
+from flexae.runs.checkpoint import (NonFiniteStateError, check_finite_state, load_checkpoint, rng_state,
+                                    save_checkpoint, set_rng_state, versions)
+from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
+from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
 from flexae.runs.log import RunLog, rewind_log
 from flexae.runs.samplers import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
 from flexae.training.precision import step_options
 from flexae.training.previews import Previews, TensorBoard
-from flexae.training.signals import GracefulStop, TrainingStopped
+from flexae.training.signals import GracefulStop, StopNow, TrainingStopped
 from flexae.training.steps import Trainer
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
 
@@ -68,20 +69,16 @@ def synthetic_metrics(model: AutoEncoder, data: Dataset, n_latent: int) -> dict[
     return {"fd": fd, "w_latent": wasserstein1_exact(prior, codes)}
 
 
-def _prepare_run_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"run folder {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
-        for name in OWNED_FILES:  # every file of the replaced run, sampler.pt and eval results included
-            (out / name).unlink(missing_ok=True)
-        for name in OWNED_DIRS:  # its previews
-            shutil.rmtree(out / name, ignore_errors=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # read-only or virtual file system, a file in the way, permissions
-        raise UserError(f"cannot create run folder {out} ({exc.strerror or exc})") from None
+def _writer_lock(out: Path) -> contextlib.AbstractContextManager:
+    """The run folder's lock, held by rank 0 (the only process that writes into it)."""
+    return RunFolderLock(out) if distributed.is_main() else contextlib.nullcontext()
+
+
+def _replace_run_dir(out: Path, overwrite: bool) -> None:
+    """Under the lock, once the new run's data are loaded and its model is built: check the folder
+    again (another run may have written it meanwhile) and remove the old run's files."""
+    check_new_run_dir(out, overwrite)
+    clear_run_dir(out)
 
 
 class Run:
@@ -96,6 +93,8 @@ class Run:
         self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
         self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
         self.step = 0
+        self.elapsed_before = 0.0  # seconds of training before this process (resumed runs)
+        self.started = time.time()
         self.log = RunLog(out / LOG_NAME)
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
@@ -103,13 +102,19 @@ class Run:
     def state(self) -> dict[str, Any]:
         return {"config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.trainer.optimizers.items()},
-                "rng": rng_state(), "versions": versions()}
+                "rng": rng_state(), "versions": versions(), "elapsed": self.elapsed()}
+
+    def elapsed(self) -> float:
+        """Training seconds so far, across resumes."""
+        return self.elapsed_before + time.time() - self.started
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         for name, opt in self.trainer.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
         self.step = int(state["step"])
+        elapsed = state.get("elapsed", 0.0)
+        self.elapsed_before = float(elapsed) if isinstance(elapsed, (int, float)) else 0.0
         set_rng_state(state["rng"])
         distributed.seed_rank(self.cfg.train.seed, self.step)  # the checkpoint holds rank 0's stream
 
@@ -134,12 +139,16 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
     validate_config(cfg)
     out = Path(out)
     distributed.init_from_environment(cfg.train.device)  # under torchrun: join the process group
-    distributed.on_main(_prepare_run_dir, out, overwrite)
+    distributed.on_main(check_new_run_dir, out, overwrite)  # nothing is touched yet
     device = resolve_device(cfg.train.device)
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     run = Run(cfg, distributed.rank_folder(out), device, data)  # only rank 0 writes into `out`
-    _write_config(run)
-    _loop(run, progress and distributed.is_main(), on_eval)
+    distributed.on_main(create_run_dir, out)
+    with _writer_lock(out):
+        # Only now, with the data loaded and the model built, is an old run replaced.
+        distributed.on_main(_replace_run_dir, out, overwrite)
+        _write_config(run)
+        _loop(run, progress and distributed.is_main(), on_eval)
     return out
 
 
@@ -147,7 +156,13 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
            progress: bool = True, device: str | None = None) -> Path:
     """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given."""
     out = Path(out)
+    with _writer_lock(out):
+        return _resume(out, steps, data_dir, progress, device)
+
+
+def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, device: str | None) -> Path:
     state = load_checkpoint(out / CHECKPOINT_NAME)
+    check_finite_state(state, out / CHECKPOINT_NAME)
     cfg = config_from_dict(state["config"], out / CHECKPOINT_NAME)
     if steps is not None:
         cfg.train.steps = steps
@@ -170,9 +185,9 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
     return out
 
 
-def _log_losses(run: Run, logs: dict[str, torch.Tensor], started: float) -> dict[str, float]:
+def _log_losses(run: Run, logs: dict[str, torch.Tensor]) -> dict[str, float]:
     values = {k: float(v) for k, v in logs.items()}
-    run.log.write({"step": run.step, "time": round(time.time() - started, 3), **values})
+    run.log.write({"step": run.step, "time": round(run.elapsed(), 3), **values})
     return values
 
 
@@ -221,14 +236,14 @@ def _stop(run: Run, monitor: DivergenceMonitor, stop: GracefulStop) -> None:
 
 def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, stop: GracefulStop) -> Path:
     tc = run.cfg.train
-    started = time.time()
+    run.started = time.time()  # `elapsed` counts this process's training from here
     if run.step == 0 and not run.data.is_image:
         run.log.write({"step": 0, **run.evaluate()})
     if tc.tensorboard:
         run.log.tensorboard = TensorBoard(run.out / "tensorboard", start_step=run.step)
     run.model.train()
     final: dict[str, float] = {}
-    monitor = DivergenceMonitor(run.model, run.device, run.out)
+    monitor = DivergenceMonitor(run.model, run.device, run.out, run.trainer.optimizers)
     monitor.saved_step = run.step or None  # a resumed run starts from its checkpoint
     while run.step < tc.steps:
         logs = run.trainer.step()
@@ -239,7 +254,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
                 tc.eval_every and run.step % tc.eval_every == 0):
             monitor.check(run.step)  # before anything is logged, evaluated or saved
         if run.step % tc.log_every == 0 or run.step == tc.steps:
-            values = _log_losses(run, logs, started)
+            values = _log_losses(run, logs)
             bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()}, refresh=False)
         if (tc.eval_every and run.step % tc.eval_every == 0) or run.step == tc.steps:
             metrics = final = run.evaluate()
@@ -255,9 +270,26 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
         if stop.requested and run.step < tc.steps:
             _stop(run, monitor, stop)
     bar.close()
-    _fit_expost_sampler(run, progress=not bar.disable)
-    final = final or run.evaluate()
+    _finish(run, stop, progress=not bar.disable, final=final)
+    return run.out
+
+
+def _finish(run: Run, stop: GracefulStop, progress: bool, final: dict[str, float]) -> None:
+    """After the last iteration (its checkpoint is saved): the ex-post sampler fit and the final
+    evaluation. A stop signal ends them at once (nothing of theirs is half-written: sampler.pt and
+    metrics.json are written atomically at their very end)."""
+    phase = "the ex-post sampler fit"
+    try:
+        if run.model.expost_sampler is not None:
+            with stop.at_once():
+                _fit_expost_sampler(run, progress)
+        if not final and not run.data.is_image:  # else evaluated at the last iteration already
+            phase = "the final evaluation"
+            with stop.at_once():
+                final = run.evaluate()
+    except StopNow as exc:
+        run.log.write({"step": run.step, "event": "stopped", "signal": str(exc), "during": phase})
+        raise TrainingStopped(run.out, run.step, run.cfg.train.steps, str(exc), during=phase) from None
     atomic_write_text(run.out / METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
     if run.log.tensorboard is not None:
         run.log.tensorboard.close()
-    return run.out

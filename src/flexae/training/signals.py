@@ -7,6 +7,10 @@ prints (with the command that resumes the run) before exiting with status 0. A s
 KeyboardInterrupt at once, for a user who does not want to wait; checkpoint writes are atomic, so
 even that leaves the previous checkpoint intact.
 
+After the last iteration (the checkpoint is saved; the ex-post sampler fit and the final evaluation
+follow) there is no iteration boundary to wait for: inside `stop.at_once()` a stop signal raises
+`StopNow` immediately, and the loop reports what was saved and what is left to do.
+
 Handlers can only be installed from the main thread; elsewhere (e.g. a training thread in a
 notebook server) `GracefulStop` does nothing and signals keep their usual effect. A signal that the
 process was started with ignored (SIG_IGN, e.g. SIGINT for background jobs) stays ignored.
@@ -14,11 +18,12 @@ process was started with ignored (SIG_IGN, e.g. SIGINT for background jobs) stay
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -26,10 +31,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class TrainingStopped(Exception):
     """The run stopped on request after saving a checkpoint at `step`; not an error."""
 
-    def __init__(self, run_dir: Path, step: int, steps: int, signal_name: str):
+    def __init__(self, run_dir: Path, step: int, steps: int, signal_name: str, during: str | None = None):
         self.run_dir, self.step, self.steps, self.signal_name = Path(run_dir), step, steps, signal_name
-        super().__init__(f"stopped by {signal_name} at step {step} of {steps}; checkpoint saved in "
-                         f"{run_dir}. Resume with: flexae train --resume {run_dir}")
+        if during is None:
+            message = (f"stopped by {signal_name} at step {step} of {steps}; checkpoint saved in "
+                       f"{run_dir}. Resume with: flexae train --resume {run_dir}")
+        else:  # after the last iteration: training is complete, a later phase was cut short
+            message = (f"stopped by {signal_name} during {during}; training finished (step {step}) and its "
+                       f"checkpoint is saved in {run_dir}")
+            if during.startswith("the ex-post sampler fit"):
+                message += f". Fit the sampler with: flexae fit-sampler {run_dir}"
+        super().__init__(message)
+
+
+class StopNow(Exception):
+    """A stop signal inside `GracefulStop.at_once()`."""
 
 
 class GracefulStop:
@@ -39,6 +55,7 @@ class GracefulStop:
         self.signals = signals
         self.signal_name: str | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._at_once = False
 
     @property
     def requested(self) -> bool:
@@ -50,6 +67,19 @@ class GracefulStop:
         if self.signal_name is not None:
             raise KeyboardInterrupt  # a second signal: the user does not want to wait
         self.signal_name = signal.Signals(signum).name
+        if self._at_once:
+            raise StopNow(self.signal_name)
+
+    @contextlib.contextmanager
+    def at_once(self) -> Iterator[None]:
+        """A phase with nothing left to save: a stop signal (also one received before) raises StopNow."""
+        if self.signal_name is not None:
+            raise StopNow(self.signal_name)
+        self._at_once = True
+        try:
+            yield
+        finally:
+            self._at_once = False
 
     def __enter__(self) -> "GracefulStop":
         if threading.current_thread() is not threading.main_thread():
