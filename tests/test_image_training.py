@@ -142,11 +142,12 @@ def test_mnist_training_run_writes_grids_and_tensorboard(tmp_path, shared_data):
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "checkpoint.pt").is_file() and json.loads((out / "metrics.json").read_text())["step"] == 2
     # A second run into the same folder is refused; with --overwrite the old previews go too.
-    from flexae.training.loop import _prepare_run_dir, train
+    from flexae.runs.folder import clear_run_dir
+    from flexae.training.loop import train
     with pytest.raises(UserError, match="pass --overwrite"):
         train(RunConfig(train=TrainConfig(dataset="mnist", steps=1)), out)
     assert (out / "grids" / "samples-0000002.png").exists()
-    _prepare_run_dir(out, overwrite=True)
+    clear_run_dir(out)  # what --overwrite does once the new run is ready
     assert not (out / "grids").exists() and not (out / "tensorboard").exists()
 
 

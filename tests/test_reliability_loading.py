@@ -186,7 +186,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     with pytest.raises(UserError, match="refused to save .* holds NaN or infinity"):
         save_checkpoint(tmp_path / "checkpoint.pt", bad)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
-    assert not (tmp_path / "checkpoint.pt.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # no temporary left
 
 
 # --- published weights (safetensors) -------------------------------------------------------------

@@ -10,7 +10,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.files import append_jsonl, atomic_write
 from flexae.runs import load_run
-from flexae.runs.checkpoint import load_checkpoint, save_checkpoint
+from flexae.runs.checkpoint import load_checkpoint
 from flexae.runs.export import export_weights
 from flexae.runs.folder import RunFolderLock
 from flexae.runs.log import read_log

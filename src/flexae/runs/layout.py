@@ -1,0 +1,24 @@
+"""What a run folder holds: the one list of file names, and which of them a run owns.
+
+    config.json      the resolved RunConfig plus library/torch/Python versions, device, processes
+    log.jsonl        one JSON object per logged iteration (losses) or evaluation (metrics)
+    checkpoint.pt    config, step, model and optimizer states, RNG states, versions
+    metrics.json     the final evaluation of a synthetic run
+    sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.runs.samplers)
+    eval.json/.md    `flexae eval` results
+    grids/           image runs: samples-<step>.png and reconstructions-<step>.png
+    tensorboard/     with train.tensorboard: event files of the logged numbers and the grids
+    .lock            held by the process writing the run (flexae.runs.folder.RunFolderLock)
+"""
+
+CONFIG_NAME = "config.json"
+LOG_NAME = "log.jsonl"
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.json"
+SAMPLER_NAME = "sampler.pt"
+EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
+GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
+LOCK_NAME = ".lock"
+
+OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, METRICS_NAME, SAMPLER_NAME, EVAL_JSON, EVAL_MD)
+OWNED_DIRS = (GRIDS_DIR, TENSORBOARD_DIR)  # the lock file is never removed: see flexae.runs.folder

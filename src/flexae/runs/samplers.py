@@ -1,0 +1,77 @@
+"""The ex-post fit step of a run: some baselines (ae-gmm, rae-gmm, 2s-vae, vq-vae) generate
+through a sampler fitted to the trained model's codes (flexae.baselines; the fit function is named
+in flexae.registry). The fit is a step of its own (`fit_and_save`, CLI `flexae fit-sampler
+RUN_DIR`, also called at the end of training) that writes `RUN_DIR/sampler.pt`
+(flexae.runs.sampler_file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import Tensor, nn
+
+from flexae.config import BaselineConfig
+from flexae.data import load_dataset
+from flexae.errors import UserError
+from flexae.registry import fit_sampler
+from flexae.runs.checkpoint import load_checkpoint
+from flexae.runs.folder import RunFolderLock
+from flexae.runs.layout import CHECKPOINT_NAME, LOG_NAME
+from flexae.runs.load import load_run
+from flexae.runs.log import RunLog
+from flexae.runs.sampler_file import load_into, save
+
+
+def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: BaselineConfig, step: int,
+                 seed: int = 0, progress: bool = False,
+                 log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, float]:
+    """The fit step of a run: fit, save RUN_DIR/sampler.pt and log the statistics."""
+    stats = fit_sampler(model, train_data, cfg, seed, progress)
+    save(run_dir, model, step, stats)
+    if log is not None:
+        log({"step": int(step), "sampler_fit": json.loads(json.dumps(stats))})
+    return stats
+
+
+def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: BaselineConfig, step: int,
+                  seed: int = 0, progress: bool = False,
+                  log: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """End of training: reuse RUN_DIR/sampler.pt if it was fitted at `step`, else fit and save.
+    A no-op for models without an ex-post sampler."""
+    if model.expost_sampler is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a stale sampler is simply refitted
+        if load_into(model, run_dir, step):
+            return
+    fit_and_save(model, run_dir, train_data, cfg, step, seed, progress, log)
+
+
+def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | None = None,
+            data_dir: str | None = None, device: str = "cpu", progress: bool = True) -> dict[str, float]:
+    """`flexae fit-sampler RUN_DIR`: fit the ex-post sampler of a trained run and save sampler.pt.
+
+    `steps` / `fit_points` override the config's `sampler_steps` / `sampler_fit_points` for this fit.
+    """
+    run_dir = Path(run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a stale sampler.pt is what this command replaces
+        model, cfg = load_run(run_dir, device, with_sampler=False)  # a damaged sampler.pt is rewritten
+    if model.expost_sampler is None:
+        raise UserError(f"{cfg.model.name} has no ex-post sampler to fit (only ae-gmm, rae-gmm, 2s-vae and vq-vae do)")
+    hp = cfg.model.baseline
+    hp = dataclasses.replace(hp, sampler_steps=hp.sampler_steps if steps is None else steps,
+                             sampler_fit_points=hp.sampler_fit_points if fit_points is None else fit_points)
+    if hp.sampler_steps < 1 or hp.sampler_fit_points < 0:
+        raise UserError("--steps must be positive and --fit-points >= 0")
+    step = int(load_checkpoint(run_dir / CHECKPOINT_NAME)["step"])
+    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
+    log = RunLog(run_dir / LOG_NAME)
+    with RunFolderLock(run_dir):  # not while a training process writes this run
+        stats = fit_and_save(model, run_dir, data.train, hp, step, cfg.train.seed, progress, log.write)
+    return {**stats, "sampler_steps": float(hp.sampler_steps)}
