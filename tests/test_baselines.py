@@ -248,7 +248,7 @@ def test_sampler_file_loads_with_weights_only(tmp_path):
     model = fitted("2s-vae", (128,), torch.randn(50, 128))
     path = save(tmp_path, model, step=1, stats={"x": 1.0})
     state = torch.load(path, weights_only=True)
-    assert set(state) == {"step", "fingerprint", "stats", "sampler"}
+    assert set(state) == {"step", "fingerprint", "stats", "sampler", "checksum"}
     assert all(isinstance(v, torch.Tensor) for v in state["sampler"].values())
 
 

@@ -141,15 +141,21 @@ def check_finite_state(state: dict[str, Any], path: Path) -> None:
 
 # --- loading --------------------------------------------------------------------------------------
 
-def _refusal(exc: pickle.UnpicklingError) -> str | None:
+def _refusal(exc: pickle.UnpicklingError, path: Path) -> str | None:
     """What torch's weights-only unpickler refused ("GLOBAL posix.system"), or None if it did not refuse."""
     text = str(exc)
     if "Weights only load failed" not in text:
         return None
-    # Only a refused import or class is an attempt to run code; any other unpickling error (random
-    # bytes, a truncated stream) is damage, reported as such.
+    # A refused import or class is an attempt to run code; so is a bare pickle stream (it starts
+    # with the PROTO opcode 0x80) using opcodes the safe unpickler does not accept. Any other error
+    # (random bytes, a truncated file) is damage, reported as such.
     match = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"Unsupported class ([^\s.]+)", text)
-    return match.group(0) if match else None
+    if match:
+        return match.group(0)
+    operand = re.search(r"Unsupported operand \d+", text)
+    with open(path, "rb") as f:
+        is_pickle_stream = f.read(1) == b"\x80"
+    return "a pickle stream that is not tensors and plain data" if operand and is_pickle_stream else None
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -166,7 +172,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = _refusal(exc)
+        refused = _refusal(exc, path)
         if refused is not None:
             raise UnsafeCheckpointError(
                 f"refused to load {path}: it asks for {refused}, which a flexae checkpoint never holds "
