@@ -94,3 +94,18 @@ def test_run_folders_of_the_old_layout_load_and_generate(name):
         samples = model.generate(8, torch.Generator().manual_seed(3))
     expected = torch.load(GOLDEN / "legacy_samples.pt", weights_only=True)[name]
     assert_same(samples, expected)
+
+
+def test_run_folders_of_the_old_layout_resume(tmp_path):
+    """A checkpoint of the old main (no checksum, no elapsed time) continues under the new code."""
+    import shutil
+
+    from flexae.runs.checkpoint import load_checkpoint
+    from flexae.training.loop import resume
+
+    run = Path(shutil.copytree(GOLDEN / "legacy_runs" / "flexae", tmp_path / "flexae"))
+    resume(run, steps=4, progress=False)
+    state = load_checkpoint(run / "checkpoint.pt")
+    assert state["step"] == 4 and "checksum" in state  # rewritten in the new format
+    model, _ = load_run(run)
+    assert torch.isfinite(model.generate(4)).all()

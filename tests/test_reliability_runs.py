@@ -340,3 +340,26 @@ def test_the_logged_time_is_cumulative_across_resumes(tmp_path):
     resume(run, steps=6, progress=False)
     after = {r["step"]: r["time"] for r in read_log(run) if "time" in r}
     assert after[5] >= before[4] and after[6] >= after[5]
+
+
+# --- exported ex-post samplers, the package's Python API -----------------------------------------
+
+def test_an_exported_expost_model_generates(gmm_run, tmp_path):
+    path = export_weights(gmm_run, tmp_path / "gmm.safetensors")
+    model, cfg = load_run(path)
+    assert cfg.model.name == "ae-gmm" and model.can_generate()
+    torch.testing.assert_close(model.generate(4, torch.Generator().manual_seed(0)),
+                               load_run(gmm_run)[0].generate(4, torch.Generator().manual_seed(0)))
+
+
+def test_the_readme_python_snippet_runs_twice(tmp_path, monkeypatch):
+    import flexae
+
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        cfg = flexae.RunConfig(flexae.ModelConfig(name="flexae", latent_dim=2),
+                               train=flexae.TrainConfig(dataset="synthetic-2d", steps=2, eval_samples=50))
+        run_dir = flexae.train(cfg, "runs/flexae-2d", overwrite=True, progress=False)
+        model, _ = flexae.load_run(run_dir)
+        x = model.generate(16)
+        assert not x.requires_grad and model.encode(x).shape == (16, 2)

@@ -1,3 +1,29 @@
-"""flexae: generative auto-encoders with learned latent priors (Mondal et al., UAI 2021)."""
+"""flexae: generative auto-encoders with learned latent priors (Mondal et al., UAI 2021).
 
-__version__ = "0.1.0"
+    from flexae import RunConfig, ModelConfig, TrainConfig, train, load_run, sample
+    run = train(RunConfig(ModelConfig("flexae", latent_dim=50), train=TrainConfig(steps=3000)), "runs/a")
+    model, cfg = load_run(run)
+    images = sample(model, 16, seed=0)    # image runs; model.generate(16) for any run
+
+The functions are imported on first use, so `import flexae` (and the CLI) starts fast.
+"""
+
+from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+from flexae.version import __version__
+
+_LAZY = {
+    "train": "flexae.training.loop", "resume": "flexae.training.loop",
+    "load_run": "flexae.runs", "export_weights": "flexae.runs.export",
+    "build_model": "flexae.registry", "register": "flexae.registry", "ModelSpec": "flexae.registry",
+    "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
+    "load_dataset": "flexae.data",
+}
+
+__all__ = ["ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'flexae' has no attribute {name!r}")

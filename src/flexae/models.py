@@ -46,7 +46,10 @@ class AutoEncoder(nn.Module):
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         return self.prior.sample(n, generator)
 
+    @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n samples D(z), z from the prior, without gradients (differentiate through
+        `decode(sample_latent(n))` instead)."""
         return self.decode(self.sample_latent(n, generator))
 
     @property

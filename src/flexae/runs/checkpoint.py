@@ -23,8 +23,8 @@ from typing import Any, Iterable
 
 import torch
 
-import flexae
 from flexae.errors import UserError
+from flexae.version import __version__
 from flexae.files import atomic_write, first_line
 
 REQUIRED_KEYS = ("config", "step", "model", "optimizers", "rng", "versions")
@@ -58,7 +58,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def versions() -> dict[str, str]:
-    return {"flexae": flexae.__version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}
+    return {"flexae": __version__, "torch": str(torch.__version__), "python": sys.version.split()[0]}
 
 
 def _major(version: str) -> int | None:
@@ -72,10 +72,10 @@ def check_versions(found: Any, path: Path) -> None:
     if not isinstance(written_by, str) or _major(written_by) is None:
         raise UserError(f"{path}: missing or garbled 'versions' entry ({found!r:.60}); it was not written "
                         f"by flexae, or was altered since")
-    ours = _major(flexae.__version__)
+    ours = _major(__version__)
     if _major(written_by) > ours:  # type: ignore[operator]
         raise UserError(f"{path} was written by flexae {written_by}, a newer major version than this "
-                        f"flexae {flexae.__version__}; upgrade flexae to load it")
+                        f"flexae {__version__}; upgrade flexae to load it")
 
 
 # --- saving ---------------------------------------------------------------------------------------

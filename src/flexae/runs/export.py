@@ -11,12 +11,14 @@ anything. `export_weights` writes the model's state dict with metadata
     step      the training iteration of the weights
 
 and `load_weights` (also reached through `flexae.runs.load_run(path)`) checks all of it.
-Ex-post samplers of some baselines (`sampler.pt`) are not part of the export.
+The fitted ex-post sampler of a baseline (`sampler.pt`) is part of the export (it is the model's
+prior), so an exported ae-gmm, rae-gmm, 2s-vae or vq-vae model generates.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.runs.checkpoint import check_versions, load_checkpoint, nonfinite_tensors
 from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.sampler_file import load_into
 from flexae.runs.build import build_for_config, model_from_checkpoint
 from flexae.validation import config_from_dict
 
@@ -46,9 +49,14 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)  # the checks load_weights will make: it loads
+    model, _ = model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)  # the checks load_weights makes
+    # The fitted ex-post sampler (sampler.pt) is part of the model's state dict (its prior), so the
+    # exported file generates like the run does.
+    if model.expost_sampler is not None and not load_into(model, run_dir, state["step"]):
+        warnings.warn(f"{run_dir} has no fitted ex-post sampler (run `flexae fit-sampler {run_dir}` first); "
+                      f"the exported model encodes and decodes but cannot generate", stacklevel=2)
     # Own, dense copies: safetensors refuses views and tensors sharing storage.
-    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in state["model"].items()}
+    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))

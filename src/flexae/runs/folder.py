@@ -39,7 +39,8 @@ def check_new_run_dir(out: Path, overwrite: bool) -> None:
         raise UserError(f"run folder {out} exists and is not a folder")
     if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not overwrite:
-            raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it")
+            raise UserError(f"run folder {out} is not empty; pass --overwrite to replace it or --resume to continue it "
+                            f"(in Python: train(..., overwrite=True) or resume(...))")
         if not is_run_folder(out):
             raise UserError(f"{out} is not a flexae run folder (no {CONFIG_NAME}, {CHECKPOINT_NAME} or {LOG_NAME}); "
                             f"--overwrite only replaces runs: give another --out")

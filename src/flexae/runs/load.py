@@ -1,6 +1,6 @@
 """Loading trained runs for use: `load_run(run_dir)` rebuilds the model from the checkpoint's
 config (never from pickled objects) and loads its weights; `load_run(file.safetensors)` does the
-same for weights published with `flexae export` (see flexae.export)."""
+same for weights published with `flexae export` (see flexae.runs.export)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ class AdversarialTrainer(Trainer):
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self) -> dict[str, Tensor]:
-        with self.full_precision():  # fp32 outside `_ae`, even inside a caller's autocast
+        with self.full_precision():  # fp32 outside `ae_pass`, even inside a caller's autocast
             return self._algorithm1()
 
     def _algorithm1(self) -> dict[str, Tensor]:
