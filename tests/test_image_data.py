@@ -158,7 +158,7 @@ def test_missing_files_say_where_to_put_what(tmp_path: Path) -> None:
     assert "\n" not in message
     assert "train-images-idx3-ubyte.gz" in message and "train-labels-idx1-ubyte.gz" in message
     assert str(tmp_path / "mnist") in message and str(tmp_path / "MNIST" / "raw") in message
-    assert "download=True" in message and "--download" in message
+    assert "download=True" in message and "flexae data fetch" in message
 
 
 def test_partial_files_name_the_missing_one(tmp_path: Path) -> None:

@@ -422,6 +422,43 @@ def export_cmd(run_dir, out, overwrite) -> None:
     click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
 
 
+@cli.group()
+def data() -> None:
+    """Image data sets: fetch them (online), write a split to a file for `flexae metrics`."""
+
+
+@data.command("fetch")
+@click.argument("name")
+@click.option("--data-dir", default=None, help="Where to put the files (default $FLEXAE_DATA_DIR, else ./data).")
+def data_fetch(name, data_dir) -> None:
+    """Download data set NAME with torchvision (checksums verified) unless its files are present."""
+    from flexae.data.images import SPLITS, load_images
+
+    if name not in SPLITS:
+        raise UserError(f"unknown image data set {name!r}; choose from {', '.join(SPLITS)}")
+    for split in SPLITS[name]:
+        images = load_images(name, split, data_dir, download=True).images
+        click.echo(f"{name} {split}: {images.shape[0]} images of {tuple(images.shape[1:])}")
+
+
+@data.command("export")
+@click.argument("name")
+@click.option("--split", default="test", show_default=True, help="Data split.")
+@click.option("-n", "--num", type=_POSITIVE, default=None, help="The first N images (default: all).")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="The .npz to write: uint8 N x H x W x C under 'images', as `flexae sample` writes.")
+@click.option("--data-dir", default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+def data_export(name, split, num, out, data_dir, overwrite) -> None:
+    """Write a split of data set NAME to an .npz, e.g. the real images for `flexae metrics fid`."""
+    from flexae.data.images import load_images
+    from flexae.grids import check_output, save_npz
+
+    path = check_output(out, overwrite, suffixes=(".npz",))
+    images = load_images(name, split, data_dir).images[:num]  # uint8 (N, C, H, W)
+    click.echo(f"wrote {save_npz(path, images)} ({images.shape[0]} {name} {split} images)")
+
+
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=10_000, show_default=True,

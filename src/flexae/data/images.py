@@ -51,7 +51,8 @@ SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
 DATA_DIR_ENV = "FLEXAE_DATA_DIR"
 CELEBA_CROP = 140  # side of the centre crop taken from the 178x218 aligned CelebA images
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-_DOWNLOAD_HINT = "or pass download=True (--download) to fetch them with torchvision when online"
+_DOWNLOAD_HINT = ("or fetch them when online with `flexae data fetch NAME --data-dir DIR` (in Python: "
+                  "load_images(..., download=True))")
 
 
 @dataclass
