@@ -102,3 +102,28 @@ def test_reproduce_fig3_tiny(tmp_path):
     mtime = (out / "runs" / "vae-seed0" / "checkpoint.pt").stat().st_mtime_ns
     flexae("reproduce", "fig3", "--steps", "3", "--out", out, "--quiet")
     assert (out / "runs" / "vae-seed0" / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_bare_flexae_prints_its_help_and_exits_0():
+    proc = flexae(check=False)
+    assert proc.returncode == 0 and "Usage: flexae" in proc.stdout and "error" not in proc.stderr
+
+
+def test_warnings_are_one_flexae_line(tmp_path):
+    """A stale sampler.pt (fitted at another step) warns; the warning is one line, no source path."""
+    from flexae.runs.sampler_file import SAMPLER_NAME
+
+    run = tmp_path / "run"
+    flexae("train", "--model", "ae-gmm", "--dataset", "synthetic-2d", "--latent-dim", "2", "--steps", "2",
+           "--out", run, "--quiet", "--set", "model.baseline.expost_gmm_components=2",
+           "--set", "model.baseline.sampler_fit_points=200", "--set", "train.eval_samples=50")
+    state = torch.load(run / SAMPLER_NAME, weights_only=True)
+    state["step"] = 1  # as if fitted before the last checkpoint
+    state.pop("checksum")
+    torch.save(state, run / SAMPLER_NAME)
+    proc = flexae("sample", run, "--out", tmp_path / "s.npz", "-n", 4, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert lines[0].startswith("flexae: warning: ") and "fitted to other weights" in lines[0]
+    assert lines[1].startswith("flexae: error: ")  # sample wants an image run: still one line
+    assert ".py" not in proc.stderr

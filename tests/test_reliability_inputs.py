@@ -53,7 +53,7 @@ def _cli(capsys, *args: object) -> tuple[int, str]:
     (["--latent-dim", "1000000"], "model.latent_dim must be at most"),
     (["--noise-dim", "0"], "model.noise_dim must be positive"),
     (["--device", "gpu"], "unknown device 'gpu'; use auto, cpu, cuda, cuda:N or mps"),
-    (["--precision", "fp8"], "unknown precision 'fp8'"),
+    (["--precision", "fp8"], "'fp8' is not one of 'fp32', 'bf16', 'fp16'"),
     (["--data-dir", "/definitely/not/here"], "--data-dir /definitely/not/here is not an existing folder"),
 ])
 def test_bad_values_are_refused_before_anything_runs(tmp_path, capsys, args, message):

@@ -53,7 +53,7 @@ def test_sigint_and_sigterm_stop_after_the_iteration_with_a_checkpoint(tmp_path)
     # Checkpoints would come only every 10,000 iterations: the one found is the stop's own.
     first = _stop_with(signal.SIGINT, run, "--latent-dim", "4", "--steps", "100000", "--out", str(run),
                        "--set", "train.checkpoint_every=10000", *common)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 128 + signal.SIGINT, first.stderr  # 130: the run did not finish
     message = first.stderr.strip().splitlines()[-1]
     assert f"Resume with: flexae train --resume {run}" in message and "stopped by SIGINT" in message
     step = load_checkpoint(run / "checkpoint.pt")["step"]
@@ -63,7 +63,7 @@ def test_sigint_and_sigterm_stop_after_the_iteration_with_a_checkpoint(tmp_path)
     assert _logged_step(run) == step  # the iteration in progress was finished, none was started
 
     second = _stop_with(signal.SIGTERM, run, "--resume", str(run), "--quiet")
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == 128 + signal.SIGTERM, second.stderr  # 143
     assert "stopped by SIGTERM" in second.stderr and f"--resume {run}" in second.stderr
     resumed = load_checkpoint(run / "checkpoint.pt")["step"]
     assert resumed >= step + 3

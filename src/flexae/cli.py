@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from flexae.config import ModelConfig, RunConfig, TrainConfig
+from flexae.config import PRECISIONS, ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.training.signals import TrainingStopped
 
@@ -51,7 +54,7 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
 @click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
 @click.option("--device", default=_TRAIN.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", default=_TRAIN.precision, show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
               help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
@@ -283,7 +286,7 @@ def _nhwc(images):
 
 @cli.command("sample", short_help="Generated images as a PNG grid or .npz (Fig 6-9).")
 @_use_options(with_data=False)
-@click.option("-n", "--num", type=_POSITIVE, default=225, show_default=True,
+@click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=225, show_default=True,
               help="Number of images (225: the 15x15 grids of Fig 6-9).")
 @click.option("--columns", type=_POSITIVE, default=None, help="PNG grid width; default: a square.")
 def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) -> None:
@@ -301,7 +304,7 @@ def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) 
 @cli.command("reconstruct", short_help="Real images and reconstructions (Fig 4a).")
 @_use_options(with_data=True)
 @click.option("--split", default="test", show_default=True, help="Data split to take the images from.")
-@click.option("-n", "--num", type=_POSITIVE, default=10, show_default=True, help="Number of images.")
+@click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=10, show_default=True, help="Number of images.")
 @click.option("--columns", type=_POSITIVE, default=10, show_default=True,
               help="Images per row; each row of real images is followed by its reconstructions.")
 def reconstruct_cmd(run_dir, out, overwrite, seed, device, batch_size, data_dir, split, num, columns) -> None:
@@ -383,7 +386,8 @@ def bench() -> None:
               help="Data set whose shape (and default latent size) is used; random data, no files read.")
 @click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
-@click.option("--precision", default=_TRAIN.precision, show_default=True, help="fp32, bf16 or fp16 (CUDA).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
+              help="fp16 needs CUDA.")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed iterations first.")
 @click.option("--profile", is_flag=True, help="Add the time of each update (ae, critic, reg, ae_reg, gen, enc).")
@@ -444,7 +448,7 @@ def data_fetch(name, data_dir) -> None:
 @data.command("export")
 @click.argument("name")
 @click.option("--split", default="test", show_default=True, help="Data split.")
-@click.option("-n", "--num", type=_POSITIVE, default=None, help="The first N images (default: all).")
+@click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=None, help="The first N images (default: all).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="The .npz to write: uint8 N x H x W x C under 'images', as `flexae sample` writes.")
 @click.option("--data-dir", default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
@@ -461,14 +465,15 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 
 @cli.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, default=10_000, show_default=True,
+@click.option("-n", "--n", "n", type=int, default=10_000, show_default=True,
               help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")
 @click.option("--metrics", "metric_names", default="fid,prd,pms,ims", show_default=True,
               help="Comma-separated subset of fid, prd, pms, ims.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--data-dir", default=None, help="Image data folder, if not the one recorded at training.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--precision", default="fp32", show_default=True, help="Inception precision: fp32 or bf16.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Inception precision.")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -498,8 +503,13 @@ _register_metrics()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # bare `flexae`: the help, not an error
+        click.echo(cli.get_help(click.Context(cli, info_name="flexae")))
+        sys.exit(0)
     try:
-        cli.main(args=argv, prog_name="flexae", standalone_mode=False)
+        with _one_line_warnings():
+            cli.main(args=args, prog_name="flexae", standalone_mode=False)
     except (UserError, click.ClickException) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"flexae: error: {message}", err=True)
@@ -507,6 +517,20 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("flexae: aborted", err=True)
         sys.exit(130)
-    except TrainingStopped as exc:  # SIGINT/SIGTERM: the checkpoint is saved, nothing failed
+    except TrainingStopped as exc:  # SIGINT/SIGTERM: the checkpoint is saved, but the run did not finish
         click.echo(f"flexae: {exc}", err=True)
-        sys.exit(0)
+        # 128 + the signal, as a shell reports a process the signal ended: `flexae train ... &&
+        # flexae eval ...` must not go on to evaluate a half-trained run.
+        sys.exit(128 + int(getattr(signal.Signals, exc.signal_name, signal.SIGINT)))
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings as one `flexae: warning: ...` line each (no source path or code line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        click.echo(f"flexae: warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
+
 
 @dataclass
 class BaselineConfig:

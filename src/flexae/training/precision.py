@@ -36,9 +36,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from flexae.config import PRECISIONS
 from flexae.errors import UserError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+__all__ = ["PRECISIONS", "LOW_DTYPES", "StepOptions", "step_options", "resolve_channels_last", "MixedPrecision",
+           "to_channels_last", "channels_last_batch", "EmulatedBF16"]
 LOW_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

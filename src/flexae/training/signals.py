@@ -3,7 +3,8 @@ iteration boundary, with a checkpoint, instead of killing it mid-step.
 
 While `GracefulStop` is active the first such signal only sets `signal_name`; the training loop
 sees it after the current iteration, saves a checkpoint and raises `TrainingStopped`, which the CLI
-prints (with the command that resumes the run) before exiting with status 0. A second signal raises
+prints (with the command that resumes the run) before exiting with status 128 + the signal
+(130 for SIGINT, 143 for SIGTERM). A second signal raises
 KeyboardInterrupt at once, for a user who does not want to wait; checkpoint writes are atomic, so
 even that leaves the previous checkpoint intact.
 
