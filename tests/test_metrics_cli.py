@@ -80,4 +80,5 @@ def test_fid_and_prd_commands(files):
     prd = run("prd", *args, "--runs", "2", str(files / "gen.npy"), str(files / "gen.npy"))
     assert prd.exit_code == 0, prd.output
     payload = json.loads(prd.stdout)
-    assert list(payload) == ["precision", "recall"] and payload["precision"] > 0.95
+    assert list(payload)[:2] == ["precision", "recall"] and payload["precision"] > 0.95
+    assert {"n_a", "n_b", "weights", "resize"} <= set(payload)  # provenance beside the values

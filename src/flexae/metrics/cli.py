@@ -1,8 +1,12 @@
-"""`flexae metrics {fid,prd,pms,ims} A B`: one metric between two image files, printed as one JSON object.
+"""`flexae metrics {fid,kid,prd,pms,ims} A B`: one metric between two image sets, printed as one
+JSON object; `flexae metrics stats INPUT --out FILE.npz` saves Inception statistics for `fid`.
 
-A is the generated set, B the real (reference) set. Files are `.npy` / `.npz` arrays of shape
-(N, H, W) or (N, H, W, C), uint8 in [0, 255] or float in [0, 1]. Progress bars and errors go to
-stderr; a user error prints one line and exits with code 2.
+A is the generated set, B the real (reference) set. Each is an image folder (PNG/JPEG, all the same
+size), a `.npy` / `.npz` array of shape (N, H, W) or (N, H, W, C), uint8 in [0, 255] or float in
+[0, 1], a data set split NAME:SPLIT (e.g. `mnist:test`, found under --data-dir), or, for `fid`
+only, a statistics file. fid, kid and prd report the sample sizes, Inception weights and resize
+mode next to their values. Progress bars and errors go to stderr; a user error prints one line and
+exits with code 2.
 """
 
 from __future__ import annotations
@@ -14,13 +18,17 @@ from typing import Callable
 
 import click
 
+import torch
+
 from flexae.errors import UserError
-from flexae.metrics.fid import fid_from_features
+from flexae.metrics.fid import fid_from_stats
 from flexae.devices import resolve_device
 from flexae.metrics.inception import InceptionExtractor, load_extractor
-from flexae.metrics.io import load_image_file
+from flexae.metrics.io import load_images_input, load_input
+from flexae.metrics.kid import kid_from_features
 from flexae.metrics.memorization import memorization_score, pms
 from flexae.metrics.prd import prd_from_features
+from flexae.metrics.stats import FeatureStats, common_provenance, save_stats
 
 
 class MetricsError(click.ClickException):
@@ -43,8 +51,9 @@ def _emit(result: dict) -> None:
     click.echo(json.dumps(result))
 
 
-_files = [click.argument("a", type=click.Path(path_type=Path)),
-          click.argument("b", type=click.Path(path_type=Path))]
+_data_dir = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+                         help="Where NAME:SPLIT data sets are read [default: $FLEXAE_DATA_DIR or ./data].")
+_files = [click.argument("a"), click.argument("b"), _data_dir]
 _network_options = [
     click.option("--device", default="auto", show_default=True,
                  help="auto = cuda if available, else mps, else cpu."),
@@ -79,25 +88,80 @@ def _extractor(device: str, batch_size: int, precision: str, weights: Path | Non
                           progress=not quiet)
 
 
-def _features(a: Path, b: Path, **network: object):
-    """Load both files first (fail fast on bad input), then their Inception features."""
-    images_a, images_b = load_image_file(a), load_image_file(b)
+def _provenance(n_a: int | None, n_b: int | None, weights: str, resize: str) -> dict:
+    """What a metric value depends on besides the images, printed next to it."""
+    return {"n_a": n_a, "n_b": n_b, "weights": weights, "resize": resize}
+
+
+def _image_pair(a: str, b: str, data_dir: Path | None, needed_by: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both inputs as images (fail fast on bad input, before the network is loaded)."""
+    return load_images_input(a, data_dir, needed_by), load_images_input(b, data_dir, needed_by)
+
+
+def _features(a: str, b: str, data_dir: Path | None, needed_by: str, **network: object):
+    """Inception features of both inputs, and the extractor."""
+    images_a, images_b = _image_pair(a, b, data_dir, needed_by)
     extractor = _extractor(**network)  # type: ignore[arg-type]
     return extractor(images_a), extractor(images_b), extractor
 
 
 @click.group("metrics")
 def metrics() -> None:
-    """Evaluation metrics between a generated image file A and a real image file B."""
+    """Evaluation metrics between a generated image set A and a real image set B."""
 
 
 @metrics.command("fid")
 @_apply(_files + _network_options)
 @_user_errors
-def fid_command(a: Path, b: Path, **network: object) -> None:
-    """Fréchet Inception Distance between A (generated) and B (real)."""
-    features_a, features_b, _ = _features(a, b, **network)
-    _emit({"fid": fid_from_features(features_a, features_b)})
+def fid_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
+    """Fréchet Inception Distance between A (generated) and B (real); either may be a statistics file."""
+    inputs = [load_input(spec, data_dir) for spec in (a, b)]
+    if all(isinstance(x, FeatureStats) for x in inputs):
+        stats_a, stats_b = inputs  # two statistics files need no network
+    else:
+        extractor = _extractor(**network)  # type: ignore[arg-type]
+        stats_a, stats_b = (x if isinstance(x, FeatureStats) else _stats(x, extractor) for x in inputs)
+    value = fid_from_stats(stats_a, stats_b)  # refuses statistics of other weights or preprocessing
+    weights, resize = common_provenance(stats_a, stats_b, warn=False)  # fid_from_stats has warned
+    _emit({"fid": value, **_provenance(stats_a.n, stats_b.n, weights, resize)})
+
+
+def _stats(images: torch.Tensor, extractor: InceptionExtractor) -> FeatureStats:
+    return FeatureStats.from_features(extractor(images).numpy(), extractor.weights_id, extractor.resize)
+
+
+@metrics.command("stats")
+@click.argument("input_spec", metavar="INPUT")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Statistics file to write (.npz): Inception mean, covariance, n, weights, resize mode.")
+@_apply([_data_dir] + _network_options)
+@_user_errors
+def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: object) -> None:
+    """Save INPUT's Inception feature statistics, for `flexae metrics fid` against a fixed reference."""
+    if out.suffix.lower() != ".npz":  # checked before the slow part
+        raise UserError(f"--out {out}: statistics files must end in .npz")
+    images = load_images_input(input_spec, data_dir, "a statistics file")
+    stats = _stats(images, _extractor(**network))  # type: ignore[arg-type]
+    save_stats(out, stats)
+    _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "resize": stats.resize})
+
+
+@metrics.command("kid")
+@_apply(_files + _network_options)
+@click.option("--subsets", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Random subsets averaged.")
+@click.option("--subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Samples per subset and set (capped at the smaller set's size).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset draws.")
+@_user_errors
+def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size: int, seed: int,
+                **network: object) -> None:
+    """Kernel Inception Distance (unbiased MMD^2, cubic kernel) between A (generated) and B (real)."""
+    features_a, features_b, extractor = _features(a, b, data_dir, "KID", **network)
+    result = kid_from_features(features_a, features_b, subsets, subset_size, seed)
+    _emit({"kid": result.mean, "kid_std": result.std, "subsets": result.subsets,
+           "subset_size": result.subset_size,
+           **_provenance(len(features_a), len(features_b), extractor.weights_id, extractor.resize)})
 
 
 @metrics.command("prd")
@@ -105,33 +169,35 @@ def fid_command(a: Path, b: Path, **network: object) -> None:
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="k-means runs to average.")
 @click.option("--seed", type=int, default=0, show_default=True, help="k-means seed of the first run.")
 @_user_errors
-def prd_command(a: Path, b: Path, runs: int, seed: int, **network: object) -> None:
+def prd_command(a: str, b: str, data_dir: Path | None, runs: int, seed: int, **network: object) -> None:
     """Precision/recall (Sajjadi et al. 2018) of A (generated) against B (real); equal sizes.
 
     Prints the paper's pair: precision = max F_1/8, recall = max F_8.
     """
-    images_a, images_b = load_image_file(a), load_image_file(b)
+    images_a, images_b = _image_pair(a, b, data_dir, "precision/recall")
     if len(images_a) != len(images_b):
         raise UserError(f"precision/recall needs A and B of equal size, got {len(images_a)} and "
                         f"{len(images_b)}; subsample the larger file")
     extractor = _extractor(**network)  # type: ignore[arg-type]
     result = prd_from_features(extractor(images_a), extractor(images_b), num_runs=runs, seed=seed)
-    _emit({"precision": result.precision, "recall": result.recall})
+    _emit({"precision": result.precision, "recall": result.recall,
+           **_provenance(len(images_a), len(images_b), extractor.weights_id, extractor.resize)})
 
 
 @metrics.command("pms")
 @_apply(_files)
 @click.option("--device", default="auto", show_default=True, help="Device for the distance computation.")
 @_user_errors
-def pms_command(a: Path, b: Path, device: str) -> None:
+def pms_command(a: str, b: str, data_dir: Path | None, device: str) -> None:
     """Pixel Memorization Score: mean L2 distance from each image of A to its nearest image in B."""
-    _emit({"pms": pms(load_image_file(a), load_image_file(b), device=resolve_device(device))})
+    images_a, images_b = _image_pair(a, b, data_dir, "PMS")
+    _emit({"pms": pms(images_a, images_b, device=resolve_device(device))})
 
 
 @metrics.command("ims")
 @_apply(_files + _network_options)
 @_user_errors
-def ims_command(a: Path, b: Path, **network: object) -> None:
+def ims_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
     """Inception Memorization Score: as PMS, on Inception pool3 features."""
-    features_a, features_b, extractor = _features(a, b, **network)
+    features_a, features_b, extractor = _features(a, b, data_dir, "IMS", **network)
     _emit({"ims": memorization_score(features_a, features_b, device=extractor.device)})

@@ -1,9 +1,11 @@
 """Fréchet Inception Distance (Heusel et al. 2017).
 
 FID = ||mu_g - mu_r||^2 + tr(S_g) + tr(S_r) - 2 tr(sqrt(S_g S_r)) between Gaussians fitted to the
-Inception pool3 features of generated and real images; the numerical safeguards are those of
-:mod:`flexae.metrics.frechet` (pytorch-fid's). Argument order is (generated, real) everywhere,
-although FID itself is symmetric.
+Inception pool3 features of generated and real images, computed by
+:mod:`flexae.metrics.frechet` (the trace term from eigenvalues; pytorch-fid's ``sqrtm`` route is
+kept there as the reference). Either side can be a saved :class:`~flexae.metrics.stats.FeatureStats`
+(:func:`fid_from_stats`). Argument order is (generated, real) everywhere, although FID itself is
+symmetric.
 
 Paper protocol (Table 1): generation FID = 10k generated images vs 10k test images;
 reconstruction FID = reconstructions of 10k test images vs the same 10k test images.
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 
 from flexae.errors import UserError
-from flexae.metrics.frechet import frechet_distance_from_samples
+from flexae.metrics.frechet import frechet_distance, gaussian_stats
 from flexae.metrics.inception import InceptionExtractor
+from flexae.metrics.stats import FeatureStats, common_provenance
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -43,24 +46,32 @@ def fid_from_features(generated: ArrayLike, real: ArrayLike) -> float:
 
     With fewer samples than dimensions the covariances are singular and FID is biased upward
     (a warning says so); the paper protocol uses 10k >= 2048. The result is clamped at 0: FID is a
-    squared distance, and the matrix square root's round-off can leave e.g. -1e-13 for identical sets.
+    squared distance, and round-off can leave e.g. -1e-14 for identical sets.
     """
-    return max(_fid(*check_feature_pair(generated, real)), 0.0)  # negatives are round-off only
+    gen, ref = check_feature_pair(generated, real)
+    return _fid(*gaussian_stats(gen), *gaussian_stats(ref), smallest=min(len(gen), len(ref)))
 
 
-def _fid(gen: np.ndarray, ref: np.ndarray) -> float:
-    """Unclamped FID of checked features; warns when there are fewer samples than dimensions."""
-    smallest, dim = min(len(gen), len(ref)), gen.shape[1]
-    if smallest >= dim:
-        return frechet_distance_from_samples(gen, ref)
-    warnings.warn(f"FID from {smallest} samples of {dim}-d features: covariance is rank deficient, "
-                  "the value is biased and the matrix square root slow; use at least as many samples "
-                  f"as dimensions ({dim})", stacklevel=3)
-    try:
-        return frechet_distance_from_samples(gen, ref)
-    except ValueError as exc:  # sqrtm of a singular product can come out complex
-        raise UserError(f"FID failed with {smallest} samples of {dim}-d features ({exc}); "
-                        f"use at least {dim} images per set") from exc
+def fid_from_stats(generated: FeatureStats, real: FeatureStats) -> float:
+    """FID between two saved or computed :class:`FeatureStats`; the same number as
+    :func:`fid_from_features` on the features they came from. UserError if their Inception weights
+    or preprocessing differ."""
+    common_provenance(generated, real)
+    if generated.mu.shape != real.mu.shape:
+        raise UserError(f"feature sizes differ: generated {len(generated.mu)}, real {len(real.mu)}")
+    known = [n for n in (generated.n, real.n) if n is not None]
+    return _fid(generated.mu, generated.sigma, real.mu, real.sigma, smallest=min(known, default=None))
+
+
+def _fid(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+         smallest: int | None) -> float:
+    """Clamped FID of checked statistics; warns when ``smallest`` (sample count) < dimensions."""
+    dim = len(mu1)
+    if smallest is not None and smallest < dim:
+        warnings.warn(f"FID from {smallest} samples of {dim}-d features: covariance is rank deficient "
+                      f"and the value biased; use at least as many samples as dimensions ({dim})",
+                      stacklevel=3)
+    return max(frechet_distance(mu1, sigma1, mu2, sigma2), 0.0)  # negatives are round-off only
 
 
 def fid(generated_images: torch.Tensor, real_images: torch.Tensor, extractor: InceptionExtractor,

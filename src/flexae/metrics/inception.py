@@ -46,6 +46,7 @@ PYTORCH_FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 PYTORCH_FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                            + PYTORCH_FID_WEIGHTS_NAME)
 Precision = Literal["fp32", "bf16"]
+RESIZE_MODE = "pytorch-fid"  # bilinear to 299 x 299, align_corners=False, then 2 x - 1 (see preprocess)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -456,6 +457,11 @@ class InceptionExtractor:
     @property
     def _memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def resize(self) -> str:
+        """The preprocessing mode, recorded next to metric values and in statistics files."""
+        return RESIZE_MODE
 
     @property
     def settings(self) -> str:

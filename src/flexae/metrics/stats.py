@@ -1,0 +1,108 @@
+"""Inception feature statistics (mean and covariance) saved to disk, so FID against a fixed
+reference set (e.g. the 10k MNIST test images) needs no feature extraction for that set.
+
+A statistics file is an `.npz` written with ``np.savez`` (no pickle) holding ``mu`` (d,) and
+``sigma`` (d, d) in float64, ``n`` (number of images), ``weights`` (the Inception weights id,
+file name and content hash) and ``resize`` (the preprocessing mode), plus ``format``. Files with
+only ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats`` output) are read too; their ``n``,
+``weights`` and ``resize`` are unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flexae.errors import UserError
+from flexae.files import atomic_write, first_line
+from flexae.metrics.frechet import gaussian_stats
+
+STATS_FORMAT = "flexae-inception-stats-v1"
+UNKNOWN = "unknown"  # weights or resize mode of a file that does not record them
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """Gaussian statistics of one feature set and where the features came from."""
+
+    mu: np.ndarray         # (d,) float64 mean
+    sigma: np.ndarray      # (d, d) float64 unbiased covariance
+    n: int | None          # number of images; None when a foreign file does not say
+    weights: str           # Inception weights id ("default_1.pt:<sha256 prefix>"), or "unknown"
+    resize: str            # preprocessing mode ("pytorch-fid"), or "unknown"
+
+    @classmethod
+    def from_features(cls, features: np.ndarray, weights: str, resize: str) -> FeatureStats:
+        """Statistics of features (N, d); float64 throughout, as FID from features computes them."""
+        features = np.asarray(features, dtype=np.float64)
+        mu, sigma = gaussian_stats(features)
+        return cls(mu, sigma, len(features), weights, resize)
+
+
+def save_stats(path: str | os.PathLike[str], stats: FeatureStats) -> None:
+    """Write ``stats`` to ``path`` (.npz) atomically."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":  # np.savez would append .npz, and the input loader dispatches on it
+        raise UserError(f"{path}: statistics files must end in .npz")
+    if stats.n is None:
+        raise ValueError("statistics to save must record their number of images")
+    fields = dict(mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), weights=np.str_(stats.weights),
+                  resize=np.str_(stats.resize), format=np.str_(STATS_FORMAT))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda handle: np.savez(handle, **fields))
+
+
+def is_stats_file(path: str | os.PathLike[str]) -> bool:
+    """True for an .npz holding ``mu`` and ``sigma`` (an image .npz holds ``images`` or one array)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {"mu", "sigma"} <= set(archive.files)
+    except Exception:  # not a zip, damaged, ...: let the image loader report it
+        return False
+
+
+def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
+    """Read a statistics file; a damaged or inconsistent one is a one-line UserError naming it."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:  # never unpickle user files
+            fields = {key: archive[key] for key in archive.files}
+    except Exception as exc:  # BadZipFile, zlib.error, ValueError (object arrays), ...
+        raise UserError(f"{path}: not a readable statistics file ({first_line(exc)})") from None
+    mu, sigma = fields["mu"], fields["sigma"]
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} should be (d,) and (d, d)")
+    if not (np.issubdtype(mu.dtype, np.floating) and np.issubdtype(sigma.dtype, np.floating)):
+        raise UserError(f"{path}: mu and sigma must be float arrays, got {mu.dtype} and {sigma.dtype}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise UserError(f"{path}: statistics contain NaN or infinite values")
+    n = int(fields["n"]) if "n" in fields else None
+    return FeatureStats(mu.astype(np.float64), sigma.astype(np.float64), n,
+                        str(fields.get("weights", UNKNOWN)), str(fields.get("resize", UNKNOWN)))
+
+
+def common_provenance(a: FeatureStats, b: FeatureStats, warn: bool = True) -> tuple[str, str]:
+    """(weights, resize) shared by two statistics; UserError when they differ.
+
+    FID between features of different networks or preprocessing is meaningless, and the mix-up is
+    easy to make with a saved reference file. An "unknown" side (a foreign file) is accepted with
+    a warning, taking the other side's value.
+    """
+    out = []
+    for field in ("weights", "resize"):
+        left, right = getattr(a, field), getattr(b, field)
+        if UNKNOWN in (left, right):
+            if left != right and warn:
+                known = left if right == UNKNOWN else right
+                warnings.warn(f"one statistics file does not record its {field}; assuming {known}", stacklevel=3)
+            out.append(right if left == UNKNOWN else left)
+        elif left != right:
+            raise UserError(f"A and B were computed with different Inception {field} ({left} vs {right}); "
+                            "recompute the statistics with the same settings")
+        else:
+            out.append(left)
+    return out[0], out[1]
