@@ -8,7 +8,6 @@ import io
 import os
 import re
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
