@@ -39,7 +39,7 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
             flag = "--set" if name == "overrides" else "--" + name.replace("_", "-")
             raise UserError(f"{flag} cannot be combined with --resume: a resumed run keeps the config "
-                            f"saved in its checkpoint (only --steps, --device and --data-dir may change)")
+                            f"saved in its checkpoint (only --steps, --device, --data-dir and --tensorboard may change)")
 
 
 @cli.command()
@@ -77,11 +77,11 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
         if out is not None and Path(out) != resume_dir:
             raise UserError("give either --out (new run) or --resume (existing run), not both")
         _refuse_with_resume(("model", "dataset", "latent_dim", "noise_dim", "batch_size", "seed",
-                             "precision", "overwrite", "overrides", "tensorboard"))
+                             "precision", "overwrite", "overrides"))
         validate_resume_dir(resume_dir)
         given = click.get_current_context().get_parameter_source("device") == ParameterSource.COMMANDLINE
         run_dir = loop.resume(resume_dir, steps, data_dir=data_dir, progress=not quiet,
-                              device=device if given else None)
+                              device=device if given else None, tensorboard=tensorboard or None)
     else:
         if out is None:
             raise UserError("--out RUN_DIR is required (the folder the run is written to)")
@@ -424,6 +424,18 @@ def export_cmd(run_dir, out, overwrite) -> None:
     from flexae.runs.export import export_weights
 
     click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+
+
+@cli.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder (default RUN_DIR/report; needed to compare several runs).")
+def report_cmd(run_dirs, out) -> None:
+    """One HTML page (and report.md) of a run, or of several side by side: config, loss and metric
+    curves, latest grids, eval results, timing."""
+    from flexae.report import write_report
+
+    click.echo(f"wrote {write_report(list(run_dirs), out)}")
 
 
 @cli.group()

@@ -153,14 +153,15 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
 
 
 def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = None,
-           progress: bool = True, device: str | None = None) -> Path:
+           progress: bool = True, device: str | None = None, tensorboard: bool | None = None) -> Path:
     """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given."""
     out = Path(out)
     with _writer_lock(out):
-        return _resume(out, steps, data_dir, progress, device)
+        return _resume(out, steps, data_dir, progress, device, tensorboard)
 
 
-def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, device: str | None) -> Path:
+def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, device: str | None,
+            tensorboard: bool | None) -> Path:
     state = load_checkpoint(out / CHECKPOINT_NAME)
     check_finite_state(state, out / CHECKPOINT_NAME)
     cfg = config_from_dict(state["config"], out / CHECKPOINT_NAME)
@@ -168,6 +169,8 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
         cfg.train.steps = steps
     if device is not None:
         cfg.train.device = device
+    if tensorboard is not None:  # a logging sink: switching it changes nothing that is computed
+        cfg.train.tensorboard = tensorboard
     validate_config(cfg)
     validate_resume_steps(cfg.train.steps, state["step"], out)
     distributed.init_from_environment(cfg.train.device)  # any number of processes, also not the run's
@@ -187,7 +190,7 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
 
 def _log_losses(run: Run, logs: dict[str, torch.Tensor]) -> dict[str, float]:
     values = {k: float(v) for k, v in logs.items()}
-    run.log.write({"step": run.step, "time": round(run.elapsed(), 3), **values})
+    run.log.write({"step": run.step, "kind": "losses", "time": round(run.elapsed(), 3), **values})
     return values
 
 
@@ -238,7 +241,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
     tc = run.cfg.train
     run.started = time.time()  # `elapsed` counts this process's training from here
     if run.step == 0 and not run.data.is_image:
-        run.log.write({"step": 0, **run.evaluate()})
+        run.log.write({"step": 0, "kind": "metrics", **run.evaluate()})
     if tc.tensorboard:
         run.log.tensorboard = TensorBoard(run.out / "tensorboard", start_step=run.step)
     run.model.train()
@@ -259,7 +262,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
         if (tc.eval_every and run.step % tc.eval_every == 0) or run.step == tc.steps:
             metrics = final = run.evaluate()
             if metrics:
-                run.log.write({"step": run.step, **metrics})
+                run.log.write({"step": run.step, "kind": "metrics", **metrics})
                 if on_eval is not None:
                     on_eval(run.step, metrics)
         if run.previews is not None and tc.grid_every > 0 and (

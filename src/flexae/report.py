@@ -1,0 +1,261 @@
+"""`flexae report RUN_DIR [RUN_DIR ...]`: one self-contained HTML page (and a Markdown twin) per run
+or comparison of runs: the config, loss curves per update, metric curves, the latest sample and
+reconstruction grids, `eval.json` when present, and timing.
+
+The page embeds its pictures as `data:` URIs, so it is a single file to mail or attach; `report.md`
+links the same pictures as PNG files written beside it. Everything is read from the run folders
+(`flexae.runs`); nothing is recomputed, so a report of a running training is safe to make.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from flexae.errors import UserError  # noqa: E402
+from flexae.files import atomic_write, atomic_write_text  # noqa: E402
+from flexae.runs.layout import CONFIG_NAME, EVAL_JSON, GRIDS_DIR, LOG_NAME, METRICS_NAME  # noqa: E402
+from flexae.runs.log import read_log  # noqa: E402
+
+METRIC_KEYS = ("fd", "w_latent", "fid", "kid")  # evaluation records, as opposed to losses
+
+
+@dataclass
+class RunRecords:
+    """What a report shows of one run, read from its folder."""
+
+    name: str
+    folder: Path
+    config: dict[str, Any]
+    losses: list[dict[str, Any]] = field(default_factory=list)    # {"step", "time", "loss_*", ...}
+    metrics: list[dict[str, Any]] = field(default_factory=list)   # {"step", "fd", "w_latent", ...}
+    events: list[dict[str, Any]] = field(default_factory=list)    # stopped, diverged, sampler fit
+    final: dict[str, Any] = field(default_factory=dict)           # metrics.json
+    evaluation: dict[str, Any] = field(default_factory=dict)      # eval.json
+    grids: dict[str, Path] = field(default_factory=dict)          # latest samples / reconstructions PNG
+
+
+def kind(record: dict[str, Any]) -> str:
+    """"losses", "metrics" or "event": the `kind` field of newer logs, inferred for older ones."""
+    if "kind" in record:
+        return record["kind"]
+    if "event" in record or "sampler_fit" in record:
+        return "event"
+    return "metrics" if any(k in record for k in METRIC_KEYS) else "losses"
+
+
+def read_run(folder: str | Path) -> RunRecords:
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        raise UserError(f"{folder} is not a run folder (no {CONFIG_NAME})")
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder / CONFIG_NAME}: unreadable ({exc})") from None
+    run = RunRecords(folder.resolve().name, folder, config)
+    if (folder / LOG_NAME).exists():
+        for record in read_log(folder):
+            getattr(run, {"losses": "losses", "metrics": "metrics"}.get(kind(record), "events")).append(record)
+    run.final = _json_or_empty(folder / METRICS_NAME)
+    run.evaluation = _json_or_empty(folder / EVAL_JSON)
+    for name in ("samples", "reconstructions"):
+        found = sorted((folder / GRIDS_DIR).glob(f"{name}-*.png"))
+        if found:
+            run.grids[name] = found[-1]  # names carry the zero-padded step: the last is the latest
+    return run
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _keys(runs: list[RunRecords], attribute: str, skip: tuple[str, ...]) -> list[str]:
+    keys: dict[str, None] = {}
+    for run in runs:
+        for record in getattr(run, attribute):
+            keys.update({k: None for k, v in record.items()
+                         if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return list(keys)
+
+
+def curves_png(runs: list[RunRecords], attribute: str, path: Path) -> Path | None:
+    """One panel per logged quantity (a loss per update, or a metric), one line per run."""
+    keys = _keys(runs, attribute, skip=("step", "time", "kind"))
+    if not keys:
+        return None
+    columns = min(3, len(keys))
+    rows = -(-len(keys) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for run in runs:
+            steps, values = _series(getattr(run, attribute), key)
+            if steps:
+                ax.plot(steps, values, label=run.name, marker="." if len(steps) < 30 else None)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    if len(runs) > 1:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+def _timing(run: RunRecords) -> str:
+    timed = [r for r in run.losses if isinstance(r.get("time"), (int, float))]
+    if not timed:
+        return "no iterations logged yet"
+    last = timed[-1]
+    per_iter = last["time"] / last["step"] if last["step"] else float("nan")
+    return f"step {last['step']} after {last['time']:.0f} s of training ({1000 * per_iter:.0f} ms per iteration)"
+
+
+def _summary_rows(runs: list[RunRecords]) -> list[tuple[str, list[str]]]:
+    def get(run: RunRecords, section: str, key: str) -> str:
+        return str(run.config.get(section, {}).get(key, ""))
+
+    rows = [("model", [get(r, "model", "name") for r in runs]),
+            ("data set", [get(r, "train", "dataset") for r in runs]),
+            ("latent dim", [get(r, "model", "latent_dim") for r in runs]),
+            ("steps", [get(r, "train", "steps") for r in runs]),
+            ("precision / device", [f"{get(r, 'train', 'precision')} / {r.config.get('device', '')}" for r in runs]),
+            ("timing", [_timing(r) for r in runs])]
+    for key in sorted({k for r in runs for k in r.final if k != "step"}):
+        rows.append((f"final {key}", [_fmt(r.final.get(key)) for r in runs]))
+    for r_index, run in enumerate(runs):
+        for metric, value in _flatten(run.evaluation).items():
+            row = next((row for row in rows if row[0] == f"eval {metric}"), None)
+            if row is None:
+                row = (f"eval {metric}", [""] * len(runs))
+                rows.append(row)
+            row[1][r_index] = _fmt(value)
+    stopped = [next((f"{e['event']} at step {e.get('step')}" for e in reversed(r.events) if "event" in e), "")
+               for r in runs]
+    if any(stopped):
+        rows.append(("last event", stopped))
+    return rows
+
+
+def _flatten(evaluation: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in evaluation.items():
+        if key in ("run", "model", "dataset"):
+            continue
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+# On load, the page records how many of its pictures decoded (checked by the tests in a browser).
+_LOAD_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const ok = images.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.setAttribute("data-images-loaded", ok + "/" + images.length);
+});
+</script>"""
+
+
+def render_html(runs: list[RunRecords], figures: dict[str, Path]) -> str:
+    title = "flexae report: " + ", ".join(r.name for r in runs)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
+             ".grids{display:flex;gap:2em;flex-wrap:wrap}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>",
+             "</head><body>", f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2><table>",
+             "<tr><th></th>" + "".join(f"<th>{html.escape(r.name)}</th>" for r in runs) + "</tr>"]
+    for label, values in _summary_rows(runs):
+        parts.append(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{html.escape(v)}</td>" for v in values)
+                     + "</tr>")
+    parts.append("</table>")
+    for heading, key in (("Losses per update", "losses"), ("Metrics", "metrics")):
+        if key in figures:
+            parts.append(f"<h2>{heading}</h2><img alt='{key}' src='{_data_uri(figures[key])}'>")
+    for run in runs:
+        if run.grids:
+            parts.append(f"<h2>Latest grids: {html.escape(run.name)}</h2><div class='grids'>")
+            for name, path in run.grids.items():
+                parts.append(f"<figure><img alt='{name}' src='{_data_uri(path)}'>"
+                             f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+            parts.append("</div>")
+    for run in runs:
+        parts.append(f"<h2>Config: {html.escape(run.name)}</h2><pre>"
+                     f"{html.escape(json.dumps(run.config, indent=2))}</pre>")
+    parts += [_LOAD_CHECK, "</body></html>"]
+    return "\n".join(parts)
+
+
+def render_markdown(runs: list[RunRecords], figures: dict[str, Path], out: Path) -> str:
+    lines = ["# flexae report: " + ", ".join(r.name for r in runs), "",
+             "| | " + " | ".join(r.name for r in runs) + " |", "|---|" + "---|" * len(runs)]
+    lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in _summary_rows(runs)]
+    for heading, key in (("Losses per update", "losses"), ("Metrics", "metrics")):
+        if key in figures:
+            lines += ["", f"## {heading}", "", f"![{key}]({figures[key].relative_to(out)})"]
+    for run in runs:
+        for name, path in run.grids.items():
+            copy = out / f"{run.name}-{path.name}"
+            atomic_write(copy, lambda f, path=path: f.write(path.read_bytes()))
+            lines += ["", f"## {name}: {run.name}", "", f"![{name}]({copy.name})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: list[str | Path], out: str | Path | None = None) -> Path:
+    """Write report.html and report.md (with their PNGs) to `out` (default RUN_DIR/report for one
+    run); returns the HTML file."""
+    if not run_dirs:
+        raise UserError("give at least one run folder")
+    runs = [read_run(d) for d in run_dirs]
+    for i, run in enumerate(runs):  # two runs/seed0 folders compared: tell them apart
+        if [r.name for r in runs].count(run.name) > 1:
+            run.name = f"{run.name}-{i + 1}"
+    if out is None:
+        if len(runs) > 1:
+            raise UserError("comparing runs needs --out FOLDER for the report")
+        out = runs[0].folder / "report"
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create report folder {out} ({exc.strerror or exc})") from None
+    figures = {key: path for key in ("losses", "metrics")
+               if (path := curves_png(runs, key, out / f"{key}.png")) is not None}
+    atomic_write_text(out / "report.md", render_markdown(runs, figures, out))
+    page = out / "report.html"
+    atomic_write_text(page, render_html(runs, figures))
+    return page
