@@ -185,6 +185,9 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
                         "Table 8); use --model flexae on synthetic data")
     if t.eval_samples < 2:
         raise UserError("train.eval_samples must be at least 2")
+    if t.eval_images != 0 and t.eval_images < 2:
+        raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
+    _choice("train.best_metric", t.best_metric, ("fid", "kid"))
 
 
 def config_from_dict(d: Any, source: str | Path) -> RunConfig:

@@ -19,7 +19,7 @@ from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
 from flexae.files import atomic_write_text
-from flexae.runs.layout import EVAL_JSON, EVAL_MD, METRICS_NAME
+from flexae.runs.layout import CHECKPOINT_NAME, EVAL_JSON, EVAL_MD, METRICS_NAME
 from flexae.runs.load import load_run
 
 
@@ -27,13 +27,17 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
                  precision: str = "fp32", weights: str | None = None, seed: int = 0,
                  progress: bool = True) -> dict:
-    """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there."""
+    """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
+    (eval-best.json / eval-best.md for `RUN_DIR/best.pt`)."""
     from flexae.metrics.inception import load_extractor
 
-    run_dir = Path(run_dir)
+    source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
+    run_dir = source.parent if source.is_file() else source
+    json_name, md_name = ((EVAL_JSON, EVAL_MD) if source == run_dir or source.name == CHECKPOINT_NAME
+                          else (f"eval-{source.stem}.json", f"eval-{source.stem}.md"))
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     torch_device = resolve_device(device)
-    model, cfg = load_run(run_dir, device=torch_device)
+    model, cfg = load_run(source, device=torch_device)
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
@@ -49,7 +53,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         lambda k: model.generate(k, gen), lambda x: model.reconstruct(x.to(torch_device)),
         as_float(data.test), train, n=n, metrics=metrics, extractor=extractor,
         device=torch_device, batch_size=batch_size, seed=seed)
-    results = {"run": str(run_dir), "model": cfg.model.name, "dataset": cfg.train.dataset, **results}
-    atomic_write_text(run_dir / EVAL_JSON, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / EVAL_MD, results_markdown(results, label=cfg.model.name))
+    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset, **results}
+    atomic_write_text(run_dir / json_name, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / md_name, results_markdown(results, label=cfg.model.name))
     return results

@@ -28,7 +28,7 @@ from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.runs.checkpoint import check_versions, load_checkpoint, nonfinite_tensors
-from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.folder import checkpoint_path
 from flexae.runs.sampler_file import load_into
 from flexae.runs.build import build_for_config, model_from_checkpoint
 from flexae.validation import config_from_dict
@@ -48,8 +48,10 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
         raise UserError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    model, _ = model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)  # the checks load_weights makes
+    path = checkpoint_path(run_dir)  # RUN_DIR's last checkpoint, or a checkpoint file (RUN_DIR/best.pt)
+    run_dir = path.parent
+    state = load_checkpoint(path)
+    model, _ = model_from_checkpoint(state, path)  # the checks load_weights makes
     # The fitted ex-post sampler (sampler.pt) is part of the model's state dict (its prior), so the
     # exported file generates like the run does.
     if model.expost_sampler is not None and not load_into(model, run_dir, state["step"]):

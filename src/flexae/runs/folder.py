@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 
 from flexae.errors import UserError
-from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, LOG_NAME, OWNED_DIRS, OWNED_FILES
+from flexae.runs.layout import (BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOCK_NAME, LOG_NAME, OWNED_DIRS,
+                                 OWNED_FILES)
 
 try:
     import fcntl
@@ -44,6 +45,26 @@ def check_new_run_dir(out: Path, overwrite: bool) -> None:
         if not is_run_folder(out):
             raise UserError(f"{out} is not a flexae run folder (no {CONFIG_NAME}, {CHECKPOINT_NAME} or {LOG_NAME}); "
                             f"--overwrite only replaces runs: give another --out")
+
+
+def checkpoint_path(run: str | Path, checkpoint: str = "last") -> Path:
+    """The checkpoint file a run reference names: RUN_DIR (its last checkpoint, or best.pt with
+    checkpoint="best"), or a checkpoint file inside a run folder (RUN_DIR/best.pt)."""
+    run = Path(run)
+    if checkpoint not in ("last", "best"):
+        raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")
+    if run.is_file():
+        if run.suffix != ".pt":
+            raise UserError(f"{run} is a file: give its run folder, a checkpoint in it (RUN_DIR/best.pt), "
+                            f"or a .safetensors file from flexae export")
+        return run
+    if not run.is_dir():
+        raise UserError(f"run folder {run} does not exist")
+    path = run / (BEST_NAME if checkpoint == "best" else CHECKPOINT_NAME)
+    if checkpoint == "best" and not path.is_file():
+        raise UserError(f"{run} has no {BEST_NAME}: it is written by image runs evaluated while training "
+                        f"(--set train.eval_images=N)")
+    return path
 
 
 def create_run_dir(out: Path) -> None:

@@ -3,6 +3,9 @@
     config.json      the resolved RunConfig plus library/torch/Python versions, device, processes
     log.jsonl        one JSON object per logged iteration (losses) or evaluation (metrics)
     checkpoint.pt    config, step, model and optimizer states, RNG states, versions
+    best.pt          image runs evaluated while training (train.eval_images): the checkpoint with
+                     the best train.best_metric so far (load it with `RUN_DIR/best.pt` anywhere a
+                     run is given, or load_run(RUN_DIR, checkpoint="best"))
     metrics.json     the final evaluation of a synthetic run
     sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.runs.samplers)
     eval.json/.md    `flexae eval` results
@@ -14,11 +17,13 @@
 CONFIG_NAME = "config.json"
 LOG_NAME = "log.jsonl"
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.json"
 SAMPLER_NAME = "sampler.pt"
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
 LOCK_NAME = ".lock"
 
-OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, METRICS_NAME, SAMPLER_NAME, EVAL_JSON, EVAL_MD)
+OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, EVAL_JSON, EVAL_MD,
+               "eval-best.json", "eval-best.md")
 OWNED_DIRS = (GRIDS_DIR, TENSORBOARD_DIR)  # the lock file is never removed: see flexae.runs.folder

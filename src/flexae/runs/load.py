@@ -9,29 +9,27 @@ from pathlib import Path
 import torch
 
 from flexae.config import RunConfig
-from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.runs.build import model_from_checkpoint
 from flexae.runs.checkpoint import load_checkpoint
 from flexae.runs.export import load_weights
-from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.folder import checkpoint_path
 from flexae.runs.sampler_file import load_into
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
-             with_sampler: bool = True) -> tuple[AutoEncoder, RunConfig]:
-    """Model in eval mode on `device`, and its RunConfig, from `run_dir/checkpoint.pt` (or from an
-    exported `.safetensors` file). `with_sampler=False` leaves a baseline's ex-post sampler
-    unfitted instead of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it)."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampler: bool = True,
+             checkpoint: str = "last") -> tuple[AutoEncoder, RunConfig]:
+    """Model in eval mode on `device`, and its RunConfig, from `run_dir/checkpoint.pt`, from
+    `best.pt` with checkpoint="best" (or a checkpoint file given as `run_dir`), or from an exported
+    `.safetensors` file. `with_sampler=False` leaves a baseline's ex-post sampler unfitted instead
+    of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it)."""
     run_dir = Path(run_dir)
     if run_dir.suffix == ".safetensors" and run_dir.is_file():
         return load_weights(run_dir, device)
-    if run_dir.is_file():
-        raise UserError(f"{run_dir} is a file: give its run folder, or a .safetensors file from flexae export")
-    if not run_dir.is_dir():
-        raise UserError(f"run folder {run_dir} does not exist")
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=device)
-    model, cfg = model_from_checkpoint(state, run_dir / CHECKPOINT_NAME)
+    path = checkpoint_path(run_dir, checkpoint)
+    run_dir = path.parent
+    state = load_checkpoint(path, map_location=device)
+    model, cfg = model_from_checkpoint(state, path)
     if with_sampler:
         load_into(model, run_dir, state["step"])  # a fitted ex-post sampler (sampler.pt), if the model has one
     return model.to(device).eval(), cfg

@@ -28,11 +28,12 @@ from flexae.registry import build_model, make_trainer
 from flexae.runs.checkpoint import (NonFiniteStateError, check_finite_state, load_checkpoint, rng_state,
                                     save_checkpoint, set_rng_state, versions)
 from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
-from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
+from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
 from flexae.runs.log import RunLog, rewind_log
 from flexae.runs.samplers import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
+from flexae.training.image_eval import ImageEvaluator
 from flexae.training.precision import step_options
 from flexae.training.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, StopNow, TrainingStopped
@@ -98,11 +99,15 @@ class Run:
         self.log = RunLog(out / LOG_NAME)
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
+        # FID / KID while training (image runs with train.eval_images), and the best value so far.
+        self.image_eval = (ImageEvaluator(data.test, cfg.train.eval_images, cfg.train.seed, device)
+                           if data.is_image and cfg.train.eval_images else None)
+        self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of best.pt
 
     def state(self) -> dict[str, Any]:
         return {"config": self.cfg.to_dict(), "step": self.step, "model": self.model.state_dict(),
                 "optimizers": {k: o.state_dict() for k, o in self.trainer.optimizers.items()},
-                "rng": rng_state(), "versions": versions(), "elapsed": self.elapsed()}
+                "rng": rng_state(), "versions": versions(), "elapsed": self.elapsed(), "best": self.best}
 
     def elapsed(self) -> float:
         """Training seconds so far, across resumes."""
@@ -115,6 +120,7 @@ class Run:
         self.step = int(state["step"])
         elapsed = state.get("elapsed", 0.0)
         self.elapsed_before = float(elapsed) if isinstance(elapsed, (int, float)) else 0.0
+        self.best = state.get("best") if isinstance(state.get("best"), dict) else None
         set_rng_state(state["rng"])
         distributed.seed_rank(self.cfg.train.seed, self.step)  # the checkpoint holds rank 0's stream
 
@@ -122,9 +128,20 @@ class Run:
         save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
 
     def evaluate(self) -> dict[str, float]:
-        if self.data.is_image or not self.model.can_generate():  # ex-post samplers are fitted after training
+        if not self.model.can_generate():  # ex-post samplers are fitted after training
             return {}
+        if self.data.is_image:
+            return self.image_eval(self.model) if self.image_eval is not None else {}
         return synthetic_metrics(self.model, self.data, self.cfg.train.eval_samples)
+
+    def keep_if_best(self, metrics: dict[str, float]) -> None:
+        """Save best.pt when `train.best_metric` (lower is better) improves on the best so far."""
+        name = self.cfg.train.best_metric
+        if self.image_eval is None or name not in metrics:
+            return
+        if self.best is None or metrics[name] < self.best["value"]:
+            self.best = {"metric": name, "value": float(metrics[name]), "step": self.step}
+            save_checkpoint(self.out / BEST_NAME, self.state())
 
 
 def _write_config(run: Run) -> None:
@@ -263,6 +280,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
             metrics = final = run.evaluate()
             if metrics:
                 run.log.write({"step": run.step, "kind": "metrics", **metrics})
+                run.keep_if_best(metrics)
                 if on_eval is not None:
                     on_eval(run.step, metrics)
         if run.previews is not None and tc.grid_every > 0 and (
