@@ -129,14 +129,11 @@ def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource,
     return spec(name).trainer(model, cfg, batches, options)
 
 
-def has_expost_sampler(model: AutoEncoder) -> bool:
-    return model.expost_sampler is not None
-
-
 def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | None = None, seed: int = 0,
                 progress: bool = False) -> dict[str, float]:
     """Fit the model's ex-post sampler on training data (N, ...); TypeError for models without one."""
-    fit = spec(getattr(model, "model_name", "")).fit_sampler if hasattr(model, "model_name") else None
+    name = getattr(model, "model_name", None)
+    fit = spec(name).fit_sampler if name is not None else None
     if fit is None or model.expost_sampler is None:
         raise TypeError(f"{type(model).__name__} has no ex-post sampler")
     return fit_expost_sampler(model, fit, train_data, hp or model.baseline_config, seed, progress)

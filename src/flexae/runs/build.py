@@ -1,10 +1,13 @@
 """The model a run's config describes, and the one check of a checkpoint's model used by every
-reader of checkpoints (load_run, resume, export): a config this flexae can rebuild, finite weights
-and optimizer states, and weights that fit the model the config describes."""
+reader of checkpoints (load_run, resume, export, fit-sampler): a config this flexae can rebuild,
+finite weights and optimizer states, and weights that fit the model the config describes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from flexae.config import RunConfig
 from flexae.data import data_shape
@@ -12,7 +15,8 @@ from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import first_line
 from flexae.registry import build_model
-from flexae.runs.checkpoint import check_finite_state
+from flexae.runs.checkpoint import check_finite_state, load_checkpoint
+from flexae.runs.sampler_file import load_into
 from flexae.validation import config_from_dict
 
 
@@ -35,3 +39,14 @@ def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConf
     except (RuntimeError, ValueError) as exc:  # missing, extra or mis-shaped tensors
         raise UserError(f"{path}: weights do not fit the model its config describes ({first_line(exc)})") from None
     return model, cfg
+
+
+def read_model(path: Path, device: str | torch.device = "cpu",
+               with_sampler: bool = True) -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
+    """(model, its RunConfig, the loaded checkpoint state) from the checkpoint file `path`, checked;
+    with `with_sampler` the run's fitted ex-post sampler (sampler.pt) is loaded too, if it has one."""
+    state = load_checkpoint(path, map_location=device)
+    model, cfg = model_from_checkpoint(state, path)
+    if with_sampler:
+        load_into(model, Path(path).parent, state["step"])
+    return model, cfg, state

@@ -27,10 +27,9 @@ from flexae.config import RunConfig
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
-from flexae.runs.checkpoint import check_versions, load_checkpoint, nonfinite_tensors
+from flexae.runs.build import build_for_config, read_model
+from flexae.runs.checkpoint import check_versions, nonfinite_tensors
 from flexae.runs.folder import checkpoint_path
-from flexae.runs.sampler_file import load_into
-from flexae.runs.build import build_for_config, model_from_checkpoint
 from flexae.validation import config_from_dict
 
 FORMAT = "flexae-model"
@@ -50,11 +49,10 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     path = checkpoint_path(run_dir)  # RUN_DIR's last checkpoint, or a checkpoint file (RUN_DIR/best.pt)
     run_dir = path.parent
-    state = load_checkpoint(path)
-    model, _ = model_from_checkpoint(state, path)  # the checks load_weights makes
-    # The fitted ex-post sampler (sampler.pt) is part of the model's state dict (its prior), so the
-    # exported file generates like the run does.
-    if model.expost_sampler is not None and not load_into(model, run_dir, state["step"]):
+    # The checks load_weights makes; the fitted ex-post sampler (sampler.pt) is part of the model's
+    # state dict (its prior), so the exported file generates like the run does.
+    model, _, state = read_model(path)
+    if not model.can_generate():
         warnings.warn(f"{run_dir} has no fitted ex-post sampler (run `flexae fit-sampler {run_dir}` first); "
                       f"the exported model encodes and decodes but cannot generate", stacklevel=2)
     # Own, dense copies: safetensors refuses views and tensors sharing storage.

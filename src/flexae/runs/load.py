@@ -10,11 +10,9 @@ import torch
 
 from flexae.config import RunConfig
 from flexae.models import AutoEncoder
-from flexae.runs.build import model_from_checkpoint
-from flexae.runs.checkpoint import load_checkpoint
+from flexae.runs.build import read_model
 from flexae.runs.export import load_weights
 from flexae.runs.folder import checkpoint_path
-from flexae.runs.sampler_file import load_into
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampler: bool = True,
@@ -26,10 +24,5 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampl
     run_dir = Path(run_dir)
     if run_dir.suffix == ".safetensors" and run_dir.is_file():
         return load_weights(run_dir, device)
-    path = checkpoint_path(run_dir, checkpoint)
-    run_dir = path.parent
-    state = load_checkpoint(path, map_location=device)
-    model, cfg = model_from_checkpoint(state, path)
-    if with_sampler:
-        load_into(model, run_dir, state["step"])  # a fitted ex-post sampler (sampler.pt), if the model has one
+    model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler)
     return model.to(device).eval(), cfg

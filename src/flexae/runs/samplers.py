@@ -19,10 +19,9 @@ from flexae.config import BaselineConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
 from flexae.registry import fit_sampler
-from flexae.runs.checkpoint import load_checkpoint
-from flexae.runs.folder import RunFolderLock
-from flexae.runs.layout import CHECKPOINT_NAME, LOG_NAME
-from flexae.runs.load import load_run
+from flexae.runs.build import read_model
+from flexae.runs.folder import RunFolderLock, checkpoint_path
+from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog
 from flexae.runs.sampler_file import load_into, save
 
@@ -58,10 +57,10 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
 
     `steps` / `fit_points` override the config's `sampler_steps` / `sampler_fit_points` for this fit.
     """
-    run_dir = Path(run_dir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a stale sampler.pt is what this command replaces
-        model, cfg = load_run(run_dir, device, with_sampler=False)  # a damaged sampler.pt is rewritten
+    path = checkpoint_path(run_dir)
+    run_dir = path.parent
+    model, cfg, state = read_model(path, device, with_sampler=False)  # the old sampler.pt is not read: it is rewritten
+    model = model.to(device).eval()
     if model.expost_sampler is None:
         raise UserError(f"{cfg.model.name} has no ex-post sampler to fit (only ae-gmm, rae-gmm, 2s-vae and vq-vae do)")
     hp = cfg.model.baseline
@@ -69,7 +68,7 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
                              sampler_fit_points=hp.sampler_fit_points if fit_points is None else fit_points)
     if hp.sampler_steps < 1 or hp.sampler_fit_points < 0:
         raise UserError("--steps must be positive and --fit-points >= 0")
-    step = int(load_checkpoint(run_dir / CHECKPOINT_NAME)["step"])
+    step = int(state["step"])
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     log = RunLog(run_dir / LOG_NAME)
     with RunFolderLock(run_dir):  # not while a training process writes this run
