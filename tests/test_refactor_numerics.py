@@ -2,9 +2,17 @@
 give the losses, and the 8 generated images after them, recorded on main before the refactor
 (tests/golden/numerics.pt, written by tests/golden/record_numerics.py against the old API).
 
-Bit for bit where the recording's CPU kernels (torch version and CPU capability) are this
-machine's; elsewhere (another CPU changes the float rounding of the kernels, not the algorithm)
-to 1e-4 relative. Run folders written by that main still load and generate the same samples.
+The pre-refactor code was recorded twice, with the same torch, on CPUs whose kernels differ:
+AVX2 (numerics.pt) and AVX-512 (numerics_avx512.pt). The recording of this machine's CPU
+capability is used: bit for bit where its torch version is this one too, else to 1e-4 relative.
+Across kernel families the float rounding differs, not the algorithm, yet the two recordings
+differ by up to 0.25% in the image models' reconstruction losses and by 2-30% in their critic
+and adversarial losses after 3 iterations (a critic's score is a small difference of large
+numbers, and Adam turns rounding in tiny gradients into full-size steps). No tolerance would be
+both safe and meaningful there, so on a CPU capability without a recording the three-iteration
+test is skipped (record one with tests/golden/record_numerics.py on the pre-refactor commit).
+Run folders written by that main still load and generate the same samples (one forward pass:
+to 1e-4 on any kernels).
 """
 
 from pathlib import Path
@@ -19,9 +27,11 @@ from flexae.runs import load_run
 from flexae.training.precision import StepOptions
 
 GOLDEN = Path(__file__).parent / "golden"
-RECORDED = torch.load(GOLDEN / "numerics.pt", weights_only=True)
-SAME_KERNELS = (RECORDED["torch"] == torch.__version__
-                and RECORDED["cpu_capability"] == torch.backends.cpu.get_cpu_capability())
+RECORDINGS = [torch.load(path, weights_only=True) for path in sorted(GOLDEN.glob("numerics*.pt"))]
+CAPABILITY = torch.backends.cpu.get_cpu_capability()
+RECORDED = next((r for r in RECORDINGS if r["cpu_capability"] == CAPABILITY), RECORDINGS[0])
+SAME_KERNELS = RECORDED["torch"] == torch.__version__ and RECORDED["cpu_capability"] == CAPABILITY
+SAME_CAPABILITY = RECORDED["cpu_capability"] == CAPABILITY
 SHAPES = {"image": (1, 28, 28), "synthetic": (128,)}
 
 
@@ -71,6 +81,8 @@ def _one_thread():
 
 @pytest.mark.parametrize("key", sorted(RECORDED["runs"]))
 def test_three_iterations_unchanged(key):
+    if not SAME_CAPABILITY:
+        pytest.skip(f"no recording for CPU capability {CAPABILITY} (module docstring)")
     name, kind = key.split("/")
     got, want = three_iterations(name, kind), RECORDED["runs"][key]
     assert [sorted(step) for step in got["losses"]] == [sorted(step) for step in want["losses"]]
