@@ -11,6 +11,11 @@ Timing: `warmup` untimed iterations (allocator, oneDNN kernel selection, CUDA la
 and the median reported (robust when other processes share the cores). With `profile=True` each
 update method is timed separately (a device sync around each on accelerators, so the total is
 then slightly higher than without profiling).
+
+CUDA graphs (`train.cuda_graphs`, on by default for CUDA): the graphed trainer's own warm-up and
+capture iterations run before the `warmup` ones, so only replays are timed. Profiling needs the
+update methods to run one by one, so `profile=True` times the eager step (`cuda_graphs: false` in
+the result says which was timed).
 """
 
 from __future__ import annotations
@@ -77,19 +82,24 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
     """Time `steps` iterations of the training step of `cfg` after `warmup` ones; returns a
     JSON-ready dict (see the module docstring)."""
     from flexae.devices import resolve_device
+    from flexae.training.graphs import GraphedTrainer
     from flexae.training.loop import Run
     from flexae.training.precision import resolve_channels_last
     from flexae.validation import validate_config
 
     validate_config(cfg)
+    if profile:
+        cfg.train.cuda_graphs = "off"  # the per-update timers need the eager step
     device = resolve_device(cfg.train.device)
     data = random_dataset(cfg.train.dataset, n_train or max(1024, 4 * cfg.train.batch_size))
     with tempfile.TemporaryDirectory(prefix="flexae-bench-") as tmp:
         run = Run(cfg, Path(tmp), device, data)  # writes nothing until asked to
         run.model.train()
         step = run.trainer.step
-        for _ in range(warmup):
+        graphed = isinstance(run.trainer, GraphedTrainer)
+        for _ in range(warmup + (run.trainer.warmup + 1 if graphed else 0)):  # + its warm-up and capture
             step()
+        graphed = graphed and run.trainer.captured  # False if the capture failed (and warned)
         totals: dict[str, float] = defaultdict(float)
         if profile:
             _time_updates(run.trainer, device, totals)
@@ -112,6 +122,7 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
         "model": cfg.model.name, "dataset": cfg.train.dataset, "batch_size": cfg.train.batch_size,
         "precision": cfg.train.precision, "device": str(device), "threads": torch.get_num_threads(),
         "channels_last": resolve_channels_last(cfg.train.channels_last, device),
+        "cuda_graphs": graphed, "tf32": bool(cfg.train.tf32 and device.type == "cuda"),
         "steps": steps, "warmup": warmup, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "torch": str(torch.__version__),

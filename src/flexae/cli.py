@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from flexae.config import PRECISIONS, ModelConfig, RunConfig, TrainConfig
+from flexae.config import CUDA_GRAPHS, PRECISIONS, ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.training.signals import TrainingStopped
 
@@ -390,15 +390,18 @@ def bench() -> None:
               help="fp16 needs CUDA.")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed iterations.")
 @click.option("--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed iterations first.")
-@click.option("--profile", is_flag=True, help="Add the time of each update (ae, critic, reg, ae_reg, gen, enc).")
+@click.option("--profile", is_flag=True,
+              help="Add the time of each update (ae, critic, reg, ae_reg, gen, enc); times the eager step.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--cuda-graphs", type=click.Choice(CUDA_GRAPHS), default=_TRAIN.cuda_graphs, show_default=True,
+              help="Replay one captured iteration (auto: on for CUDA).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads; 0: as `flexae train` (all cores for image data).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set optim.feed=authors --set train.channels_last=off.")
 def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, warmup, profile, device,
-                     threads, seed, overrides) -> None:
+                     cuda_graphs, threads, seed, overrides) -> None:
     """Time full Algorithm-1 iterations of the real training step; prints one JSON object."""
     import json
 
@@ -409,7 +412,8 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
         raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
     cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[dataset]),
                     train=TrainConfig(dataset=dataset, steps=steps + warmup, batch_size=batch_size, seed=seed,
-                                      device=device, precision=precision, cpu_threads=threads))
+                                      device=device, precision=precision, cpu_threads=threads,
+                                      cuda_graphs=cuda_graphs))
     for item in overrides:
         _apply_override(cfg, item)
     click.echo(json.dumps(run_bench(cfg, steps=steps, warmup=warmup, profile=profile)))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
+CUDA_GRAPHS = ("auto", "on", "off")     # train.cuda_graphs (flexae.training.graphs)
 
 
 @dataclass
@@ -102,6 +103,10 @@ class TrainConfig:
                                       # passes in that precision, critics/prior/losses in fp32
                                       # (flexae.training.precision; docs/performance.md).
     channels_last: str = "auto"       # Conv nets in NHWC memory format: "auto" (CPU and CUDA), "on", "off".
+    cuda_graphs: str = "auto"         # One whole iteration captured as a CUDA graph and replayed: "auto" (on for
+                                      # CUDA devices), "on", "off" (flexae.training.graphs; docs/performance.md).
+    tf32: bool = False                # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (faster, ~1e-3
+                                      # relative rounding per product). Off: the paper's numbers are fp32.
     cpu_threads: int = 0              # Torch CPU threads; 0 = auto (1 for the tiny synthetic nets,
                                       # whose 128-wide matmuls only lose from threading; else all).
     log_every: int = 50               # Iterations between JSONL log lines.

@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from flexae.config import RunConfig
+from flexae.config import CUDA_GRAPHS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
@@ -142,6 +142,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("data set", t.dataset, DATASETS)
     _choice("precision", t.precision, PRECISIONS)
     _choice("channels_last", t.channels_last, CHANNELS_LAST)
+    _choice("cuda_graphs", t.cuda_graphs, CUDA_GRAPHS)
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
     if check_device:

@@ -92,6 +92,9 @@ class MaskAAETrainer(Trainer):
     """One iteration of the authors' loop: AE update, `critic_steps` critic updates, the encoder's
     adversarial update, then the mask update (each on a fresh batch)."""
 
+    graph_unsafe = ("its learning rates and polarising weight follow the iteration count on the host, "
+                    "and it logs the active dimensions as a host number")
+
     def __init__(self, model: MaskAAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
         self.model, self.cfg, self.hp = model, cfg, model.baseline_config

@@ -81,25 +81,27 @@ class DivergenceMonitor:
     def check_parameters(self, step: int) -> None:
         """Weights, then optimizer states: an optimizer state can overflow (e.g. Adam's second
         moment under a huge learning rate) while the weights are still finite, and would poison
-        the next steps and the checkpoint."""
-        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        the next steps and the checkpoint. One host-device sync for all tensors together."""
+        params = list(self.model.named_parameters())
+        states = self._optimizer_states()
+        finite = _all_finite([t for _, t in params] + [t for _, t in states])  # one bool per tensor
+        bad = [name for (name, _), ok in zip(params, finite) if not ok]
         if bad:
             more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
             raise self.diverged(step, f"non-finite weights in {bad[0]}{more} (the losses were finite)")
-        bad = self._bad_optimizer_states()
+        bad = [name for (name, _), ok in zip(states, finite[len(params):]) if not ok]
         if bad:
             more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
             raise self.diverged(step, f"non-finite optimizer state {bad[0]}{more} (losses and weights were finite)")
 
-    def _bad_optimizer_states(self) -> list[str]:
+    def _optimizer_states(self) -> list[tuple[str, Tensor]]:
+        """The floating-point optimizer state tensors (Adam's moments), named for messages."""
         names = {id(p): name for name, p in self.model.named_parameters()}
-        bad = []
-        for opt_name, optimizer in self.optimizers.items():
-            for param, state in optimizer.state.items():
-                for key, value in state.items():
-                    if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                        bad.append(f"{opt_name}.{key} of {names.get(id(param), 'a parameter')}")
-        return bad
+        return [(f"{opt_name}.{key} of {names.get(id(param), 'a parameter')}", value)
+                for opt_name, optimizer in self.optimizers.items()
+                for param, state in optimizer.state.items()
+                for key, value in state.items()
+                if isinstance(value, Tensor) and value.is_floating_point()]
 
     def check(self, step: int) -> None:
         """Raise TrainingDiverged if any iteration so far went non-finite; syncs on accelerators."""
@@ -110,3 +112,16 @@ class DivergenceMonitor:
             losses = _format(self._names, self._bad_values.tolist())
             raise self.diverged(first_bad, f"non-finite loss {losses} (detected at step {step})")
         self.check_parameters(step)
+
+
+def _all_finite(tensors: list[Tensor]) -> list[bool]:
+    """Whether each tensor is all finite, read back in one transfer per device."""
+    by_device: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(i)
+    result = [True] * len(tensors)
+    for indices in by_device.values():
+        flags = torch.stack([torch.isfinite(tensors[i]).all() for i in indices]).tolist()
+        for i, ok in zip(indices, flags):
+            result[i] = bool(ok)
+    return result

@@ -34,10 +34,11 @@ from flexae.runs.samplers import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
 from flexae.training.image_eval import ImageEvaluator
-from flexae.training.precision import step_options
+from flexae.training.graphs import GraphedTrainer, maybe_graphed
+from flexae.training.precision import set_tf32, step_options
 from flexae.training.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, StopNow, TrainingStopped
-from flexae.training.steps import Trainer
+from flexae.training.steps import Trainer, load_optimizer_state
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
 
 EVAL_SEED = 12345
@@ -92,7 +93,10 @@ class Run:
         self.model = build_model(cfg.model, data.shape).to(device)
         distributed.seed_rank(cfg.train.seed, 0)  # torchrun ranks > 0: their own batches and noise
         self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
-        self.trainer: Trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
+        set_tf32(cfg.train.tf32, device)
+        trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
+        # On CUDA one whole iteration is captured once and replayed (flexae.training.graphs).
+        self.trainer: Trainer = maybe_graphed(trainer, cfg.train.cuda_graphs, device, cfg.model.name)
         self.step = 0
         self.elapsed_before = 0.0  # seconds of training before this process (resumed runs)
         self.started = time.time()
@@ -115,8 +119,10 @@ class Run:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        for name, opt in self.trainer.optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
+        for name, opt in self.trainer.optimizers.items():  # this run's flags (capturable, fused) kept
+            load_optimizer_state(opt, state["optimizers"][name])
+        if isinstance(self.trainer, GraphedTrainer):
+            self.trainer.invalidate()  # the optimizer states are new tensors
         self.step = int(state["step"])
         elapsed = state.get("elapsed", 0.0)
         self.elapsed_before = float(elapsed) if isinstance(elapsed, (int, float)) else 0.0
@@ -192,6 +198,8 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
     validate_resume_steps(cfg.train.steps, state["step"], out)
     distributed.init_from_environment(cfg.train.device)  # any number of processes, also not the run's
     torch_device = resolve_device(cfg.train.device)
+    if cfg.train.cuda_graphs == "on" and torch_device.type != "cuda":
+        cfg.train.cuda_graphs = "auto"  # how a step runs, not what it computes: a graphed run resumes anywhere
     data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
     run = Run(cfg, distributed.rank_folder(out), torch_device, data)  # only rank 0 writes into `out`
     try:

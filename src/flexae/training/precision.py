@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 from flexae.config import PRECISIONS
 from flexae.errors import UserError
 
-__all__ = ["PRECISIONS", "LOW_DTYPES", "StepOptions", "step_options", "resolve_channels_last", "MixedPrecision",
+__all__ = ["PRECISIONS", "LOW_DTYPES", "StepOptions", "step_options", "resolve_channels_last", "set_tf32", "MixedPrecision",
            "to_channels_last", "channels_last_batch", "EmulatedBF16"]
 LOW_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -62,6 +62,21 @@ def step_options(train_cfg, device: torch.device) -> StepOptions:
                         "use bf16 or fp32")
     return StepOptions(device_type=device.type, precision=precision,
                        channels_last=resolve_channels_last(getattr(train_cfg, "channels_last", "auto"), device))
+
+
+def set_tf32(enabled: bool, device: torch.device) -> None:
+    """TF32 tensor cores for fp32 matrix products and convolutions on CUDA, or IEEE fp32. These are
+    process-wide switches in PyTorch, so a run sets both ways explicitly (PyTorch's own default
+    allows TF32 in cuDNN convolutions but not in matmuls). Nothing changes on other devices."""
+    if device.type != "cuda":
+        return
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+        value = "tf32" if enabled else "ieee"
+        torch.backends.cuda.matmul.fp32_precision = value
+        torch.backends.cudnn.conv.fp32_precision = value
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def resolve_channels_last(setting: str | bool, device: torch.device) -> bool:
@@ -87,7 +102,9 @@ class MixedPrecision:
             return contextlib.nullcontext()
         if self.options.emulate_bf16:
             return EmulatedBF16()
-        return torch.autocast(self.options.device_type, dtype=self.dtype)
+        # No cast cache: each weight is used once per pass anyway, and cached casts must not outlive
+        # a CUDA-graph capture (PyTorch's note on autocast with graphs).
+        return torch.autocast(self.options.device_type, dtype=self.dtype, cache_enabled=False)
 
     def full(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.options.device_type, enabled=False)

@@ -60,6 +60,35 @@ def update(optimizer: torch.optim.Optimizer, loss: Tensor, scaler: torch.amp.Gra
     return loss.detach()
 
 
+# Param-group flags that say how *this* process runs an optimizer, not what it computes. A state
+# dict carries the saving process's flags; loading keeps the loading optimizer's own, so a
+# checkpoint of a CUDA-graphed run (capturable, fused on CUDA) resumes eagerly on a CPU and back.
+RUNTIME_FLAGS = ("capturable", "fused", "foreach", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """`optimizer.load_state_dict(state)`, keeping `optimizer`'s runtime flags and putting the step
+    counters where those flags want them (the device for capturable or fused groups)."""
+    flags = [{k: g[k] for k in RUNTIME_FLAGS if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, own in zip(optimizer.param_groups, flags):
+        group.update(own)
+    place_step_counters(optimizer)
+
+
+def place_step_counters(optimizer: torch.optim.Optimizer) -> None:
+    """Each step counter (a 0-d float32 tensor) where its group's flags want it: on the parameter's
+    device for capturable or fused groups (no host sync per step), else on the CPU. Needed after a
+    state dict is loaded or a group's flags change (PyTorch places them only when it loads)."""
+    for group in optimizer.param_groups:
+        on_device = group.get("capturable", False) or group.get("fused", False)
+        for param in group["params"]:
+            step = optimizer.state.get(param, {}).get("step")
+            if isinstance(step, Tensor):
+                device = param.device if on_device else torch.device("cpu")
+                optimizer.state[param]["step"] = step.to(device=device, dtype=torch.float32)
+
+
 class Trainer:
     """Common interface: `optimizers` (name -> optimizer, saved in checkpoints) and `step()`, one
     training iteration returning detached loss tensors (converted to floats only when logged)."""
@@ -67,6 +96,9 @@ class Trainer:
     optimizers: dict[str, torch.optim.Optimizer]
     batches: BatchSource
     amp: MixedPrecision
+    # Why one iteration cannot be captured in a CUDA graph (it needs the host mid-iteration), or
+    # None if it can (flexae.training.graphs; such a trainer trains eagerly, with a warning).
+    graph_unsafe: str | None = None
 
     def step(self) -> dict[str, Tensor]:
         raise NotImplementedError

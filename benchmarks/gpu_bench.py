@@ -1,0 +1,217 @@
+"""GPU speed of the training step, eager vs CUDA-graphed, per precision, with the yardstick and
+the real loop timed in the same process; and a mixed-precision quality check. Prints Markdown
+tables and writes everything to OUT/gpu_bench.json. Run by benchmarks/gpu.sh (one command).
+
+    python benchmarks/gpu_bench.py --out DIR [--naive PATH] [--data-dir DIR] [--quick]
+        [--quality-steps N] [--loop-steps N]
+
+1. Step: `flexae.bench.bench_train_step` (the real training step, random data already on the
+   GPU) for FlexAE-SR and WAE on the MNIST (28x28, m = 20) and CelebA (64x64, m = 64) networks,
+   batch 128, fp32 / tf32 / bf16 (+ fp16 on MNIST), CUDA graphs off and on.
+2. Yardstick: the naive single-file transcription of one FlexAE-SR MNIST iteration (`--naive`,
+   fp32 and bf16), so the speed-up is a ratio measured on the same machine at the same time.
+3. Where the time goes: a torch.profiler trace of eager FlexAE-SR MNIST fp32 iterations, the
+   sum of GPU kernel time per iteration (what a graph replay cannot go below) and the top kernels.
+4. Loop: `flexae train` (the real loop, real MNIST from --data-dir) for --loop-steps iterations
+   graphed; ms per iteration from the log's cumulative time between the first and last log line.
+5. Quality (skipped with --quick): FlexAE-SR MNIST trained --quality-steps iterations in fp32 and
+   in bf16, graphed, same seed; final losses side by side and 5000 samples of each written as
+   OUT/samples_{fp32,bf16}.npz for `flexae metrics fid OUT/samples_fp32.npz mnist:test` on a
+   machine with the Inception weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from flexae.bench import bench_train_step
+from flexae.config import ModelConfig, RunConfig, TrainConfig
+from flexae.data import DEFAULT_LATENT_DIM
+from flexae.files import read_jsonl
+
+
+def step_config(model: str, dataset: str, precision: str, graphs: str, tf32: bool = False) -> RunConfig:
+    return RunConfig(ModelConfig(name=model, latent_dim=DEFAULT_LATENT_DIM[dataset]),
+                     train=TrainConfig(dataset=dataset, batch_size=128, device="cuda",
+                                       precision=precision, cuda_graphs=graphs, tf32=tf32))
+
+
+def step_table(quick: bool) -> list[dict]:
+    rows = []
+    datasets = ("mnist",) if quick else ("mnist", "celeba")
+    for dataset in datasets:
+        for model in ("flexae-sr", "wae"):
+            for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False), ("fp16", False)):
+                if precision == "fp16" and dataset != "mnist":
+                    continue
+                row = {"model": model, "dataset": dataset, "precision": "tf32" if tf32 else precision}
+                for graphs in ("off", "on"):
+                    steps = 15 if graphs == "off" else 50
+                    try:
+                        result = bench_train_step(step_config(model, dataset, precision, graphs, tf32),
+                                                  steps=steps, warmup=3)
+                        row[f"graphs_{graphs}_ms"] = result["ms_per_iter"]
+                        row[f"graphs_{graphs}_captured"] = result["cuda_graphs"]
+                    except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the table goes on
+                        row[f"graphs_{graphs}_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    torch.cuda.empty_cache()
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def naive_times(path: str | None) -> dict:
+    if not path or not Path(path).is_file():
+        return {"error": f"naive transcription not found at {path!r}"}
+    out = {}
+    for flag, name in (([], "fp32"), (["--bf16"], "bf16")):
+        cmd = [sys.executable, path, "--device", "cuda", "--steps", "30", *flag]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            out[name] = {"error": done.stderr.strip().splitlines()[-1:]}
+            continue
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])["ms_per_iter"]
+    return out
+
+
+def kernel_profile() -> dict:
+    """Sum of GPU kernel time per eager FlexAE-SR MNIST fp32 iteration, and the top kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from flexae.bench import random_dataset
+    from flexae.training.loop import Run
+
+    cfg = step_config("flexae-sr", "mnist", "fp32", "off")
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run(cfg, Path(tmp), torch.device("cuda"), random_dataset("mnist", 1024))
+        run.model.train()
+        for _ in range(3):
+            run.trainer.step()
+        torch.cuda.synchronize()
+        iters = 5
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(iters):
+                run.trainer.step()
+            torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
+    total_us = sum(e.device_time_total for e in events)
+    top = sorted(events, key=lambda e: e.device_time_total, reverse=True)[:12]
+    launches = sum(e.count for e in events)
+    return {"gpu_kernel_ms_per_iter": round(total_us / 1000 / iters, 2),
+            "kernel_launches_per_iter": launches // iters,
+            "top": [{"kernel": e.key[:90], "ms_per_iter": round(e.device_time_total / 1000 / iters, 3),
+                     "calls_per_iter": e.count // iters} for e in top]}
+
+
+def run_loop(out: Path, steps: int, data_dir: str | None, precision: str = "fp32",
+             model: str = "flexae-sr") -> dict:
+    """`flexae train` as a user runs it (a subprocess, progress bar off); ms/iter from the log."""
+    cmd = [sys.executable, "-m", "flexae", "train", "--model", model, "--dataset", "mnist",
+           "--steps", str(steps), "--device", "cuda", "--precision", precision, "--out", str(out),
+           "--overwrite", "--quiet"]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd)}
+    losses = [r for r in read_jsonl(out / "log.jsonl") if r.get("kind") == "losses"]
+    first, last = losses[0], losses[-1]
+    ms = 1000 * (last["time"] - first["time"]) / (last["step"] - first["step"])
+    return {"ms_per_iter": round(ms, 2), "steps": steps, "wall_s": round(wall, 1), "final": last}
+
+
+def quality(out: Path, steps: int, data_dir: str | None) -> dict:
+    from flexae.grids import save_npz, to_uint8
+    from flexae.inference import sample
+    from flexae.runs import load_run
+
+    result = {}
+    for precision in ("fp32", "bf16"):
+        run_dir = out / f"quality_{precision}"
+        result[precision] = run_loop(run_dir, steps, data_dir, precision)
+        if "error" in result[precision]:
+            continue
+        model, _ = load_run(run_dir, device="cuda")
+        save_npz(out / f"samples_{precision}.npz", to_uint8(sample(model, 5000, seed=0)))  # as `flexae sample` writes
+    return result
+
+
+def quality_steps(report: dict, wanted: int, seconds_left: float) -> int:
+    """As many of `wanted` iterations as two graphed runs can do in `seconds_left` (30 s of start-up
+    and sampling each), at the measured graphed FlexAE-SR MNIST bf16 speed (the slower of fp32 and bf16)."""
+    ms = [r.get("graphs_on_ms") for r in report["steps"] if r["model"] == "flexae-sr" and r["dataset"] == "mnist"
+          and r["precision"] in ("fp32", "bf16")]
+    ms = [m for m in ms if m]
+    if not ms:
+        return 0
+    return int(min(wanted, (seconds_left / 2 - 30) * 1000 / max(ms)))
+
+
+def print_tables(report: dict) -> None:
+    naive = report["naive"]
+    print(f"\n## Step time on {report['gpu']} (torch {report['torch']}), ms/iter, batch 128")
+    print(f"naive transcription (FlexAE-SR MNIST): fp32 {naive.get('fp32')}, bf16 {naive.get('bf16')}\n")
+    print("| model | data | precision | eager | graphed | graphed speed-up | vs naive fp32 |")
+    print("|---|---|---|---|---|---|---|")
+    base = naive.get("fp32") if isinstance(naive.get("fp32"), (int, float)) else None
+    for r in report["steps"]:
+        eager, graphed = r.get("graphs_off_ms"), r.get("graphs_on_ms")
+        speedup = f"{eager / graphed:.1f}x" if eager and graphed else "-"
+        ratio = f"{base / graphed:.1f}x" if base and graphed and r["model"] == "flexae-sr" and r["dataset"] == "mnist" else "-"
+        note = "" if r.get("graphs_on_captured", True) else " (not captured)"
+        print(f"| {r['model']} | {r['dataset']} | {r['precision']} | {eager or r.get('graphs_off_error')} | "
+              f"{graphed or r.get('graphs_on_error')}{note} | {speedup} | {ratio} |")
+    prof = report.get("profile", {})
+    if prof:
+        print(f"\nEager FlexAE-SR MNIST fp32: {prof['gpu_kernel_ms_per_iter']} ms of GPU kernels per iteration, "
+              f"{prof['kernel_launches_per_iter']} launches; top kernels:")
+        for k in prof["top"]:
+            print(f"  {k['ms_per_iter']:8.3f} ms  x{k['calls_per_iter']:<4d} {k['kernel']}")
+    print(f"\nLoop (flexae train, graphed, real MNIST): {report.get('loop')}")
+    if report.get("quality"):
+        for precision, q in report["quality"].items():
+            print(f"quality {precision}: {q}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--naive", default=None, help="the naive transcription script (FlexAE-SR, MNIST)")
+    p.add_argument("--data-dir", default=os.environ.get("FLEXAE_DATA_DIR"), help="folder with mnist/")
+    p.add_argument("--quick", action="store_true", help="MNIST only, no quality runs")
+    p.add_argument("--loop-steps", type=int, default=1000)
+    p.add_argument("--quality-steps", type=int, default=3000, help="at most; fewer if --budget-s would be passed")
+    p.add_argument("--budget-s", type=float, default=400, help="wall time the whole script may take")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("gpu_bench.py needs a CUDA device")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+    t0 = time.perf_counter()
+    report["naive"] = naive_times(args.naive)
+    print("naive:", report["naive"], flush=True)
+    report["steps"] = step_table(args.quick)
+    report["profile"] = kernel_profile()
+    report["loop"] = run_loop(args.out / "loop", args.loop_steps, args.data_dir)
+    print("loop:", report["loop"], flush=True)
+    if not args.quick:
+        steps = quality_steps(report, args.quality_steps, args.budget_s - (time.perf_counter() - t0))
+        report["quality"] = quality(args.out, steps, args.data_dir) if steps >= 200 else {"skipped": "no time left"}
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
+
+
+if __name__ == "__main__":
+    main()
