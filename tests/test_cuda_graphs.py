@@ -224,3 +224,45 @@ def test_fp16_with_gradient_scalers_is_captured_or_falls_back(tmp_path):
     run.model.train()
     losses = _losses(run, 8)
     assert all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in losses)
+
+
+@cuda
+def test_previews_and_evaluation_between_replays_change_nothing(tmp_path):
+    """The loop's work between replays (preview grids: eval-mode passes with their own seeds)
+    leaves the graphed iterations computing what undisturbed ones compute."""
+    results = {}
+    for disturbed in (False, True):
+        cfg = RunConfig(ModelConfig(name="flexae-sr", latent_dim=8),
+                        train=TrainConfig(dataset="mnist", batch_size=16, device="cuda", cuda_graphs="on"))
+        run = Run(cfg, tmp_path / str(disturbed), CUDA, random_dataset("mnist", 256))
+        losses = []
+        for _ in range(8):
+            run.model.train()
+            losses.append({k: float(v) for k, v in run.trainer.step().items()})
+            if disturbed:
+                run.previews.write(run.model, len(losses))
+        results[disturbed] = losses
+    for a, b in zip(results[False], results[True]):
+        assert b == pytest.approx(a, rel=1e-3, abs=1e-4)  # cuDNN may pick non-deterministic kernels
+
+
+@cuda
+def test_a_diverging_graphed_run_is_stopped_before_its_first_checkpoint(tmp_path):
+    from flexae.training.divergence import TrainingDiverged
+
+    cfg = _cfg(steps=40, device="cuda", cuda_graphs="on")
+    cfg.train.log_every, cfg.train.checkpoint_every = 10, 300
+    cfg.optim.ae.lr = 1e9
+    with pytest.raises(TrainingDiverged) as info:
+        train(cfg, tmp_path / "run", progress=False)
+    assert info.value.step <= 10 and "no checkpoint was written" in str(info.value)
+
+
+@cuda
+def test_the_benchmark_times_graph_replays():
+    from flexae.bench import bench_train_step
+
+    cfg = RunConfig(ModelConfig(name="wae", latent_dim=8),
+                    train=TrainConfig(dataset="mnist", batch_size=16, device="cuda", cuda_graphs="on"))
+    result = bench_train_step(cfg, steps=5, warmup=1)
+    assert result["cuda_graphs"] is True and result["ms_per_iter"] > 0
