@@ -25,8 +25,8 @@ from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.models import AutoEncoder
 from flexae.registry import build_model, make_trainer
-from flexae.runs.checkpoint import (NonFiniteStateError, check_finite_state, load_checkpoint, rng_state,
-                                    save_checkpoint, set_rng_state, versions)
+from flexae.runs.checkpoint import (CheckpointWriter, NonFiniteStateError, check_finite_state, load_checkpoint,
+                                    rng_state, set_rng_state, versions)
 from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
 from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
 from flexae.runs.log import RunLog, rewind_log
@@ -101,6 +101,7 @@ class Run:
         self.elapsed_before = 0.0  # seconds of training before this process (resumed runs)
         self.started = time.time()
         self.log = RunLog(out / LOG_NAME)
+        self.writer = checkpoint_writer(device)  # in a thread on accelerators
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
         # FID / KID while training (image runs with train.eval_images), and the best value so far.
@@ -131,7 +132,7 @@ class Run:
         distributed.seed_rank(self.cfg.train.seed, self.step)  # the checkpoint holds rank 0's stream
 
     def save(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT_NAME, self.state())
+        self.writer.save(self.out / CHECKPOINT_NAME, self.state())
 
     def evaluate(self) -> dict[str, float]:
         if not self.model.can_generate():  # ex-post samplers are fitted after training
@@ -147,7 +148,13 @@ class Run:
             return
         if self.best is None or metrics[name] < self.best["value"]:
             self.best = {"metric": name, "value": float(metrics[name]), "step": self.step}
-            save_checkpoint(self.out / BEST_NAME, self.state())
+            self.writer.save(self.out / BEST_NAME, self.state())
+
+
+def checkpoint_writer(device: torch.device) -> CheckpointWriter:
+    """Checkpoints written in the foreground on the CPU (a writer thread would take cores from
+    training), in a background thread elsewhere (flexae.runs.checkpoint.CheckpointWriter)."""
+    return CheckpointWriter(background=device.type != "cpu")
 
 
 def _write_config(run: Run) -> None:
@@ -241,11 +248,16 @@ def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None)
         except TrainingDiverged as exc:
             run.log.write({"step": exc.step, "event": "diverged", "message": str(exc)})
             raise
+        finally:
+            run.writer.wait(raise_error=False)  # a write in flight completes (errors: raised already, or moot)
 
 
-def _save(run: Run, monitor: DivergenceMonitor) -> None:
+def _save(run: Run, monitor: DivergenceMonitor, wait: bool = False) -> None:
+    """Save the checkpoint (and with `wait`, until it is on disk: a background write included)."""
     try:
         run.save()
+        if wait:
+            run.writer.wait()
     except NonFiniteStateError as exc:  # e.g. Adam's second moments overflowed, weights still finite
         more = f" and {len(exc.names) - 1} more tensors" if len(exc.names) > 1 else ""
         raise monitor.diverged(run.step, f"non-finite {exc.names[0]}{more} (losses and weights were "
@@ -253,11 +265,21 @@ def _save(run: Run, monitor: DivergenceMonitor) -> None:
     monitor.saved_step = run.step
 
 
+def _wait_for_checkpoint(run: Run, monitor: DivergenceMonitor) -> None:
+    try:
+        run.writer.wait()
+    except NonFiniteStateError as exc:  # written in the background: reported here
+        raise monitor.diverged(run.step, f"non-finite {exc.names[0]} in the checkpoint of step "
+                                         f"{monitor.saved_step}") from None
+
+
 def _stop(run: Run, monitor: DivergenceMonitor, stop: GracefulStop) -> None:
     """Save the state after the current iteration (unless just saved) and raise TrainingStopped."""
     if monitor.saved_step != run.step:
         monitor.check(run.step)
-        _save(run, monitor)
+        _save(run, monitor, wait=True)
+    else:
+        _wait_for_checkpoint(run, monitor)
     run.log.write({"step": run.step, "event": "stopped", "signal": stop.signal_name})
     raise TrainingStopped(run.out, run.step, run.cfg.train.steps, stop.signal_name or "signal")
 
@@ -299,6 +321,7 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
         if stop.requested and run.step < tc.steps:
             _stop(run, monitor, stop)
     bar.close()
+    _wait_for_checkpoint(run, monitor)  # the last step's checkpoint is on disk before anything follows
     _finish(run, stop, progress=not bar.disable, final=final)
     return run.out
 
