@@ -39,26 +39,37 @@ from flexae.data import DEFAULT_LATENT_DIM
 from flexae.files import read_jsonl
 
 
+# --smoke: the whole script on the CPU at toy sizes, to check the script itself (no measurement).
+SMOKE = {"on": False}
+
+
+def device() -> str:
+    return "cpu" if SMOKE["on"] else "cuda"
+
+
 def step_config(model: str, dataset: str, precision: str, graphs: str, tf32: bool = False) -> RunConfig:
-    return RunConfig(ModelConfig(name=model, latent_dim=DEFAULT_LATENT_DIM[dataset]),
-                     train=TrainConfig(dataset=dataset, batch_size=128, device="cuda",
-                                       precision=precision, cuda_graphs=graphs, tf32=tf32))
+    cfg = RunConfig(ModelConfig(name=model, latent_dim=DEFAULT_LATENT_DIM[dataset]),
+                    train=TrainConfig(dataset=dataset, batch_size=8 if SMOKE["on"] else 128, device=device(),
+                                      precision=precision, cuda_graphs="off" if SMOKE["on"] else graphs, tf32=tf32))
+    if SMOKE["on"]:
+        cfg.optim.critic_steps = 1
+    return cfg
 
 
 def step_table(quick: bool) -> list[dict]:
     rows = []
-    datasets = ("mnist",) if quick else ("mnist", "celeba")
+    datasets = ("mnist",) if quick or SMOKE["on"] else ("mnist", "celeba")
     for dataset in datasets:
         for model in ("flexae-sr", "wae"):
             for precision, tf32 in (("fp32", False), ("fp32", True), ("bf16", False), ("fp16", False)):
-                if precision == "fp16" and dataset != "mnist":
+                if precision == "fp16" and (dataset != "mnist" or SMOKE["on"]):
                     continue
                 row = {"model": model, "dataset": dataset, "precision": "tf32" if tf32 else precision}
                 for graphs in ("off", "on"):
-                    steps = 15 if graphs == "off" else 50
+                    steps = 1 if SMOKE["on"] else 15 if graphs == "off" else 50
                     try:
                         result = bench_train_step(step_config(model, dataset, precision, graphs, tf32),
-                                                  steps=steps, warmup=3)
+                                                  steps=steps, warmup=0 if SMOKE["on"] else 3)
                         row[f"graphs_{graphs}_ms"] = result["ms_per_iter"]
                         row[f"graphs_{graphs}_captured"] = result["cuda_graphs"]
                     except Exception as exc:  # noqa: BLE001 - a failing cell is reported, the table goes on
@@ -69,12 +80,17 @@ def step_table(quick: bool) -> list[dict]:
     return rows
 
 
+def _sync() -> None:
+    if device() == "cuda":
+        torch.cuda.synchronize()
+
+
 def naive_times(path: str | None) -> dict:
     if not path or not Path(path).is_file():
         return {"error": f"naive transcription not found at {path!r}"}
     out = {}
     for flag, name in (([], "fp32"), (["--bf16"], "bf16")):
-        cmd = [sys.executable, path, "--device", "cuda", "--steps", "30", *flag]
+        cmd = [sys.executable, path, "--device", device(), "--steps", "1" if SMOKE["on"] else "30", *flag]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             out[name] = {"error": done.stderr.strip().splitlines()[-1:]}
@@ -92,23 +108,25 @@ def kernel_profile() -> dict:
 
     cfg = step_config("flexae-sr", "mnist", "fp32", "off")
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(cfg, Path(tmp), torch.device("cuda"), random_dataset("mnist", 1024))
+        run = Run(cfg, Path(tmp), torch.device(device()), random_dataset("mnist", 1024))
         run.model.train()
-        for _ in range(3):
+        iters = 1 if SMOKE["on"] else 5
+        for _ in range(iters):
             run.trainer.step()
-        torch.cuda.synchronize()
-        iters = 5
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _sync()
+        activity = ProfilerActivity.CPU if SMOKE["on"] else ProfilerActivity.CUDA
+        with profile(activities=[activity]) as prof:
             for _ in range(iters):
                 run.trainer.step()
-            torch.cuda.synchronize()
-    events = [e for e in prof.key_averages() if getattr(e, "device_time_total", 0) > 0]
-    total_us = sum(e.device_time_total for e in events)
-    top = sorted(events, key=lambda e: e.device_time_total, reverse=True)[:12]
+            _sync()
+    time_of = (lambda e: e.cpu_time_total) if SMOKE["on"] else (lambda e: e.device_time_total)
+    events = [e for e in prof.key_averages() if time_of(e) > 0 and (SMOKE["on"] or e.device_type.name == "CUDA")]
+    total_us = sum(time_of(e) for e in events)
+    top = sorted(events, key=time_of, reverse=True)[:12]
     launches = sum(e.count for e in events)
     return {"gpu_kernel_ms_per_iter": round(total_us / 1000 / iters, 2),
             "kernel_launches_per_iter": launches // iters,
-            "top": [{"kernel": e.key[:90], "ms_per_iter": round(e.device_time_total / 1000 / iters, 3),
+            "top": [{"kernel": e.key[:90], "ms_per_iter": round(time_of(e) / 1000 / iters, 3),
                      "calls_per_iter": e.count // iters} for e in top]}
 
 
@@ -116,8 +134,10 @@ def run_loop(out: Path, steps: int, data_dir: str | None, precision: str = "fp32
              model: str = "flexae-sr") -> dict:
     """`flexae train` as a user runs it (a subprocess, progress bar off); ms/iter from the log."""
     cmd = [sys.executable, "-m", "flexae", "train", "--model", model, "--dataset", "mnist",
-           "--steps", str(steps), "--device", "cuda", "--precision", precision, "--out", str(out),
-           "--overwrite", "--quiet"]
+           "--steps", str(steps), "--device", device(), "--precision", precision, "--out", str(out),
+           "--overwrite", "--quiet", "--set", f"train.log_every={max(1, min(50, steps // 4))}"]
+    if SMOKE["on"]:
+        cmd += ["--batch-size", "8", "--set", "optim.critic_steps=1"]
     if data_dir:
         cmd += ["--data-dir", data_dir]
     start = time.perf_counter()
@@ -142,8 +162,8 @@ def quality(out: Path, steps: int, data_dir: str | None) -> dict:
         result[precision] = run_loop(run_dir, steps, data_dir, precision)
         if "error" in result[precision]:
             continue
-        model, _ = load_run(run_dir, device="cuda")
-        save_npz(out / f"samples_{precision}.npz", to_uint8(sample(model, 5000, seed=0)))  # as `flexae sample` writes
+        model, _ = load_run(run_dir, device=device())
+        save_npz(out / f"samples_{precision}.npz", to_uint8(sample(model, 16 if SMOKE["on"] else 5000, seed=0)))  # as `flexae sample` writes
     return result
 
 
@@ -178,7 +198,11 @@ def print_tables(report: dict) -> None:
               f"{prof['kernel_launches_per_iter']} launches; top kernels:")
         for k in prof["top"]:
             print(f"  {k['ms_per_iter']:8.3f} ms  x{k['calls_per_iter']:<4d} {k['kernel']}")
-    print(f"\nLoop (flexae train, graphed, real MNIST): {report.get('loop')}")
+    loop = report.get("loop", {})
+    bench = next((r.get("graphs_on_ms") for r in report["steps"] if (r["model"], r["dataset"], r["precision"])
+                  == ("flexae-sr", "mnist", "fp32")), None)
+    ratio = f", {loop['ms_per_iter'] / bench:.2f}x the bench's {bench} ms" if bench and "ms_per_iter" in loop else ""
+    print(f"\nLoop (flexae train, FlexAE-SR, graphed, fp32, real MNIST): {loop.get('ms_per_iter')} ms/iter{ratio}; {loop}")
     if report.get("quality"):
         for precision, q in report["quality"].items():
             print(f"quality {precision}: {q}")
@@ -193,11 +217,16 @@ def main() -> None:
     p.add_argument("--loop-steps", type=int, default=1000)
     p.add_argument("--quality-steps", type=int, default=3000, help="at most; fewer if --budget-s would be passed")
     p.add_argument("--budget-s", type=float, default=400, help="wall time the whole script may take")
+    p.add_argument("--smoke", action="store_true", help="check this script on the CPU at toy sizes")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    SMOKE["on"] = args.smoke
+    if args.smoke:
+        args.loop_steps = 4
+    elif not torch.cuda.is_available():
         sys.exit("gpu_bench.py needs a CUDA device")
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+    report: dict = {"gpu": "CPU (smoke test)" if args.smoke else torch.cuda.get_device_name(),
+                    "torch": torch.__version__}
     t0 = time.perf_counter()
     report["naive"] = naive_times(args.naive)
     print("naive:", report["naive"], flush=True)
@@ -206,8 +235,10 @@ def main() -> None:
     report["loop"] = run_loop(args.out / "loop", args.loop_steps, args.data_dir)
     print("loop:", report["loop"], flush=True)
     if not args.quick:
-        steps = quality_steps(report, args.quality_steps, args.budget_s - (time.perf_counter() - t0))
-        report["quality"] = quality(args.out, steps, args.data_dir) if steps >= 200 else {"skipped": "no time left"}
+        left = args.budget_s - (time.perf_counter() - t0)
+        steps = 4 if args.smoke else quality_steps(report, args.quality_steps, left)
+        enough = args.smoke or steps >= 200
+        report["quality"] = quality(args.out, steps, args.data_dir) if enough else {"skipped": "no time left"}
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print_tables(report)
