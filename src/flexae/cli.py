@@ -143,7 +143,9 @@ def fig3(out, seeds, steps, device, quiet) -> None:
 
     Writes fig3.png (seed 0), fig3_convergence.png, results.md (mean ± std, FD per seed, which
     orderings hold on every seed), results.json, curves.json. Finished runs are reused.
-    With the defaults: RUNTIME_PLACEHOLDER
+    Run time with the defaults (25 runs of 3000 iterations, one thread each): about 20 min on
+    a 2-core AMD EPYC VM when idle (from measured per-iteration times), 45 min measured there
+    while other jobs shared the CPU. docs/synthetic.md has the results.
     """
     from flexae.experiments.synthetic import reproduce_fig3
     click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
