@@ -91,16 +91,28 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 def test_reproduce_fig3_tiny(tmp_path):
     out = tmp_path / "fig3"
-    proc = flexae("reproduce", "fig3", "--steps", "3", "--out", out, "--quiet")
+    proc = flexae("reproduce", "fig3", "--steps", "2", "--seeds", "1", "--out", out, "--quiet")
     records = json.loads((out / "results.json").read_text())
-    assert sorted(r["model"] for r in records) == ["flexae", "vae", "wae", "wae-gmm"]
+    rows = ["flexae", "vae", "wae", "wae-gmm", "wae-gmm-supplement"]
+    assert sorted(r["model"] for r in records) == rows
     assert all(set(r) == {"model", "seed", "fd", "w_latent"} and r["fd"] > 0 for r in records)
-    png = (out / "fig3.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
-    assert "| flexae |" in proc.stdout
+    for name in ("fig3.png", "fig3_convergence.png"):
+        png = (out / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # The convergence curves come from the runs' logged evaluations: step 0, then every steps // FIG3_EVALS
+    # iterations (here every iteration), and end at the final metrics.
+    curves = json.loads((out / "curves.json").read_text())
+    assert [c["step"] for c in curves["flexae"]] == [[0, 1, 2]]
+    final = {(r["model"], r["seed"]): r["fd"] for r in records}
+    assert all(c["fd"][-1] == pytest.approx(final[m, s]) for m in rows for s, c in enumerate(curves[m]))
+    assert "| flexae |" in proc.stdout and "| flexae < wae |" in proc.stdout and "seed 0" in proc.stdout
+    # The WAE-GMM rows differ only in their prior.
+    configs = [json.loads((out / "runs" / f"{r}-seed0" / "config.json").read_text())["model"]
+               for r in ("wae-gmm", "wae-gmm-supplement")]
+    assert [c["gmm_layout"] for c in configs] == ["circle", "supplement"]
     # A second call reuses the finished runs instead of retraining them.
     mtime = (out / "runs" / "vae-seed0" / "checkpoint.pt").stat().st_mtime_ns
-    flexae("reproduce", "fig3", "--steps", "3", "--out", out, "--quiet")
+    flexae("reproduce", "fig3", "--steps", "2", "--seeds", "1", "--out", out, "--quiet")
     assert (out / "runs" / "vae-seed0" / "checkpoint.pt").stat().st_mtime_ns == mtime
 
 

@@ -41,6 +41,20 @@ def test_gmm_prior_has_separated_modes():
     assert (radii < 1.0).float().mean() < 0.02
 
 
+
+def test_gmm_prior_supplement_layout_is_the_true_latent_mixture():
+    """gmm_layout="supplement": samples fall near the 6 true means of supplement 7.1, each mode
+    with its own spread (component 3 has variance 0.5, component 1 variance 1)."""
+    model = build_model(ModelConfig(name="wae-gmm", latent_dim=2, gmm_layout="supplement"), (128,))
+    true_means = torch.tensor([[0.0, 0.0], [5, 5], [-5, 5], [5, -1.5], [-2, -7], [-4, -3]])
+    z = model.sample_latent(30000, torch.Generator().manual_seed(0))
+    nearest = torch.cdist(z, true_means).argmin(dim=1)
+    assert torch.bincount(nearest, minlength=6).min() > 3500  # every mode is used, about equally
+    spread = [(z[nearest == k] - true_means[k]).std().item() for k in (0, 2)]
+    assert 0.9 < spread[0] < 1.1 and 0.6 < spread[1] < 0.8  # stds 1 and sqrt(0.5)
+    in_5d = build_model(ModelConfig(name="wae-gmm", latent_dim=8, gmm_layout="supplement"), (128,))
+    assert torch.equal(in_5d.prior.means[:, 5:], torch.zeros(6, 3))  # zeros beyond the true dims
+
 def _params(model, part):
     return {n: p.detach().clone() for n, p in getattr(model, part).named_parameters()}
 

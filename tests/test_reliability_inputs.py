@@ -44,6 +44,7 @@ def _cli(capsys, *args: object) -> tuple[int, str]:
     (["--set", "model.bn_momentum=2"], "model.bn_momentum must lie in [0, 1]"),
     (["--set", "model.gmm_std=0"], "model.gmm_std must be positive"),
     (["--set", "model.decoder_variant=big"], "unknown decoder variant 'big'"),
+    (["--set", "model.gmm_layout=ring"], "unknown gmm layout 'ring'; choose from circle, supplement"),
     (["--set", "optim.feed=both"], "unknown feed 'both'"),
     (["--set", "train.data_seed=-2"], "train.data_seed must lie in [0, "),
     (["--seed", "-1"], "train.seed must lie in [0, 9223372036854775807], got -1"),

@@ -53,9 +53,11 @@ class ModelConfig:
     name: str = "flexae"              # Model: a name of flexae.registry (model_names()).
     latent_dim: int = 50              # m, the dimension of the code z = E(x).
     noise_dim: int | None = None      # m', input noise of the prior generator G_psi; None means m' = m.
-    gmm_components: int = 6           # wae-gmm: number of equally weighted mixture components.
-    gmm_radius: float = 4.0           # wae-gmm: component means on a circle of this radius (first two axes).
-    gmm_std: float = 1.0              # wae-gmm: isotropic standard deviation of each component.
+    gmm_layout: str = "circle"        # wae-gmm prior: "circle" (the three values below) or "supplement"
+                                      # (the synthetic data's true latent mixture, supplement 7.1).
+    gmm_components: int = 6           # wae-gmm circle: number of equally weighted mixture components.
+    gmm_radius: float = 4.0           # wae-gmm circle: component means on a circle of this radius (first two axes).
+    gmm_std: float = 1.0              # wae-gmm circle: isotropic standard deviation of each component.
     decoder_variant: str = "paper"    # Image decoder: "paper" (last conv k4, ELU) or "authors" (k3, ReLU).
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).

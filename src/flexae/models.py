@@ -111,7 +111,8 @@ def build_wae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AdversarialAE:
     m = cfg.latent_dim
     nets = paper_networks(data_shape, cfg, m)
     if cfg.name == "wae-gmm":
-        prior: nn.Module = GaussianMixturePrior(m, cfg.gmm_components, cfg.gmm_radius, cfg.gmm_std)
+        prior: nn.Module = (GaussianMixturePrior.from_supplement(m) if cfg.gmm_layout == "supplement" else
+                            GaussianMixturePrior.on_circle(m, cfg.gmm_components, cfg.gmm_radius, cfg.gmm_std))
     else:
         prior = StandardNormalPrior(m)
     return AdversarialAE(nets["encoder"], nets["decoder"], prior, nets["latent_critic"])

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from flexae.data.synthetic import COMPONENTS
 from flexae.errors import UserError
 
 
@@ -55,26 +56,50 @@ class StandardNormalPrior(nn.Module):
 class GaussianMixturePrior(nn.Module):
     """A fixed, equally weighted mixture of isotropic Gaussians (WAE-GMM).
 
-    The paper does not give the mixture; we place K means evenly on a circle of radius r in the
-    first two latent coordinates (zeros elsewhere), each with standard deviation `std`.
+    The paper does not give the mixture. Two layouts, both fixed before training (never fitted to
+    codes, which would make WAE-GMM another model), chosen by `model.gmm_layout`:
+    - "circle" (default): K means evenly on a circle of radius r in the first two latent
+      coordinates (zeros elsewhere), each with standard deviation `std`.
+    - "supplement": the true latent mixture of the synthetic data (supplement 7.1): its 6 means in
+      the first min(m, 5) coordinates and its per-component variances; an oracle prior that knows
+      how the data were made.
     """
 
     trained_by_gen = False
 
-    def __init__(self, latent_dim: int, components: int = 6, radius: float = 4.0, std: float = 1.0):
+    def __init__(self, means: torch.Tensor, stds: torch.Tensor):
         super().__init__()
+        self.register_buffer("means", means.float())  # (K, m)
+        # (K,); rebuilt from the config, so checkpoints written before it existed still load.
+        self.register_buffer("stds", stds.float(), persistent=False)
+
+    @classmethod
+    def on_circle(cls, latent_dim: int, components: int = 6, radius: float = 4.0,
+                  std: float = 1.0) -> "GaussianMixturePrior":
         angles = torch.arange(components, dtype=torch.float32) * (2 * math.pi / components)
         means = torch.zeros(components, latent_dim)
         means[:, 0] = radius * torch.cos(angles)
         if latent_dim > 1:
             means[:, 1] = radius * torch.sin(angles)
-        self.register_buffer("means", means)  # (K, m)
-        self.std = std
+        return cls(means, torch.full((components,), float(std)))
+
+    @classmethod
+    def from_supplement(cls, latent_dim: int) -> "GaussianMixturePrior":
+        """The synthetic data's own latent mixture (flexae.data.synthetic.COMPONENTS)."""
+        n = min(latent_dim, len(COMPONENTS[0][0]))
+        means = torch.zeros(len(COMPONENTS), latent_dim)
+        means[:, :n] = torch.tensor([mean[:n] for mean, _ in COMPONENTS])
+        stds = torch.tensor([math.sqrt(var) for _, var in COMPONENTS])
+        return cls(means, stds)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.stds
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         k = torch.randint(0, self.means.shape[0], (n,), device=self.means.device, generator=generator)
         noise = torch.randn(n, self.means.shape[1], device=self.means.device, generator=generator)
-        return self.means[k] + self.std * noise
+        return self.means[k] + self.stds[k, None] * noise
 
 
 class ExPostSampler(nn.Module):

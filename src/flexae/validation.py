@@ -26,6 +26,7 @@ from flexae.training.precision import PRECISIONS, step_options
 CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")
 DECODER_VARIANTS = ("paper", "authors")
+GMM_LAYOUTS = ("circle", "supplement")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 MAX_DIM = 65_536            # latent and noise sizes; beyond this an allocation fails, not a check
 MAX_BATCH = 1_000_000
@@ -145,6 +146,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("cuda_graphs", t.cuda_graphs, CUDA_GRAPHS)
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
+    _choice("gmm layout", m.gmm_layout, GMM_LAYOUTS)
     if check_device:
         validate_device(t.device)
         if t.precision == "fp16":  # before the run folder is created; step_options checks again
