@@ -92,7 +92,11 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    dataset: str = "synthetic-5d"     # Data set name (see flexae.data.DATASETS).
+    dataset: str = "synthetic-5d"     # Data set name (see flexae.data.DATASETS), or images of your own:
+                                      # "folder:PATH", "npz:PATH", "npy:PATH" (docs/data.md).
+    image_size: int = 0               # Images of your own: resize every one to this square side (0: keep
+                                      # their size, which must be one square size divisible by 4).
+    image_shape: list[int] | None = None  # [C, S, S] of images of your own, recorded at training.
     steps: int = 5000                 # Training iterations of Algorithm 1.
     batch_size: int = 128             # s, the minibatch size of every update.
     seed: int = 0                     # Seeds model init, batches and noise.

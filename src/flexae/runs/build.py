@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from flexae.config import RunConfig
-from flexae.data import data_shape
+from flexae.data import is_known_dataset, run_data_shape
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import first_line
@@ -22,11 +22,9 @@ from flexae.validation import config_from_dict
 
 def build_for_config(cfg: RunConfig, source: str | Path) -> AutoEncoder:
     """The (untrained) model `cfg` describes, for the data shape of its data set."""
-    try:
-        shape = data_shape(cfg.train.dataset)
-    except UserError:
-        raise UserError(f"{source} names an unknown data set {cfg.train.dataset!r}") from None
-    return build_model(cfg.model, shape)
+    if not is_known_dataset(cfg.train.dataset):
+        raise UserError(f"{source} names an unknown data set {cfg.train.dataset!r}")
+    return build_model(cfg.model, run_data_shape(cfg.train, source))
 
 
 def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConfig]:
