@@ -241,6 +241,28 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     click.echo(f"sampler written to {run_dir / 'sampler.pt'}")
 
 
+@cli.command("fit-prior")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Codes per update; default: the run's.")
+@click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Training images encoded for the fit; 0 = all.")
+@click.option("--noise-dim", type=click.IntRange(min=1), default=None, help="m' of G_psi; default: the run's, else m.")
+@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=None, help="Default: the run's seed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
+    """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (WAE,
+    AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
+    from flexae.runs.priors import fit_prior_run
+    stats = fit_prior_run(run_dir, steps=steps, batch_size=batch_size, fit_points=fit_points, noise_dim=noise_dim,
+                          data_dir=data_dir, device=device, seed=seed, progress=not quiet)
+    click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+    click.echo(f"prior written to {Path(run_dir) / 'prior.pt'}")
+
+
 # --- using a trained model (flexae.inference) -------------------------------------------------------
 
 _POSITIVE = click.IntRange(min=1)

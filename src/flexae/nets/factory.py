@@ -58,3 +58,15 @@ def latent_critic(data_shape: tuple[int, ...], dim: int) -> nn.Module:
         return glorot_init_(synthetic_latent_critic(dim))
     from flexae.nets.image import LatentCritic
     return LatentCritic(dim)
+
+
+def prior_networks(data_shape: tuple[int, ...], latent_dim: int, noise_dim: int) -> tuple[nn.Module, nn.Module]:
+    """(prior generator G_psi: noise (N, m') -> (N, m), latent critic C_kappa: (N, m) -> (N, 1)) of
+    Table 8 (images) or Table 6 (synthetic data), for a prior fitted to a trained model's codes."""
+    if len(data_shape) == 1:
+        from flexae.nets import synthetic as nets
+        from flexae.nets.common import glorot_init_
+        return (glorot_init_(nets.synthetic_prior_generator(noise_dim, latent_dim)),
+                glorot_init_(nets.synthetic_latent_critic(latent_dim)))
+    from flexae.nets.image import LatentCritic, PriorGenerator
+    return PriorGenerator(noise_dim, latent_dim), LatentCritic(latent_dim)
