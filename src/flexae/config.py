@@ -59,10 +59,22 @@ class ModelConfig:
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
     baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.
+    encoder: str | None = None        # Your own encoder class, "module:Class", built as Class(data_shape,
+                                      # out_features); None: the paper's (Tables 6-7). A class is accepted too.
+    decoder: str | None = None        # Your own decoder class, "module:Class", built as Class(data_shape,
+                                      # latent_dim), outputs in the data's range; None: the paper's.
 
     def __post_init__(self) -> None:
         if isinstance(self.baseline, dict):  # read back from JSON or a checkpoint
             self.baseline = BaselineConfig(**self.baseline)
+        self.encoder, self.decoder = class_reference(self.encoder), class_reference(self.decoder)
+
+
+def class_reference(value: Any) -> Any:
+    """A class -> "module:QualName", the importable reference a config records; anything else as is."""
+    if isinstance(value, type):
+        return f"{value.__module__}:{value.__qualname__}"
+    return value
 
 
 @dataclass

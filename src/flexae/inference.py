@@ -190,6 +190,8 @@ def load_split(cfg: RunConfig, split: str, data_dir: str | Path | None,
 
 def model_image_shape(model: AutoEncoder) -> tuple[int, int, int]:
     shape = getattr(model.decoder, "image_shape", None)
+    if shape is None and len(getattr(model, "data_shape", ())) == 3:  # a decoder of the user's own
+        shape = model.data_shape
     if shape is None:
         raise UserError("this model does not produce images (it was trained on synthetic data)")
     return tuple(shape)  # type: ignore[return-value]
