@@ -40,6 +40,12 @@ def test_fit_prior_on_a_wae_run_learns_the_codes_and_is_used_by_load_run(tmp_pat
     for name, t in before.state_dict().items():
         assert torch.equal(t, model.state_dict()[name]), name
     assert model.generate(5).shape == (5, 128)
+    # A damaged prior file is a one-line error naming the command that rewrites it.
+    good = (run / "prior.pt").read_bytes()
+    (run / "prior.pt").write_bytes(good[: len(good) // 2])
+    with pytest.raises(UserError, match=r"cannot load learned prior .*flexae fit-prior"):
+        load_run(run)
+    (run / "prior.pt").write_bytes(good)
     # A resumed run has other weights: its stale prior.pt is not used.
     from flexae.training.loop import resume
     resume(run, 31, progress=False)

@@ -240,3 +240,16 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
         capsys, "train", "--dataset", "mnist", "--image-size", "32", "--out", str(tmp_path / "r"))
     assert "folder:PATH" in _main_error(capsys, "train", "--dataset", "pictures", "--out", str(tmp_path / "r"))
     assert not (tmp_path / "r").exists()
+
+
+def test_reproduce_settings_accept_images_of_your_own(tmp_path: Path) -> None:
+    from flexae.experiments.tables import TableSettings, check_settings, data_config, run_config
+
+    np.save(tmp_path / "x.npy", np.zeros((10, 16, 16), np.uint8))
+    settings = TableSettings(dataset=f"npy:{tmp_path / 'x.npy'}", steps=1, out=tmp_path / "out", eval_n=20,
+                             overrides=("train.image_size=32",))
+    check_settings(settings, warn=lambda message: None)
+    cfg = run_config("wae", settings)
+    assert cfg.train.dataset == f"npy:{(tmp_path / 'x.npy').resolve()}"
+    assert cfg.train.image_size == 32 and cfg.model.latent_dim == 20   # greyscale: the paper's MNIST m
+    assert data_config(settings).dataset == cfg.train.dataset

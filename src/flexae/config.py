@@ -112,7 +112,8 @@ class TrainConfig:
     steps: int = 5000                 # Training iterations of Algorithm 1.
     batch_size: int = 128             # s, the minibatch size of every update.
     seed: int = 0                     # Seeds model init, batches and noise.
-    data_seed: int = 0                # Seeds the synthetic data set (the map f and the points).
+    data_seed: int = 0                # Seeds the synthetic data set (the map f and the points), and the
+                                      # held-out test split of your own images when they have none.
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:1", "mps".
     precision: str = "fp32"           # "fp32", "bf16" (CPU/CUDA) or "fp16" (CUDA): the encoder and decoder
                                       # passes in that precision, critics/prior/losses in fp32

@@ -37,12 +37,16 @@ SIZE_HINT = "--set train.image_size=S (Python: TrainConfig(image_size=S))"
 ARRAY_LAYOUT = "uint8 N x H x W or N x H x W x C with C 1 or 3"
 
 
+MEMORY = "array"  # cfg.train.dataset of a run trained on arrays given in Python (no files to reload)
+MEMORY_ERROR = ("this run was trained on arrays given in Python and keeps no copy of them; pass the images "
+                "again (e.g. save them with numpy.savez(FILE, train=..., test=...) and use npz:FILE)")
+
+
 def is_user_data(name: Any) -> bool:
     """True for "folder:PATH", "npz:PATH" and "npy:PATH" (also for the name of in-memory data)."""
-    return isinstance(name, str) and (name == MEMORY or name.partition(":")[0] in KINDS and ":" in name)
-
-
-MEMORY = "array"  # cfg.train.dataset of a run trained on arrays given in Python (no files to reload)
+    if not isinstance(name, str):
+        return False
+    return name == MEMORY or (":" in name and name.partition(":")[0] in KINDS)
 
 
 def resolved_name(name: str) -> str:
@@ -254,9 +258,7 @@ def load_folder_data(path: Path, image_size: int, seed: int) -> tuple[Tensor, Te
 def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(train, test) uint8 (N, C, S, S) of "folder:PATH", "npz:PATH" or "npy:PATH"."""
     if name == MEMORY:
-        raise UserError("this run was trained on arrays given in Python and keeps no copy of them; pass "
-                        "the images again (e.g. save them with numpy.savez(FILE, train=..., test=...) and "
-                        "use npz:FILE)")
+        raise UserError(MEMORY_ERROR)
     kind, _, raw = name.partition(":")
     path = Path(raw).expanduser()
     if kind == "folder":
@@ -267,6 +269,8 @@ def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tenso
 def user_image_shape(name: str, image_size: int = 0) -> tuple[int, int, int]:
     """(C, S, S) of a user data set, found cheaply (image headers; the arrays' shapes), with the
     same errors as loading it: for defaults chosen before training (the latent size)."""
+    if name == MEMORY:
+        raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
     kind, _, raw = name.partition(":")
     path = Path(raw).expanduser()
     if kind == "folder":
