@@ -17,6 +17,7 @@ _LAZY = {
     "build_model": "flexae.registry", "register": "flexae.registry", "ModelSpec": "flexae.registry",
     "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
     "load_dataset": "flexae.data",
+    "fit_prior": "flexae.runs.priors", "fit_prior_run": "flexae.runs.priors",
 }
 
 __all__ = ["ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]

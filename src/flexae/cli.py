@@ -47,8 +47,12 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
               help="flexae, flexae-sr, wae, wae-gmm, vae, or a baseline: wae-mmd, ae-gmm, rae-gmm, 2s-vae, "
                    "vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md).")
 @click.option("--dataset", default=_TRAIN.dataset, show_default=True,
-              help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba.")
-@click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
+              help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "
+                   "folder:PATH (PNG/JPEG), npz:PATH, npy:PATH (uint8 N x H x W [x C]); docs/data.md.")
+@click.option("--image-size", type=click.IntRange(min=0), default=0,
+              help="Images of your own: resize to this square side (train.image_size); 0: keep their size.")
+@click.option("--latent-dim", type=int, default=None,
+              help="m; default: the paper's value for the data set (your images: 20 greyscale, 64 colour).")
 @click.option("--noise-dim", type=int, default=None, help="m', the prior generator's noise size; default m.")
 @click.option("--steps", type=int, default=None, help="Training iterations (total, also with --resume).")
 @click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
@@ -65,10 +69,10 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
               help="Override any config field, e.g. --set optim.gen.lr=2e-4 --set train.eval_every=100.")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs to RUN_DIR/tensorboard/.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device, precision, out,
+def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, seed, device, precision, out,
           overwrite, resume_dir, data_dir, overrides, tensorboard, quiet) -> None:
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
-    from flexae.data import DEFAULT_LATENT_DIM
+    from flexae.data import default_latent_dim, is_known_dataset
     from flexae.training import loop
     from flexae.validation import validate_data_dir, validate_out_dir, validate_resume_dir
 
@@ -76,7 +80,7 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
     if resume_dir is not None:
         if out is not None and Path(out) != resume_dir:
             raise UserError("give either --out (new run) or --resume (existing run), not both")
-        _refuse_with_resume(("model", "dataset", "latent_dim", "noise_dim", "batch_size", "seed",
+        _refuse_with_resume(("model", "dataset", "image_size", "latent_dim", "noise_dim", "batch_size", "seed",
                              "precision", "overwrite", "overrides"))
         validate_resume_dir(resume_dir)
         given = click.get_current_context().get_parameter_source("device") == ParameterSource.COMMANDLINE
@@ -86,19 +90,23 @@ def train(model, dataset, latent_dim, noise_dim, steps, batch_size, seed, device
         if out is None:
             raise UserError("--out RUN_DIR is required (the folder the run is written to)")
         validate_out_dir(out)
-        if dataset not in DEFAULT_LATENT_DIM:
-            raise UserError(f"unknown data set {dataset!r}; choose from {', '.join(DEFAULT_LATENT_DIM)}")
-        cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[dataset],
-                                    noise_dim=noise_dim),
-                        train=TrainConfig(dataset=dataset, steps=steps if steps is not None else _TRAIN.steps,
-                                          batch_size=batch_size, seed=seed, device=device, precision=precision))
+        if not is_known_dataset(dataset):
+            from flexae.data import data_shape
+            data_shape(dataset)  # the unknown-name error, listing the choices
         if latent_dim is not None and latent_dim <= 0:
             raise UserError(f"--latent-dim must be positive, got {latent_dim}")
+        cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or 1, noise_dim=noise_dim),
+                        train=TrainConfig(dataset=dataset, steps=steps if steps is not None else _TRAIN.steps,
+                                          batch_size=batch_size, seed=seed, device=device, precision=precision,
+                                          image_size=image_size))
         cfg.train.tensorboard = tensorboard
         if data_dir is not None:  # recorded, so resume / sample / reconstruct find the files again
             cfg.train.data_dir = str(Path(data_dir).expanduser().resolve())
         for item in overrides:
             _apply_override(cfg, item)
+        if latent_dim is None and not any(item.strip().startswith("model.latent_dim=") for item in overrides):
+            # after --set, whose train.image_size may decide the images' shape (hence m's default)
+            cfg.model.latent_dim = default_latent_dim(cfg.train.dataset, cfg.train.image_size)
         run_dir = loop.train(cfg, out, overwrite=overwrite, data_dir=data_dir, progress=not quiet)
     click.echo(f"run written to {run_dir}")
 
@@ -168,7 +176,8 @@ def _table_options(f):
                      help="Test (and generated) images per evaluation; FID needs >= 2048 (smaller: a warning).")(f)
     f = click.option("--steps", type=int, default=130000, show_default=True,
                      help="Training iterations per model (paper: 130,000).")(f)
-    f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10 or celeba.")(f)
+    f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10, celeba, or images of your "
+                                                      "own: folder:PATH, npz:PATH, npy:PATH (docs/data.md).")(f)
     f = click.option("--out", type=click.Path(path_type=Path), required=True,
                      help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
     return f
@@ -244,6 +253,28 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
                     progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
     click.echo(f"sampler written to {run_dir / 'sampler.pt'}")
+
+
+@cli.command("fit-prior")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Codes per update; default: the run's.")
+@click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Training images encoded for the fit; 0 = all.")
+@click.option("--noise-dim", type=click.IntRange(min=1), default=None, help="m' of G_psi; default: the run's, else m.")
+@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=None, help="Default: the run's seed.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
+    """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (WAE,
+    AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
+    from flexae.runs.priors import fit_prior_run
+    stats = fit_prior_run(run_dir, steps=steps, batch_size=batch_size, fit_points=fit_points, noise_dim=noise_dim,
+                          data_dir=data_dir, device=device, seed=seed, progress=not quiet)
+    click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+    click.echo(f"prior written to {Path(run_dir) / 'prior.pt'}")
 
 
 # --- using a trained model (flexae.inference) -------------------------------------------------------

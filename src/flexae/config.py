@@ -62,10 +62,22 @@ class ModelConfig:
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
     baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.
+    encoder: str | None = None        # Your own encoder class, "module:Class", built as Class(data_shape,
+                                      # out_features); None: the paper's (Tables 6-7). A class is accepted too.
+    decoder: str | None = None        # Your own decoder class, "module:Class", built as Class(data_shape,
+                                      # latent_dim), outputs in the data's range; None: the paper's.
 
     def __post_init__(self) -> None:
         if isinstance(self.baseline, dict):  # read back from JSON or a checkpoint
             self.baseline = BaselineConfig(**self.baseline)
+        self.encoder, self.decoder = class_reference(self.encoder), class_reference(self.decoder)
+
+
+def class_reference(value: Any) -> Any:
+    """A class -> "module:QualName", the importable reference a config records; anything else as is."""
+    if isinstance(value, type):
+        return f"{value.__module__}:{value.__qualname__}"
+    return value
 
 
 @dataclass
@@ -95,11 +107,16 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    dataset: str = "synthetic-5d"     # Data set name (see flexae.data.DATASETS).
+    dataset: str = "synthetic-5d"     # Data set name (see flexae.data.DATASETS), or images of your own:
+                                      # "folder:PATH", "npz:PATH", "npy:PATH" (docs/data.md).
+    image_size: int = 0               # Images of your own: resize every one to this square side (0: keep
+                                      # their size, which must be one square size divisible by 4).
+    image_shape: list[int] | None = None  # [C, S, S] of images of your own, recorded at training.
     steps: int = 5000                 # Training iterations of Algorithm 1.
     batch_size: int = 128             # s, the minibatch size of every update.
     seed: int = 0                     # Seeds model init, batches and noise.
-    data_seed: int = 0                # Seeds the synthetic data set (the map f and the points).
+    data_seed: int = 0                # Seeds the synthetic data set (the map f and the points), and the
+                                      # held-out test split of your own images when they have none.
     device: str = "auto"              # "auto", "cpu", "cuda", "cuda:1", "mps".
     precision: str = "fp32"           # "fp32", "bf16" (CPU/CUDA) or "fp16" (CUDA): the encoder and decoder
                                       # passes in that precision, critics/prior/losses in fp32

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from flexae.config import RunConfig
-from flexae.data import IMAGES
+from flexae.data import IMAGES, load_for_config
+from flexae.data.user import is_user_data
 from flexae.data.images import ImageData, load_images, resolve_data_dir
 from flexae.data import as_float
 from flexae.errors import UserError
@@ -171,10 +172,16 @@ def load_split(cfg: RunConfig, split: str, data_dir: str | Path | None,
     The data directory is `data_dir`, else the one recorded at training, else $FLEXAE_DATA_DIR,
     else ./data.
     """
-    if cfg.train.dataset not in IMAGES:
+    if is_user_data(cfg.train.dataset):  # images of the user's own: their train / test split
+        if split not in ("train", "test"):
+            raise UserError(f"{cfg.train.dataset} has the splits train and test, not {split!r}")
+        images = getattr(load_for_config(cfg.train, data_dir), split)
+        data = ImageData(images=images, labels=None, name=cfg.train.dataset, split=split)
+    elif cfg.train.dataset not in IMAGES:
         raise UserError(f"this run was trained on {cfg.train.dataset!r}, not on an image data set "
-                        f"({', '.join(IMAGES)})")
-    data = load_images(cfg.train.dataset, split, data_dir or cfg.train.data_dir)
+                        f"({', '.join(IMAGES)}, folder:PATH, npz:PATH, npy:PATH)")
+    else:
+        data = load_images(cfg.train.dataset, split, data_dir or cfg.train.data_dir)
     if tuple(data.image_shape) != tuple(image_shape):
         raise UserError(f"{cfg.train.dataset} {split} images are {'x'.join(map(str, data.image_shape))} "
                         f"but the model was trained on {'x'.join(map(str, image_shape))}")
@@ -183,6 +190,8 @@ def load_split(cfg: RunConfig, split: str, data_dir: str | Path | None,
 
 def model_image_shape(model: AutoEncoder) -> tuple[int, int, int]:
     shape = getattr(model.decoder, "image_shape", None)
+    if shape is None and len(getattr(model, "data_shape", ())) == 3:  # a decoder of the user's own
+        shape = model.data_shape
     if shape is None:
         raise UserError("this model does not produce images (it was trained on synthetic data)")
     return tuple(shape)  # type: ignore[return-value]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
 from flexae.baselines.deterministic import RAETrainer, WAEMMDTrainer, build_expost_gmm_ae, build_wae_mmd, fit_gmm
@@ -24,7 +24,7 @@ from flexae.baselines.maskaae import MaskAAETrainer, build_mask_aae
 from flexae.baselines.variational import (IAFTrainer, TwoStageTrainer, VampTrainer, build_iaf, build_two_stage,
                                           build_vamp, fit_second_stage)
 from flexae.baselines.vqvae import VQVAETrainer, build_vqvae, fit_code_prior
-from flexae.config import BaselineConfig, ModelConfig, OptimConfig
+from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
 from flexae.training.precision import StepOptions
@@ -107,15 +107,28 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
                         f"got {hp.vq_prior_width}")
 
 
-def build_model(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AutoEncoder:
+def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type | str | None = None,
+                decoder: type | str | None = None) -> AutoEncoder:
     """Model `cfg.name` for data of shape `data_shape` ((128,) synthetic, (C, H, W) images); it
-    keeps its name and baseline hyper-parameters for its trainer and sampler fit."""
+    keeps its name and baseline hyper-parameters for its trainer and sampler fit.
+
+    `encoder` / `decoder`: classes of your own (or "module:Class"), built as
+    `Encoder(data_shape, out_features)` and `Decoder(data_shape, latent_dim)` in place of the
+    paper's; they are recorded in `cfg.encoder` / `cfg.decoder`, so a run trained with this config
+    is rebuilt by `load_run` (the classes must be importable then)."""
+    for name, value in (("encoder", encoder), ("decoder", decoder)):
+        if value is not None:
+            if isinstance(value, nn.Module):
+                raise UserError(f"build_model({name}=...) takes the class ({type(value).__name__}), not an "
+                                f"instance: flexae builds it as Class(data_shape, size) and records its name")
+            setattr(cfg, name, class_reference(value))
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)
     model = entry.build(cfg, data_shape)
     model.model_name = cfg.name
     model.baseline_config = cfg.baseline
+    model.data_shape = tuple(data_shape)  # the shape of one data point: (C, H, W) for images
     return model
 
 

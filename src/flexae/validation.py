@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flexae.config import CUDA_GRAPHS, RunConfig
-from flexae.data import DATASETS, SYNTHETIC
+from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
+from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
 from flexae.training.precision import PRECISIONS, step_options
@@ -140,7 +141,9 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _check_types(cfg, "")
     m, o, t = cfg.model, cfg.optim, cfg.train
     _choice("model", m.name, model_names())
-    _choice("data set", t.dataset, DATASETS)
+    if not is_known_dataset(t.dataset):
+        _choice("data set", t.dataset, DATASETS + ("folder:PATH", "npz:PATH", "npy:PATH"))
+    _validate_image_options(t)
     _choice("precision", t.precision, PRECISIONS)
     _choice("channels_last", t.channels_last, CHANNELS_LAST)
     _choice("cuda_graphs", t.cuda_graphs, CUDA_GRAPHS)
@@ -191,6 +194,21 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     if t.eval_images != 0 and t.eval_images < 2:
         raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
+
+
+def _validate_image_options(t: Any) -> None:
+    """train.image_size and train.image_shape: only for images of your own, and sides the networks take."""
+    if not isinstance(t.image_size, int) or isinstance(t.image_size, bool) or t.image_size < 0:
+        raise UserError(f"train.image_size must be 0 (keep the images' size) or a side, got {t.image_size!r:.60}")
+    if t.image_size and not is_user_data(t.dataset):
+        raise UserError(f"train.image_size resizes images of your own (folder:, npz:, npy:); {t.dataset} has "
+                        f"a fixed size")
+    if t.image_size:
+        check_side(t.image_size, "train.image_size")
+    if t.image_shape is not None:
+        if not is_user_data(t.dataset):
+            raise UserError(f"train.image_shape is recorded for images of your own only, not for {t.dataset}")
+        check_image_shape(t.image_shape, "train.image_shape")
 
 
 def config_from_dict(d: Any, source: str | Path) -> RunConfig:

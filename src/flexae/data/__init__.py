@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from flexae.config import TrainConfig
 from flexae.errors import UserError
 
 
@@ -37,10 +38,40 @@ DEFAULT_LATENT_DIM = {name: info.latent_dim for name, info in DATASET_INFO.items
 
 
 def data_shape(name: str) -> tuple[int, ...]:
-    """The shape of one data point of data set `name`."""
+    """The shape of one data point of the named data set `name` (see `run_data_shape` for a run's)."""
     if name not in DATASET_INFO:
-        raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+        raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}, "
+                        f"folder:PATH, npz:PATH or npy:PATH")
     return DATASET_INFO[name].shape
+
+
+def is_known_dataset(name: str) -> bool:
+    """A named data set, or images of the user's own (folder:PATH, npz:PATH, npy:PATH)."""
+    from flexae.data.user import is_user_data
+    return name in DATASET_INFO or is_user_data(name)
+
+
+def run_data_shape(train: TrainConfig, source: str | Path = "config") -> tuple[int, ...]:
+    """The data shape of a run: from the table for a named data set, else the image shape its
+    config recorded at training (so a run of the user's images loads without them)."""
+    from flexae.data.user import check_image_shape, is_user_data
+    if not is_user_data(train.dataset):
+        return data_shape(train.dataset)
+    if train.image_shape is None:
+        raise UserError(f"{source}: trained on {train.dataset} but records no train.image_shape")
+    return check_image_shape(train.image_shape, f"{source}: train.image_shape")
+
+
+def default_latent_dim(name: str, image_size: int = 0) -> int:
+    """The default m: the paper's for a named data set; for images of the user's own the paper's
+    rule by channels (20 for greyscale as MNIST, 64 for colour as CIFAR-10 and CelebA)."""
+    from flexae.data.user import is_user_data, user_image_shape
+    if name in DATASET_INFO:
+        return DATASET_INFO[name].latent_dim
+    if is_user_data(name):
+        return 20 if user_image_shape(name, image_size)[0] == 1 else 64
+    data_shape(name)  # the unknown-name error
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -62,8 +93,14 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
-                 download: bool = False) -> Dataset:
-    """Load a data set by name. `seed` fixes synthetic data; `data_dir` locates image files."""
+                 download: bool = False, image_size: int = 0) -> Dataset:
+    """Load a data set by name. `seed` fixes synthetic data (and the held-out split of user data
+    without a test split); `data_dir` locates image files; `image_size` resizes user images
+    ("folder:PATH", "npz:PATH", "npy:PATH", see flexae.data.user; 0 keeps their size)."""
+    from flexae.data.user import is_user_data, load_user_data
+    if is_user_data(name):
+        train, test = load_user_data(name, image_size, seed)
+        return Dataset(name, train, test, {})
     if name in SYNTHETIC:
         from flexae.data.synthetic import make_synthetic
         d = make_synthetic(name, seed)
@@ -76,7 +113,41 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
         test = load_images(name, "test", data_dir, download)
         extras = {"attribute_names": train.attribute_names, "train_attributes": train.attributes}
         return Dataset(name, train.images, test.images, extras)
-    raise UserError(f"unknown data set {name!r}; choose from {', '.join(DATASETS)}")
+    data_shape(name)  # the unknown-name error
+    raise AssertionError("unreachable")
+
+
+def name_given_data(train: TrainConfig) -> None:
+    """Data given in Python: the run's data set is "array" unless the config names the user files
+    (folder:, npz:, npy:) the images came from (then eval and resume can read them again)."""
+    from flexae.data.user import MEMORY, is_user_data
+    if not is_user_data(train.dataset):
+        train.dataset = MEMORY
+
+
+def load_for_config(train: TrainConfig, data_dir: str | Path | None = None, data: Any = None) -> Dataset:
+    """The data of a run with config section `train`: loaded by name (from `data_dir`, else the
+    folder recorded at training), or `data` given in Python (a Dataset, or uint8 images, see
+    flexae.data.user.images_from_python). For images of the user's own, the config records their
+    absolute path and image shape (a fresh run), or the loaded images must match the recorded
+    shape (a run loaded again)."""
+    from flexae.data.user import images_from_python, is_user_data, resolved_name
+    if data is not None and not isinstance(data, Dataset):
+        name_given_data(train)  # no files to reload: sample works later, eval needs the images again
+        images = images_from_python(data, train.image_size, train.data_seed)
+        data = Dataset(train.dataset, *images, {})
+    if data is None:
+        if is_user_data(train.dataset):
+            train.dataset = resolved_name(train.dataset)
+        data = load_dataset(train.dataset, data_dir or train.data_dir, train.data_seed, image_size=train.image_size)
+    if is_user_data(train.dataset) and data.is_image:
+        shape = list(data.shape)
+        if train.image_shape is None:
+            train.image_shape = shape
+        elif list(train.image_shape) != shape:
+            raise UserError(f"the images of {train.dataset} are now {'x'.join(map(str, shape))}, but the run "
+                            f"was trained on {'x'.join(map(str, train.image_shape))}")
+    return data
 
 
 def as_float(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import torch
 
-from flexae.data import as_float, load_dataset
+from flexae.data import as_float, load_for_config
 from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
@@ -38,7 +38,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     torch_device = resolve_device(device)
     model, cfg = load_run(source, device=torch_device)
-    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
+    data = load_for_config(cfg.train, data_dir)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
                         f"latent W1 in {run_dir / METRICS_NAME}")

@@ -30,7 +30,8 @@ import torch
 
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.data import DEFAULT_LATENT_DIM
+from flexae.data import default_latent_dim, load_for_config
+from flexae.data.user import is_user_data, resolved_name
 from flexae.runs.layout import CHECKPOINT_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
@@ -95,7 +96,7 @@ TABLE4_COLUMNS = ("Tr-Tr", "Gen-Tr", "Tr-Te", "Gen-Te")
 class TableSettings:
     """What every run and evaluation of one reproduce command shares."""
 
-    dataset: str                      # an image data set of IMAGE_DATASETS
+    dataset: str                      # an image data set of IMAGE_DATASETS, or folder:/npz:/npy:PATH
     steps: int                        # training iterations per model (the same for all)
     out: Path                         # output folder: runs/, eval/, samples/, the tables
     eval_n: int = 10000               # test images (and generated images) per evaluation
@@ -126,8 +127,9 @@ def run_config(model: str, settings: TableSettings, latent_dim: int | None = Non
     """The config of one table run: the paper's m for the data set unless given, everything else
     default (Algorithm 1 optimisers, batch 128) unless overridden, checkpoints four times per run."""
     steps = settings.steps
-    cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or DEFAULT_LATENT_DIM[settings.dataset]),
-                    train=TrainConfig(dataset=settings.dataset, steps=steps, seed=settings.seed,
+    dataset = resolved_name(settings.dataset) if is_user_data(settings.dataset) else settings.dataset
+    cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or 1),
+                    train=TrainConfig(dataset=dataset, steps=steps, seed=settings.seed,
                                       device=settings.device, log_every=max(1, min(50, steps // 10)),
                                       eval_every=0, checkpoint_every=max(1, steps // 4)))
     if settings.sampler_steps is not None:
@@ -138,11 +140,19 @@ def run_config(model: str, settings: TableSettings, latent_dim: int | None = Non
     from flexae.validation import apply_override
     for item in settings.overrides:  # last, so they win over the data-set defaults
         apply_override(cfg, item)
+    if latent_dim is None and not any(item.strip().startswith("model.latent_dim=") for item in settings.overrides):
+        cfg.model.latent_dim = default_latent_dim(cfg.train.dataset, cfg.train.image_size)
     return cfg
+
+
+def data_config(settings: TableSettings) -> TrainConfig:
+    """The data part of every run's config (data set, image size, data seed) after the overrides."""
+    return run_config(TABLE4_MODEL, settings, latent_dim=1).train
 
 
 def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
     wanted = cfg.to_dict()
+    saved = {**saved, "train": {**saved.get("train", {}), "image_shape": None}}  # recorded at training
     return all(saved.get(k) == wanted[k] for k in sections)
 
 
@@ -182,10 +192,10 @@ class Evaluator:
     """Loads the test (and, for Table 4, training) images and the Inception network once."""
 
     def __init__(self, settings: TableSettings, metrics: tuple[str, ...], need_train: bool = False):
-        from flexae.data import as_float, load_dataset
+        from flexae.data import as_float
 
         self.settings, self.metrics = settings, metrics
-        data = load_dataset(settings.dataset, settings.data_dir)
+        data = load_for_config(data_config(settings), settings.data_dir)
         if settings.eval_n > data.test.shape[0]:
             raise UserError(f"--eval-n {settings.eval_n} exceeds the {data.test.shape[0]} test images of "
                             f"{settings.dataset}")
@@ -247,8 +257,9 @@ def write_sample_grid(model: torch.nn.Module, path: Path, seed: int, n: int = SA
 
 
 def check_settings(settings: TableSettings, warn: Callable[[str], None]) -> None:
-    if settings.dataset not in IMAGE_DATASETS:
-        raise UserError(f"the tables use image data; choose --dataset from {', '.join(IMAGE_DATASETS)}")
+    if settings.dataset not in IMAGE_DATASETS and not is_user_data(settings.dataset):
+        raise UserError(f"the tables use image data; choose --dataset from {', '.join(IMAGE_DATASETS)}, "
+                        f"folder:PATH, npz:PATH or npy:PATH")
     if settings.steps < 1:
         raise UserError(f"--steps must be positive, got {settings.steps}")
     if settings.eval_n < 20:
@@ -339,7 +350,9 @@ def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_M
     check_settings(settings, warn)
     models = _check_models(models)
     settings.out.mkdir(parents=True, exist_ok=True)
-    base = TABLE3_BASE_DIM[settings.dataset]
+    # m_b of the paper; images of your own: 32 for greyscale (as MNIST), 64 for colour
+    base = TABLE3_BASE_DIM.get(settings.dataset) or (32 if run_config(models[0], settings).model.latent_dim == 20
+                                                     else 64)
     runs = {(m, k): ensure_run(run_config(m, settings, k * base), settings.out / "runs" / f"{m}-m{k * base}", settings)
             for k in multiples for m in models}
     evaluate = Evaluator(settings, ("fid",))

@@ -5,15 +5,55 @@ decoder and critics here, so all share exactly the same layouts and initialisati
 
 from __future__ import annotations
 
+import importlib
+
 from torch import nn
 
 from flexae.config import ModelConfig
 from flexae.errors import UserError
 
 
+def user_network(reference: str, *args: object) -> nn.Module:
+    """Build a network of the user's own from its "module:Class" reference: Class(*args)."""
+    module_name, _, qualname = reference.partition(":")
+    if not module_name or not qualname or "<locals>" in qualname:
+        raise UserError(f"network {reference!r}: give an importable 'module:Class' (a class defined at the top "
+                        f"level of a module, so a saved run can build it again)")
+    try:
+        target: object = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except ImportError as exc:
+        raise UserError(f"network {reference!r}: cannot import {module_name} ({exc})") from None
+    except AttributeError:
+        raise UserError(f"network {reference!r}: {module_name} has no {qualname}") from None
+    try:
+        net = target(*args)  # type: ignore[operator]
+    except Exception as exc:  # the user's constructor: any error, one line
+        raise UserError(f"network {reference!r}{args!r} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, nn.Module):
+        raise UserError(f"network {reference!r} built a {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
+def _own_networks(nets: dict[str, nn.Module], data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,
+                  code_dim: int) -> dict[str, nn.Module]:
+    """Replace encoder / decoder by the user's classes named in cfg.encoder / cfg.decoder."""
+    if cfg.encoder:
+        nets["encoder"] = user_network(cfg.encoder, tuple(data_shape), encoder_out)
+    if cfg.decoder:
+        nets["decoder"] = user_network(cfg.decoder, tuple(data_shape), code_dim)
+    return nets
+
+
 def paper_networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -> dict[str, nn.Module]:
     """{"encoder", "decoder", "prior_generator", "latent_critic"} (+ "smoothing_critic" for images)
-    of the paper's models; `encoder_out` is m, or 2m for a Gaussian encoder."""
+    of the paper's models; `encoder_out` is m, or 2m for a Gaussian encoder. cfg.encoder /
+    cfg.decoder replace the paper's encoder / decoder by classes of the user's own."""
+    return _own_networks(_paper_networks(data_shape, cfg, encoder_out), data_shape, cfg, encoder_out, cfg.latent_dim)
+
+
+def _paper_networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int) -> dict[str, nn.Module]:
     m, noise_dim = cfg.latent_dim, cfg.noise_dim or cfg.latent_dim
     if len(data_shape) == 1:
         from flexae.nets import synthetic as nets
@@ -30,6 +70,14 @@ def paper_networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: i
 
 def encoder_decoder(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,
                     code_dim: int) -> tuple[nn.Module, nn.Module]:
+    """The encoder and decoder of the baselines (see `_encoder_decoder`), or the user's own classes."""
+    encoder, decoder = _encoder_decoder(data_shape, cfg, encoder_out, code_dim)
+    nets = _own_networks({"encoder": encoder, "decoder": decoder}, data_shape, cfg, encoder_out, code_dim)
+    return nets["encoder"], nets["decoder"]
+
+
+def _encoder_decoder(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,
+                     code_dim: int) -> tuple[nn.Module, nn.Module]:
     """The encoder (data -> encoder_out) and decoder (code_dim -> data) of the baselines.
 
     Images: Table 7 (conv encoder with BN, deconv decoder with a sigmoid output); synthetic data:
@@ -58,3 +106,15 @@ def latent_critic(data_shape: tuple[int, ...], dim: int) -> nn.Module:
         return glorot_init_(synthetic_latent_critic(dim))
     from flexae.nets.image import LatentCritic
     return LatentCritic(dim)
+
+
+def prior_networks(data_shape: tuple[int, ...], latent_dim: int, noise_dim: int) -> tuple[nn.Module, nn.Module]:
+    """(prior generator G_psi: noise (N, m') -> (N, m), latent critic C_kappa: (N, m) -> (N, 1)) of
+    Table 8 (images) or Table 6 (synthetic data), for a prior fitted to a trained model's codes."""
+    if len(data_shape) == 1:
+        from flexae.nets import synthetic as nets
+        from flexae.nets.common import glorot_init_
+        return (glorot_init_(nets.synthetic_prior_generator(noise_dim, latent_dim)),
+                glorot_init_(nets.synthetic_latent_critic(latent_dim)))
+    from flexae.nets.image import LatentCritic, PriorGenerator
+    return PriorGenerator(noise_dim, latent_dim), LatentCritic(latent_dim)

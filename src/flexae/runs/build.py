@@ -10,23 +10,22 @@ from typing import Any
 import torch
 
 from flexae.config import RunConfig
-from flexae.data import data_shape
+from flexae.data import is_known_dataset, run_data_shape
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import first_line
 from flexae.registry import build_model
 from flexae.runs.checkpoint import check_finite_state, load_checkpoint
+from flexae.runs import prior_file
 from flexae.runs.sampler_file import load_into
 from flexae.validation import config_from_dict
 
 
 def build_for_config(cfg: RunConfig, source: str | Path) -> AutoEncoder:
     """The (untrained) model `cfg` describes, for the data shape of its data set."""
-    try:
-        shape = data_shape(cfg.train.dataset)
-    except UserError:
-        raise UserError(f"{source} names an unknown data set {cfg.train.dataset!r}") from None
-    return build_model(cfg.model, shape)
+    if not is_known_dataset(cfg.train.dataset):
+        raise UserError(f"{source} names an unknown data set {cfg.train.dataset!r}")
+    return build_model(cfg.model, run_data_shape(cfg.train, source))
 
 
 def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConfig]:
@@ -41,12 +40,17 @@ def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConf
     return model, cfg
 
 
-def read_model(path: Path, device: str | torch.device = "cpu",
-               with_sampler: bool = True) -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
+def read_model(path: Path, device: str | torch.device = "cpu", with_sampler: bool = True,
+               learned_prior: bool = True) -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
     """(model, its RunConfig, the loaded checkpoint state) from the checkpoint file `path`, checked;
-    with `with_sampler` the run's fitted ex-post sampler (sampler.pt) is loaded too, if it has one."""
+    with `with_sampler` the run's fitted ex-post sampler (sampler.pt) is loaded too, if it has one;
+    with `learned_prior` a prior learned after training (prior.pt, `flexae fit-prior`) replaces the
+    model's own prior, if the run has one."""
     state = load_checkpoint(path, map_location=device)
     model, cfg = model_from_checkpoint(state, path)
     if with_sampler:
         load_into(model, Path(path).parent, state["step"])
+    if learned_prior:
+        prior_file.load_into(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
+                             cfg.model.latent_dim)
     return model, cfg, state

@@ -27,7 +27,11 @@ from flexae.config import RunConfig
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
+from flexae.data import run_data_shape
+from flexae.priors import LearnedPrior
+from flexae.runs import prior_file
 from flexae.runs.build import build_for_config, read_model
+from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.checkpoint import check_versions, nonfinite_tensors
 from flexae.runs.folder import checkpoint_path
 from flexae.validation import config_from_dict
@@ -59,6 +63,8 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
+    if (run_dir / PRIOR_NAME).is_file() and isinstance(model.prior, LearnedPrior):  # fitted by `flexae fit-prior`
+        metadata["learned_prior"] = json.dumps({"noise_dim": model.prior.noise_dim})
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))
     return out
 
@@ -82,6 +88,19 @@ def _metadata(path: Path) -> tuple[dict, int]:
     return config, step
 
 
+def _learned_prior(path: Path) -> int | None:
+    """The noise size of the learned prior (`flexae fit-prior`) exported with the weights, or None."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("learned_prior")
+    if raw is None:
+        return None
+    try:
+        return int(json.loads(raw)["noise_dim"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{path}: garbled learned_prior metadata") from None
+
+
 def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`."""
     from safetensors.torch import load_file
@@ -92,6 +111,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     config, _ = _metadata(path)
     cfg = config_from_dict(config, path)
     model = build_for_config(cfg, path)
+    learned = _learned_prior(path)
+    if learned is not None:  # a prior learned after training replaces the model's own
+        prior_file.attach(model, learned, run_data_shape(cfg.train, path), cfg.model.latent_dim)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes

@@ -8,6 +8,7 @@
                      run is given, or load_run(RUN_DIR, checkpoint="best"))
     metrics.json     the final evaluation of a synthetic run
     sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.runs.samplers)
+    prior.pt         a FlexAE prior learned after training on the frozen codes (`flexae fit-prior`)
     eval.json/.md    `flexae eval` results
     grids/           image runs: samples-<step>.png and reconstructions-<step>.png
     tensorboard/     with train.tensorboard: event files of the logged numbers and the grids
@@ -20,10 +21,11 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.json"
 SAMPLER_NAME = "sampler.pt"
+PRIOR_NAME = "prior.pt"
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
 LOCK_NAME = ".lock"
 
-OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, EVAL_JSON, EVAL_MD,
+OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, PRIOR_NAME, EVAL_JSON, EVAL_MD,
                "eval-best.json", "eval-best.md")
 OWNED_DIRS = (GRIDS_DIR, TENSORBOARD_DIR)  # the lock file is never removed: see flexae.runs.folder

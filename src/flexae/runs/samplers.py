@@ -16,7 +16,7 @@ from typing import Any, Callable
 from torch import Tensor, nn
 
 from flexae.config import BaselineConfig
-from flexae.data import load_dataset
+from flexae.data import load_for_config
 from flexae.errors import UserError
 from flexae.registry import fit_sampler
 from flexae.runs.build import read_model
@@ -69,7 +69,7 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
     if hp.sampler_steps < 1 or hp.sampler_fit_points < 0:
         raise UserError("--steps must be positive and --fit-points >= 0")
     step = int(state["step"])
-    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
+    data = load_for_config(cfg.train, data_dir)
     log = RunLog(run_dir / LOG_NAME)
     with RunFolderLock(run_dir):  # not while a training process writes this run
         stats = fit_and_save(model, run_dir, data.train, hp, step, cfg.train.seed, progress, log.write)

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flexae.config import RunConfig
-from flexae.data import Dataset, RandomBatches, load_dataset
+from flexae.data import Dataset, RandomBatches, load_for_config, name_given_data
 from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.files import atomic_write_text, first_line
@@ -164,14 +164,18 @@ def _write_config(run: Run) -> None:
 
 
 def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
-          progress: bool = True, on_eval: Callable[[int, dict], None] | None = None) -> Path:
-    """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one."""
+          progress: bool = True, on_eval: Callable[[int, dict], None] | None = None, data: Any = None) -> Path:
+    """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one.
+    `data`: images given in Python instead of `cfg.train.dataset` (uint8 numpy N x H x W [x C],
+    torch (N, C, H, W), or {"train": ..., "test": ...}; see flexae.data.load_for_config)."""
+    if data is not None:
+        name_given_data(cfg.train)  # "array", unless it names the files the images came from
     validate_config(cfg)
     out = Path(out)
     distributed.init_from_environment(cfg.train.device)  # under torchrun: join the process group
     distributed.on_main(check_new_run_dir, out, overwrite)  # nothing is touched yet
     device = resolve_device(cfg.train.device)
-    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
+    data = load_for_config(cfg.train, data_dir, data)
     run = Run(cfg, distributed.rank_folder(out), device, data)  # only rank 0 writes into `out`
     distributed.on_main(create_run_dir, out)
     with _writer_lock(out):
@@ -207,7 +211,7 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
     torch_device = resolve_device(cfg.train.device)
     if cfg.train.cuda_graphs == "on" and torch_device.type != "cuda":
         cfg.train.cuda_graphs = "auto"  # how a step runs, not what it computes: a graphed run resumes anywhere
-    data = load_dataset(cfg.train.dataset, data_dir or cfg.train.data_dir, cfg.train.data_seed)
+    data = load_for_config(cfg.train, data_dir)
     run = Run(cfg, distributed.rank_folder(out), torch_device, data)  # only rank 0 writes into `out`
     try:
         run.load_state(state)
