@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
+INCEPTION_MODES = ("pytorch-fid", "tf")  # Inception preprocessing (flexae.metrics.inception.preprocess)
 
 
 @dataclass

