@@ -13,8 +13,8 @@ MNIST test and the first --n MNIST training images and computes FID(test, train)
 - the speed of fp32 and bf16 on --speed-n further test images (no cache, after a warm-up), with the
   CPU's model name and whether it has bf16 units (avx512_bf16, amx_bf16 flags).
 
-The combinations run in the order fp32/pytorch-fid, bf16/pytorch-fid, bf16/tf, fp32/tf (the slow
-fp32 ones first and last), each printed to stderr when done; features go through the feature cache
+The combinations run in the order fp32/pytorch-fid, bf16/pytorch-fid, fp32/tf, bf16/tf, each
+printed to stderr with the comparisons so far when done; features go through the feature cache
 ($FLEXAE_CACHE_DIR, default ~/.cache/flexae) in chunks of 1000, so an interrupted run resumes. One
 JSON object on stdout at the end.
 """
@@ -35,7 +35,7 @@ from flexae.data.images import load_images
 from flexae.metrics.fid import fid_from_features
 from flexae.metrics.inception import load_extractor
 
-COMBINATIONS = [("fp32", "pytorch-fid"), ("bf16", "pytorch-fid"), ("bf16", "tf"), ("fp32", "tf")]
+COMBINATIONS = [("fp32", "pytorch-fid"), ("bf16", "pytorch-fid"), ("fp32", "tf"), ("bf16", "tf")]
 
 
 def cpu_description() -> dict:
@@ -63,7 +63,11 @@ def mnist(split: str, n: int, data_dir: str | None) -> torch.Tensor:
 
 
 def features(sets: dict[str, torch.Tensor], args: argparse.Namespace) -> dict[tuple[str, str], dict]:
-    """Features of every set for every (precision, mode), with the seconds each combination took."""
+    """Features of every set for every (precision, mode), with the seconds each combination took.
+
+    The comparisons so far are printed to stderr after each combination, so a run stopped before
+    the slow last one still leaves its numbers.
+    """
     out = {}
     for precision, mode in COMBINATIONS:
         if precision not in args.precisions or mode not in args.modes:
@@ -73,9 +77,9 @@ def features(sets: dict[str, torch.Tensor], args: argparse.Namespace) -> dict[tu
         begin = time.perf_counter()
         feats = {name: extractor(images) for name, images in sets.items()}
         out[precision, mode] = {"features": feats, "seconds": time.perf_counter() - begin}
-        print(json.dumps({"precision": precision, "mode": mode,
-                          "seconds_incl_cache_reads": round(out[precision, mode]["seconds"], 1)}),
-              file=sys.stderr, flush=True)
+        print(json.dumps({"done": f"{precision}/{mode}",
+                          "seconds_incl_cache_reads": round(out[precision, mode]["seconds"], 1),
+                          **compare(out)}), file=sys.stderr, flush=True)
     return out
 
 
