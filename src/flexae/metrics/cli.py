@@ -62,7 +62,7 @@ _network_options = [
                  help="Images per Inception forward pass."),
     click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
                  help="Inception features in fp32 or bf16 autocast; auto = bf16 on CPUs with bf16 units "
-                      "(where it was validated), else fp32. Recorded as 'precision'."),
+                      "(where it was validated), else fp32. Recorded as 'inception_precision'."),
     click.option("--mode", type=click.Choice(RESIZE_MODES), default=RESIZE_MODE, show_default=True,
                  help="Inception preprocessing: pytorch-fid (bilinear resize, 2x-1) or tf (the TF1 FID "
                       "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'resize'."),
