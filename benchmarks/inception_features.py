@@ -9,7 +9,8 @@ timing is the default extractor (fp32, BatchNorm folded, channels_last) on the f
 test images, preprocessing included. Variants (the TorchScript network as shipped, the unfolded
 graph in NCHW, bf16 autocast) are timed on --variants-n images and projected to 10k. The bf16 run
 also reports how far its features, and the FID between the two halves of its images, move from
-fp32 on the same images (meaningful from a few thousand images on).
+fp32 on the same images (meaningful from a few thousand images on); benchmarks/inception_validation.py
+measures bf16 against fp32 (and the tf preprocessing) on MNIST test vs train.
 
 --fid computes FID(10k MNIST test, first 10k MNIST train) and FID(MNIST test, Fashion-MNIST test)
 with --n images per set, and on the first --fid-at images on the way. The MNIST and Fashion-MNIST
@@ -123,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    extractor = load_extractor(device=args.device, batch_size=args.batch_size)
+    extractor = load_extractor(device=args.device, batch_size=args.batch_size, precision="fp32")
     test = mnist("mnist", "test", max(args.n, args.time_n), args.data_dir)
     result: dict = {"device": str(extractor.device), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "batch_size": args.batch_size,

@@ -25,7 +25,9 @@ def script():
 
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory) -> InceptionExtractor:
-    return load_extractor(device="cpu", cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    # fp32: these tests compare with the fp32 TorchScript (the default may be bf16, see default_precision)
+    return load_extractor(device="cpu", cache_dir=tmp_path_factory.mktemp("cache"), progress=False,
+                          precision="fp32")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -154,14 +155,15 @@ def features():
 
 def test_stats_file_round_trip_without_pickle_and_same_fid(tmp_path, features):
     gen, real = features
-    saved = FeatureStats.from_features(real, "default_1.pt:0123456789abcdef", "pytorch-fid")
+    saved = FeatureStats.from_features(real, "default_1.pt:0123456789abcdef", "pytorch-fid", "bf16")
     save_stats(tmp_path / "real.npz", saved)
     with np.load(tmp_path / "real.npz", allow_pickle=False) as archive:  # readable without pickle
         assert not any(archive[k].dtype == object for k in archive.files)
     loaded = load_stats(tmp_path / "real.npz")
-    assert (loaded.n, loaded.weights, loaded.resize) == (50, "default_1.pt:0123456789abcdef", "pytorch-fid")
+    assert ((loaded.n, loaded.weights, loaded.resize, loaded.precision)
+            == (50, "default_1.pt:0123456789abcdef", "pytorch-fid", "bf16"))
     np.testing.assert_array_equal(loaded.sigma, saved.sigma)
-    gen_stats = FeatureStats.from_features(gen, loaded.weights, loaded.resize)
+    gen_stats = FeatureStats.from_features(gen, loaded.weights, loaded.resize, "bf16")
     assert fid_from_stats(gen_stats, loaded) == fid_from_features(gen, real)  # bit-identical
     few = FeatureStats(loaded.mu, loaded.sigma, 10, loaded.weights, loaded.resize)
     with pytest.warns(UserWarning, match="FID from 10 samples of 16-d features"):  # n < d, as from features
@@ -175,6 +177,18 @@ def test_stats_of_other_weights_or_resize_are_refused(features):
         fid_from_stats(a, FeatureStats.from_features(real, "pt_inception.pth:bbbb", "pytorch-fid"))
     with pytest.raises(UserError, match="different Inception resize"):
         fid_from_stats(a, FeatureStats.from_features(real, "default_1.pt:aaaa", "tf"))
+
+
+def test_stats_of_other_precisions_are_used_with_a_warning(features):
+    gen, real = features
+    fp32 = FeatureStats.from_features(gen, "w", "pytorch-fid", "fp32")
+    with pytest.warns(UserWarning, match=r"different precisions \(fp32 vs bf16\)"):
+        value = fid_from_stats(fp32, FeatureStats.from_features(real, "w", "pytorch-fid", "bf16"))
+    assert value == fid_from_features(gen, real)
+    with warnings.catch_warnings():  # same precision, or one unknown (older files): no warning
+        warnings.simplefilter("error")
+        fid_from_stats(fp32, FeatureStats.from_features(real, "w", "pytorch-fid", "fp32"))
+        fid_from_stats(fp32, FeatureStats.from_features(real, "w", "pytorch-fid"))
 
 
 def test_pytorch_fid_style_stats_file_is_read_with_unknown_provenance(tmp_path, features):
@@ -307,11 +321,12 @@ def test_stats_command_needs_npz_output(capsys, tmp_path, digits):
 def test_fid_of_two_stats_files_needs_no_network(tmp_path, features):
     gen, real = features
     for name, x in (("a.npz", gen), ("b.npz", real)):
-        save_stats(tmp_path / name, FeatureStats.from_features(x, "weights-x", "pytorch-fid"))
+        save_stats(tmp_path / name, FeatureStats.from_features(x, "weights-x", "pytorch-fid", "fp32"))
     result = run("fid", "--weights", tmp_path / "no-such-weights.pt", tmp_path / "a.npz", tmp_path / "b.npz")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"fid": fid_from_features(gen, real), "n_a": 60, "n_b": 50,
-                                         "weights": "weights-x", "resize": "pytorch-fid"}
+                                         "weights": "weights-x", "resize": "pytorch-fid",
+                                         "inception_precision": "fp32"}
 
 
 # --- the Inception network on a few images ----------------------------------------------------------
@@ -336,7 +351,8 @@ def test_stats_fid_and_kid_commands_with_provenance(tmp_path, cache, digits):
     # FID from the features, bit for bit, is tested above on small features.
     fid = run("fid", *args, tmp_path / "gen", tmp_path / "real_stats.npz")
     assert fid.exit_code == 0, fid.output
-    expected = {"n_a": 3, "n_b": 3, "weights": saved["weights"], "resize": "pytorch-fid"}
+    expected = {"n_a": 3, "n_b": 3, "weights": saved["weights"], "resize": "pytorch-fid",
+                "inception_precision": saved["inception_precision"]}
     payload = json.loads(fid.stdout)
     assert list(payload) == ["fid", *expected] and payload["fid"] > 1.0
     assert {k: payload[k] for k in expected} == expected
@@ -358,6 +374,7 @@ def test_prd_command_reports_provenance(tmp_path, cache, shared_data):
     result = run("prd", *args, tmp_path / "ten.npy", tmp_path / "ten.npy")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert list(payload) == ["precision", "recall", "n_a", "n_b", "weights", "resize"]
+    assert list(payload) == ["precision", "recall", "n_a", "n_b", "weights", "resize",
+                             "inception_precision"]
     # (10 points in 20 clusters: tied centres make the value itself arbitrary, so only its range is checked.)
     assert payload["n_a"] == payload["n_b"] == 10 and 0 < payload["precision"] <= 1

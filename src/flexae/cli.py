@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from flexae.config import CUDA_GRAPHS, PRECISIONS, ModelConfig, RunConfig, TrainConfig
+from flexae.config import CUDA_GRAPHS, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.training.signals import TrainingStopped
 
@@ -533,12 +533,14 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--data-dir", default=None, help="Image data folder, if not the one recorded at training.")
 @click.option("--batch-size", type=int, default=500, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Inception precision.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Inception precision; auto = bf16 on CPUs with bf16 units, else fp32 (docs/metrics.md).")
+@click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
+              help="Inception preprocessing: pytorch-fid's resize, or tf (the TF1 FID graph's; docs/metrics.md).")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, weights, seed, quiet) -> None:
+def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, mode, weights, seed, quiet) -> None:
     """Paper protocol for a trained image model: writes RUN_DIR/eval.json and eval.md."""
     from flexae.evaluation.run import evaluate_run
     from flexae.evaluation import results_markdown
@@ -549,7 +551,7 @@ def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, 
     if not names:  # an empty list would compute nothing and still exit 0
         raise UserError(f"--metrics needs at least one of fid, prd, pms, ims, got {metric_names!r}")
     results = evaluate_run(run_dir, n, names, device, data_dir, batch_size, precision, weights, seed,
-                           progress=not quiet)
+                           progress=not quiet, mode=mode)
     click.echo(results_markdown(results, label=results["model"]), nl=False)
 
 

@@ -28,3 +28,22 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
                                      and torch.backends.mps.is_available()):
         raise UserError(f"device {name!r} requested but Apple MPS is not available; use --device cpu")
     return device
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where that file does not exist."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "flags":
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16_units() -> bool:
+    """True on x86 CPUs with bf16 arithmetic (AVX512-BF16 or AMX-BF16). oneDNN also "supports" bf16
+    on plain AVX-512 by conversion, and PyTorch runs it on AVX2 through slow generic loops."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())

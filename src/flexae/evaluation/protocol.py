@@ -85,6 +85,8 @@ def evaluate_generator(generate: Callable[[int], torch.Tensor] | None,
     test_feats = gen_feats = None
     if needs_features:
         results["inception"] = extractor.settings
+        results["resize"] = extractor.resize  # the preprocessing mode, as `flexae metrics` prints it
+        results["precision"] = extractor.precision  # of the Inception features
         test_feats = extractor(test)
         gen_feats = extractor(generated, cache=False) if generated is not None else None
     if "fid" in metrics:

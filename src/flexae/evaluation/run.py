@@ -25,17 +25,19 @@ from flexae.runs.load import load_run
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
-                 precision: str = "fp32", weights: str | None = None, seed: int = 0,
-                 progress: bool = True) -> dict:
+                 precision: str = "auto", weights: str | None = None, seed: int = 0,
+                 progress: bool = True, mode: str = "pytorch-fid") -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
-    (eval-best.json / eval-best.md for `RUN_DIR/best.pt`)."""
-    from flexae.metrics.inception import load_extractor
+    (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
+    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess)."""
+    from flexae.metrics.inception import check_mode, load_extractor
 
     source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
     run_dir = source.parent if source.is_file() else source
     json_name, md_name = ((EVAL_JSON, EVAL_MD) if source == run_dir or source.name == CHECKPOINT_NAME
                           else (f"eval-{source.stem}.json", f"eval-{source.stem}.md"))
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
+    check_mode(mode)
     torch_device = resolve_device(device)
     model, cfg = load_run(source, device=torch_device)
     data = load_for_config(cfg.train, data_dir)
@@ -43,7 +45,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
                         f"latent W1 in {run_dir / METRICS_NAME}")
     extractor = load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
-                               progress=progress)
+                               progress=progress, mode=mode)  # type: ignore[arg-type]
     gen = torch.Generator(device=torch_device).manual_seed(seed)
     train = None
     if {"pms", "ims"} & set(metrics):  # Table 4 needs 2n training images, drawn at random

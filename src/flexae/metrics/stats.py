@@ -3,9 +3,10 @@ reference set (e.g. the 10k MNIST test images) needs no feature extraction for t
 
 A statistics file is an `.npz` written with ``np.savez`` (no pickle) holding ``mu`` (d,) and
 ``sigma`` (d, d) in float64, ``n`` (number of images), ``weights`` (the Inception weights id,
-file name and content hash) and ``resize`` (the preprocessing mode), plus ``format``. Files with
-only ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats`` output) are read too; their ``n``,
-``weights`` and ``resize`` are unknown.
+file name and content hash), ``resize`` (the preprocessing mode) and ``precision`` (fp32 or bf16
+features), plus ``format``. Files with only ``mu`` and ``sigma`` (pytorch-fid's ``--save-stats``
+output) are read too; their ``n``, ``weights``, ``resize`` and ``precision`` are unknown, as is
+the precision of flexae files written before it was recorded.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ class FeatureStats:
     sigma: np.ndarray      # (d, d) float64 unbiased covariance
     n: int | None          # number of images; None when a foreign file does not say
     weights: str           # Inception weights id ("default_1.pt:<sha256 prefix>"), or "unknown"
-    resize: str            # preprocessing mode ("pytorch-fid"), or "unknown"
+    resize: str            # preprocessing mode ("pytorch-fid" or "tf"), or "unknown"
+    precision: str = UNKNOWN  # of the features: "fp32" or "bf16", or "unknown"
 
     @classmethod
-    def from_features(cls, features: np.ndarray, weights: str, resize: str) -> FeatureStats:
+    def from_features(cls, features: np.ndarray, weights: str, resize: str,
+                      precision: str = UNKNOWN) -> FeatureStats:
         """Statistics of features (N, d); float64 throughout, as FID from features computes them."""
         features = np.asarray(features, dtype=np.float64)
         mu, sigma = gaussian_stats(features)
-        return cls(mu, sigma, len(features), weights, resize)
+        return cls(mu, sigma, len(features), weights, resize, precision)
 
 
 def save_stats(path: str | os.PathLike[str], stats: FeatureStats) -> None:
@@ -51,7 +54,8 @@ def save_stats(path: str | os.PathLike[str], stats: FeatureStats) -> None:
     if stats.n is None:
         raise ValueError("statistics to save must record their number of images")
     fields = dict(mu=stats.mu, sigma=stats.sigma, n=np.int64(stats.n), weights=np.str_(stats.weights),
-                  resize=np.str_(stats.resize), format=np.str_(STATS_FORMAT))
+                  resize=np.str_(stats.resize), precision=np.str_(stats.precision),
+                  format=np.str_(STATS_FORMAT))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda handle: np.savez(handle, **fields))
 
@@ -82,7 +86,8 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
         raise UserError(f"{path}: statistics contain NaN or infinite values")
     n = int(fields["n"]) if "n" in fields else None
     return FeatureStats(mu.astype(np.float64), sigma.astype(np.float64), n,
-                        str(fields.get("weights", UNKNOWN)), str(fields.get("resize", UNKNOWN)))
+                        str(fields.get("weights", UNKNOWN)), str(fields.get("resize", UNKNOWN)),
+                        str(fields.get("precision", UNKNOWN)))
 
 
 def common_provenance(a: FeatureStats, b: FeatureStats, warn: bool = True) -> tuple[str, str]:
@@ -90,8 +95,12 @@ def common_provenance(a: FeatureStats, b: FeatureStats, warn: bool = True) -> tu
 
     FID between features of different networks or preprocessing is meaningless, and the mix-up is
     easy to make with a saved reference file. An "unknown" side (a foreign file) is accepted with
-    a warning, taking the other side's value.
+    a warning, taking the other side's value. Features of other precisions (fp32 vs bf16) are
+    accepted with a warning: their FIDs differ by little (docs/metrics.md), but not by nothing.
     """
+    if warn and UNKNOWN not in (a.precision, b.precision) and a.precision != b.precision:
+        warnings.warn(f"A and B features were computed in different precisions ({a.precision} vs "
+                      f"{b.precision}); FID moves slightly (docs/metrics.md)", stacklevel=3)
     out = []
     for field in ("weights", "resize"):
         left, right = getattr(a, field), getattr(b, field)
@@ -101,8 +110,9 @@ def common_provenance(a: FeatureStats, b: FeatureStats, warn: bool = True) -> tu
                 warnings.warn(f"one statistics file does not record its {field}; assuming {known}", stacklevel=3)
             out.append(right if left == UNKNOWN else left)
         elif left != right:
+            option = "--mode" if field == "resize" else "--weights"
             raise UserError(f"A and B were computed with different Inception {field} ({left} vs {right}); "
-                            "recompute the statistics with the same settings")
+                            f"recompute the statistics with the same settings ({option})")
         else:
             out.append(left)
     return out[0], out[1]
