@@ -79,6 +79,7 @@ def test_folder_of_pngs_trains_samples_evaluates_exports(tmp_path: Path) -> None
         assert model.generate(3).shape == (3, 1, 16, 16)
 
 
+@pytest.mark.slow  # ~100 s on a shared 2-core CPU (Inception); npy runs train in the default tests too
 def test_npz_trains_resumes_and_evaluates_with_its_own_test_split(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "data.npz", train=rng.integers(0, 256, (20, 20, 20, 3), dtype=np.uint8),
