@@ -371,8 +371,8 @@ def default_precision(device: torch.device) -> Precision:
     """The precision ``"auto"`` picks: bf16 only where it was validated against fp32 (docs/metrics.md).
 
     That is x86 CPUs with bf16 units (the avx512_bf16 or amx_bf16 flag): on one with AVX512-BF16,
-    bf16 features gave FID(MNIST test, train) within 0.023 (0.3%) of fp32 at n = 2200, 1.2-8.6x
-    faster. fp32 elsewhere: without bf16 units bf16 is several times slower, and on GPUs (and AMX
+    bf16 features gave FID(MNIST test, train) within 0.026 (0.3%) of fp32 at n = 2200, 1.1-8.6x
+    faster (docs/metrics.md). fp32 elsewhere: without bf16 units bf16 is several times slower, and on GPUs (and AMX
     kernels) it has not been measured yet.
     """
     return "bf16" if device.type == "cpu" and cpu_has_bf16_units() else "fp32"
