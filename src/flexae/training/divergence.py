@@ -115,13 +115,17 @@ class DivergenceMonitor:
 
 
 def _all_finite(tensors: list[Tensor]) -> list[bool]:
-    """Whether each tensor is all finite, read back in one transfer per device."""
-    by_device: dict[torch.device, list[int]] = {}
+    """Whether each tensor is all finite: one multi-tensor max-abs per device and dtype (NaN and
+    infinity propagate through it; a finite tensor's max-abs is finite) and one read-back, not two
+    ops and a sync per tensor (this runs after every CPU iteration: ~150 tensors even for the
+    synthetic networks, 1.2 ms of a 13 ms iteration done tensor by tensor)."""
+    result = [True] * len(tensors)  # empty tensors stay True
+    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for i, t in enumerate(tensors):
-        by_device.setdefault(t.device, []).append(i)
-    result = [True] * len(tensors)
-    for indices in by_device.values():
-        flags = torch.stack([torch.isfinite(tensors[i]).all() for i in indices]).tolist()
-        for i, ok in zip(indices, flags):
+        if t.numel():
+            groups.setdefault((t.device, t.dtype), []).append(i)
+    for indices in groups.values():
+        max_abs = torch._foreach_norm([tensors[i].detach() for i in indices], float("inf"))
+        for i, ok in zip(indices, torch.isfinite(torch.stack(max_abs)).tolist()):
             result[i] = bool(ok)
     return result
