@@ -20,9 +20,9 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.metrics.frechet import frechet_distance_from_samples
-from flexae.runs import load_run
-from flexae.runs.priors import fit_prior_run
-from flexae.training.loop import train
+from flexae.app.load import load_run
+from flexae.app.fit_prior import fit_prior_run
+from flexae.app.train import train
 
 
 def generation_fd(run: Path, learned_prior: bool, test: torch.Tensor) -> float:

@@ -104,7 +104,7 @@ def kernel_profile() -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from flexae.bench import random_dataset
-    from flexae.training.loop import Run
+    from flexae.app.train import Run
 
     cfg = step_config("flexae-sr", "mnist", "fp32", "off")
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +154,7 @@ def run_loop(out: Path, steps: int, data_dir: str | None, precision: str = "fp32
 def quality(out: Path, steps: int, data_dir: str | None) -> dict:
     from flexae.grids import save_npz, to_uint8
     from flexae.inference import sample
-    from flexae.runs import load_run
+    from flexae.app.load import load_run
 
     result = {}
     for precision in ("fp32", "bf16"):

@@ -24,7 +24,7 @@ from flexae.bench import bench_train_step
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import DEFAULT_LATENT_DIM
 from flexae.files import read_jsonl
-from flexae.training.loop import train
+from flexae.app.train import train
 from flexae.validation import apply_override
 
 

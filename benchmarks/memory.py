@@ -1,7 +1,7 @@
 """Peak resident memory (RSS) of FlexAE-SR training at batch 128, MNIST and CelebA networks.
 
 Each configuration runs in a fresh process (peaks do not mix): it builds the run exactly as
-`flexae train` does (flexae.training.loop.Run) on random data with the real training set's size
+`flexae train` does (flexae.app.train.Run) on random data with the real training set's size
 and dtype (uint8; MNIST 60,000 x 1 x 28 x 28 = 47 MB, CelebA 162,770 x 3 x 64 x 64 = 2.0 GB), runs
 `--steps` full Algorithm-1 iterations and reports, in MiB:
     after_import   the Python process with torch and flexae imported
@@ -43,7 +43,7 @@ def measure(dataset: str, precision: str, batch_size: int, steps: int, threads: 
     from flexae.config import ModelConfig, RunConfig, TrainConfig
     from flexae.data import DEFAULT_LATENT_DIM
     from flexae.devices import resolve_device
-    from flexae.training.loop import Run
+    from flexae.app.train import Run
 
     after_import = _rss_mib()
     cfg = RunConfig(ModelConfig(name="flexae-sr", latent_dim=DEFAULT_LATENT_DIM[dataset]),

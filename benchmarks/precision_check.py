@@ -40,7 +40,7 @@ from flexae.grids import write_images
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.devices import resolve_device
 from flexae.registry import make_trainer
-from flexae.training.loop import Run
+from flexae.app.train import Run
 from flexae.training.precision import MixedPrecision, StepOptions, resolve_channels_last
 
 EVAL_SEED = 4321

@@ -13,7 +13,7 @@ from flexae.baselines import losses as bl
 from flexae.baselines.deterministic import GaussianMixtureSampler, fit_gmm
 from flexae.baselines.vqvae import CodePrior, fit_code_prior
 from flexae.baselines.variational import SecondStageVAE
-from flexae.runs import samplers
+from flexae.app import fit_sampler as samplers
 from flexae.runs.layout import SAMPLER_NAME
 from flexae.runs.sampler_file import load_into, save
 from flexae.baselines.maskaae import MaskAAETrainer, default_schedule, polarising_weight
@@ -205,8 +205,8 @@ def test_mask_aae_schedule_follows_the_authors_rule():
 @pytest.mark.parametrize("name", BASELINE_NAMES)
 def test_checkpoint_and_sampler_round_trip(name, tmp_path):
     from flexae.data import load_dataset
-    from flexae.runs import load_run
-    from flexae.training.loop import Run
+    from flexae.app.load import load_run
+    from flexae.app.train import Run
 
     cfg = RunConfig(small_config(name), train=TrainConfig(dataset="synthetic-2d", steps=1, batch_size=16,
                                                          cpu_threads=1))
@@ -455,9 +455,9 @@ def test_train_fits_the_sampler_and_fit_sampler_refits(tmp_path):
     from click.testing import CliRunner
 
     from flexae.cli import cli
-    from flexae.runs import load_run
+    from flexae.app.load import load_run
     from flexae.runs.log import read_log
-    from flexae.training.loop import train
+    from flexae.app.train import train
 
     cfg = RunConfig(small_config("rae-gmm"), train=TrainConfig(dataset="synthetic-2d", steps=2, batch_size=16,
                                                               log_every=1, eval_every=1, cpu_threads=1))
@@ -477,7 +477,7 @@ def test_train_fits_the_sampler_and_fit_sampler_refits(tmp_path):
 
 
 def test_fit_sampler_refuses_models_without_one(tmp_path):
-    from flexae.training.loop import train
+    from flexae.app.train import train
     cfg = RunConfig(small_config("wae-mmd"), train=TrainConfig(dataset="synthetic-2d", steps=1, batch_size=16,
                                                               cpu_threads=1))
     run_dir = train(cfg, tmp_path / "run", progress=False)

@@ -10,7 +10,7 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.runs.checkpoint import CheckpointWriter, load_checkpoint, rng_state, versions
 from flexae.runs.layout import CHECKPOINT_NAME
-from flexae.training import loop
+from flexae.app import train as loop
 
 
 def _state(weight: torch.Tensor) -> dict:

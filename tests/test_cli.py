@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from flexae.runs import load_run
+from flexae.app.load import load_run
 
 
 def flexae(*args, check=True):

@@ -17,7 +17,7 @@ from flexae.registry import build_model, make_trainer, model_names, spec
 from flexae.runs.checkpoint import load_checkpoint, save_checkpoint
 from flexae.runs.layout import CHECKPOINT_NAME
 from flexae.training.graphs import GraphedTrainer, cuda_graphs_reason, make_capturable, maybe_graphed
-from flexae.training.loop import Run, resume, train
+from flexae.app.train import Run, resume, train
 from flexae.training.precision import set_tf32
 from flexae.training.steps import load_optimizer_state
 from flexae.validation import validate_config

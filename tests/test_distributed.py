@@ -39,7 +39,7 @@ WORKER = textwrap.dedent("""
     from flexae.bench import random_dataset
     from flexae.config import ModelConfig, RunConfig, TrainConfig
     from flexae.training import distributed
-    from flexae.training.loop import Run
+    from flexae.app.train import Run
 
     distributed.init_from_environment("cpu")
     cfg = RunConfig(ModelConfig(name="flexae", latent_dim=4), train=TrainConfig(dataset="synthetic-5d", batch_size=16))

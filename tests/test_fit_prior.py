@@ -15,8 +15,8 @@ from flexae.cli import cli
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.priors import LearnedPrior, StandardNormalPrior
-from flexae.runs import load_run
-from flexae.training.loop import train
+from flexae.app.load import load_run
+from flexae.app.train import train
 
 
 def _wae_synthetic(tmp_path: Path) -> Path:
@@ -47,7 +47,7 @@ def test_fit_prior_on_a_wae_run_learns_the_codes_and_is_used_by_load_run(tmp_pat
         load_run(run)
     (run / "prior.pt").write_bytes(good)
     # A resumed run has other weights: its stale prior.pt is not used.
-    from flexae.training.loop import resume
+    from flexae.app.train import resume
     resume(run, 31, progress=False)
     with pytest.warns(UserWarning, match="fit-prior"):
         stale, _ = load_run(run)

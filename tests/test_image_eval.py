@@ -13,10 +13,10 @@ from conftest import SHARED_DATA
 from flexae.cli import main
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.runs.checkpoint import load_checkpoint
 from flexae.runs.log import read_log
-from flexae.training.loop import resume, train
+from flexae.app.train import resume, train
 
 
 def _metric_records(run: Path) -> list[dict]:

@@ -22,7 +22,7 @@ from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.data import RandomBatches
 from flexae.errors import UserError
 from flexae.registry import build_model
-from flexae.training.previews import GRID_SIDE, Previews
+from flexae.app.previews import GRID_SIDE, Previews
 from flexae.training.trainers import AdversarialTrainer
 
 MNIST = (1, 28, 28)
@@ -143,7 +143,7 @@ def test_mnist_training_run_writes_grids_and_tensorboard(tmp_path, shared_data):
     assert (out / "checkpoint.pt").is_file() and json.loads((out / "metrics.json").read_text())["step"] == 2
     # A second run into the same folder is refused; with --overwrite the old previews go too.
     from flexae.runs.folder import clear_run_dir
-    from flexae.training.loop import train
+    from flexae.app.train import train
     with pytest.raises(UserError, match="pass --overwrite"):
         train(RunConfig(train=TrainConfig(dataset="mnist", steps=1)), out)
     assert (out / "grids" / "samples-0000002.png").exists()
@@ -154,7 +154,7 @@ def test_mnist_training_run_writes_grids_and_tensorboard(tmp_path, shared_data):
 def test_resume_on_images_is_exact(tmp_path, shared_data):
     """FlexAE-SR, MNIST nets, batch 4: 1 step + resume to 2 == 2 uninterrupted steps, bit for bit
     (weights, BN statistics, optimizer states, RNG), and the previews of step 2 are identical."""
-    from flexae.training.loop import resume, train
+    from flexae.app.train import resume, train
 
     def config() -> RunConfig:
         return RunConfig(ModelConfig(name="flexae-sr", latent_dim=20), OptimConfig(critic_steps=1),

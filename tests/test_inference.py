@@ -27,8 +27,8 @@ from flexae.data import load_dataset
 from flexae.data.images import load_images
 from flexae.data import as_float
 from flexae.cli import main
-from flexae.runs import load_run
-from flexae.training.loop import Run
+from flexae.app.load import load_run
+from flexae.app.train import Run
 from test_image_data import CELEBA_ATTRS, CELEBA_PARTITION, CELEBA_VALUES, _write_celeba
 
 TILE = 28 + 2  # MNIST tile plus its grid line

@@ -144,7 +144,7 @@ def test_flexae_learns_on_synthetic_data(tmp_path):
     early in training; the critic and L_Gen make G follow them)."""
     from flexae.data import load_dataset
     from flexae.metrics.wasserstein import wasserstein1_exact
-    from flexae.training.loop import Run, synthetic_metrics
+    from flexae.app.train import Run, synthetic_metrics
     data = load_dataset("synthetic-2d")
     cfg = RunConfig(ModelConfig(name="flexae", latent_dim=2), train=TrainConfig(dataset="synthetic-2d"))
     run = Run(cfg, tmp_path, torch.device("cpu"), data)

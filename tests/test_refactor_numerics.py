@@ -23,7 +23,7 @@ import torch
 from flexae.config import ModelConfig, OptimConfig
 from flexae.data import RandomBatches
 from flexae.registry import build_model, fit_sampler, make_trainer
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.training.precision import StepOptions
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -113,7 +113,7 @@ def test_run_folders_of_the_old_layout_resume(tmp_path):
     import shutil
 
     from flexae.runs.checkpoint import load_checkpoint
-    from flexae.training.loop import resume
+    from flexae.app.train import resume
 
     run = Path(shutil.copytree(GOLDEN / "legacy_runs" / "flexae", tmp_path / "flexae"))
     resume(run, steps=4, progress=False)

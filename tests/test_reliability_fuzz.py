@@ -26,7 +26,7 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import images as image_data
 from flexae.errors import UserError
 from flexae.registry import build_model
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.runs.checkpoint import rng_state, save_checkpoint, versions
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
@@ -68,7 +68,7 @@ def _checkpoint(folder: Path) -> bytes:
 
 
 def _safetensors(run: Path, out: Path) -> bytes:
-    from flexae.runs.export import export_weights
+    from flexae.app.export import export_weights
 
     return export_weights(run, out).read_bytes()
 

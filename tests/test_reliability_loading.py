@@ -17,7 +17,7 @@ from flexae.cli import cli, main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.registry import build_model
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.runs.checkpoint import (UnsafeCheckpointError, load_checkpoint, rng_state, save_checkpoint,
                                         versions)
 

@@ -18,7 +18,7 @@ from flexae.cli import main
 from flexae.data import as_float
 from flexae.data.images import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_images
 from flexae.errors import UserError
-from flexae.evaluation.run import evaluate_run
+from flexae.app.evaluate import evaluate_run
 from flexae.metrics.fid import fid_from_features
 from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.inception import as_unit_float, load_extractor, torchscript_weights_path

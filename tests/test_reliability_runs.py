@@ -24,13 +24,13 @@ from flexae.cli import main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.files import append_jsonl, atomic_write
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.runs.checkpoint import load_checkpoint
-from flexae.runs.export import export_weights
+from flexae.app.export import export_weights
 from flexae.runs.folder import RunFolderLock
 from flexae.runs.log import read_log
 from flexae.training.divergence import TrainingDiverged
-from flexae.training.loop import resume, train
+from flexae.app.train import resume, train
 from flexae.training.signals import TrainingStopped
 
 
@@ -208,7 +208,7 @@ def gmm_run(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("damage", ["garbage", "flipped"])
 def test_fit_sampler_rebuilds_a_damaged_sampler_file(gmm_run, tmp_path, capsys, damage):
-    from flexae.runs.samplers import fit_run
+    from flexae.app.fit_sampler import fit_run
 
     run = _copy(gmm_run, tmp_path)
     if damage == "garbage":

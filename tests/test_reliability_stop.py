@@ -18,7 +18,7 @@ from flexae.data import load_dataset
 from flexae.files import read_jsonl
 from flexae.runs.checkpoint import load_checkpoint, nonfinite_tensors
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
-from flexae.training.loop import Run
+from flexae.app.train import Run
 
 TIMEOUT = 300
 

@@ -14,7 +14,7 @@ from conftest import SHARED_DATA
 from flexae.cli import main
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.report import kind, read_run, write_report
-from flexae.training.loop import resume, train
+from flexae.app.train import resume, train
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -18,8 +18,8 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import default_latent_dim, load_dataset, load_for_config, run_data_shape
 from flexae.data.user import held_out_split, user_image_shape
 from flexae.errors import UserError
-from flexae.runs import load_run
-from flexae.training.loop import train
+from flexae.app.load import load_run
+from flexae.app.train import train
 
 TINY = ["--batch-size", "4", "--quiet", "--set", "train.grid_every=0", "--set", "train.log_every=1"]
 

@@ -11,8 +11,8 @@ import torch
 from flexae import build_model, load_run
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.runs.export import export_weights
-from flexae.training.loop import train
+from flexae.app.export import export_weights
+from flexae.app.train import train
 from user_nets import TinyEncoder, TinyImageDecoder
 
 

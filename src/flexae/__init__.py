@@ -12,12 +12,12 @@ from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.version import __version__
 
 _LAZY = {
-    "train": "flexae.training.loop", "resume": "flexae.training.loop",
-    "load_run": "flexae.runs", "export_weights": "flexae.runs.export",
+    "train": "flexae.app.train", "resume": "flexae.app.train",
+    "load_run": "flexae.app.load", "export_weights": "flexae.app.export",
     "build_model": "flexae.registry", "register": "flexae.registry", "ModelSpec": "flexae.registry",
     "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
     "load_dataset": "flexae.data",
-    "fit_prior": "flexae.runs.priors", "fit_prior_run": "flexae.runs.priors",
+    "fit_prior": "flexae.app.fit_prior", "fit_prior_run": "flexae.app.fit_prior",
 }
 
 __all__ = ["ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]

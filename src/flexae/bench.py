@@ -1,6 +1,6 @@
 """`flexae bench train-step`: wall time of full Algorithm-1 iterations of the real training step.
 
-The run is built by `flexae.training.loop.Run`, the object `flexae train` trains (same seeding,
+The run is built by `flexae.app.train.Run`, the object `flexae train` trains (same seeding,
 threads, model, batch source, trainer, precision and memory format), on random data of the data
 set's shape already on the device, so no disk I/O is timed. Each timed call is
 `Run.trainer.step()`, exactly as the training loop calls it, i.e. one complete iteration: the AE
@@ -83,7 +83,7 @@ def bench_train_step(cfg: RunConfig, steps: int = 10, warmup: int = 2, profile: 
     JSON-ready dict (see the module docstring)."""
     from flexae.devices import resolve_device
     from flexae.training.graphs import GraphedTrainer
-    from flexae.training.loop import Run
+    from flexae.app.train import Run
     from flexae.training.precision import resolve_channels_last
     from flexae.validation import validate_config
 

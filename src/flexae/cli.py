@@ -73,7 +73,7 @@ def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, 
           overwrite, resume_dir, data_dir, overrides, tensorboard, quiet) -> None:
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
     from flexae.data import default_latent_dim, is_known_dataset
-    from flexae.training import loop
+    from flexae.app import train as loop
     from flexae.validation import validate_data_dir, validate_out_dir, validate_resume_dir
 
     validate_data_dir(data_dir)
@@ -248,7 +248,7 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
-    from flexae.runs.samplers import fit_run
+    from flexae.app.fit_sampler import fit_run
     stats = fit_run(run_dir, steps=steps, fit_points=fit_points, data_dir=data_dir, device=device,
                     progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
@@ -270,7 +270,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
     """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (WAE,
     AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
-    from flexae.runs.priors import fit_prior_run
+    from flexae.app.fit_prior import fit_prior_run
     stats = fit_prior_run(run_dir, steps=steps, batch_size=batch_size, fit_points=fit_points, noise_dim=noise_dim,
                           data_dir=data_dir, device=device, seed=seed, progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
@@ -310,7 +310,7 @@ def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
     """Check the output path first (cheap), choose the device once, load the model onto it."""
     from flexae import inference
     from flexae.grids import check_output
-    from flexae.runs import load_run
+    from flexae.app.load import load_run
     from flexae.devices import resolve_device
 
     check_output(out, overwrite)
@@ -470,7 +470,7 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def export_cmd(run_dir, out, overwrite) -> None:
     """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
-    from flexae.runs.export import export_weights
+    from flexae.app.export import export_weights
 
     click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
 
@@ -542,7 +542,7 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, mode, weights, seed, quiet) -> None:
     """Paper protocol for a trained image model: writes RUN_DIR/eval.json and eval.md."""
-    from flexae.evaluation.run import evaluate_run
+    from flexae.app.evaluate import evaluate_run
     from flexae.evaluation import results_markdown
 
     if n < 2:

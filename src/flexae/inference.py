@@ -1,7 +1,7 @@
 """Using a trained model: samples (paper Fig 6-9), reconstructions (Fig 4a), interpolations between
 test images (Fig 10) and attribute traversals on CelebA (Fig 11-15).
 
-The image functions take a model in eval mode (`flexae.runs.load_run(run_dir, device)`) and
+The image functions take a model in eval mode (`flexae.app.load_run(run_dir, device)`) and
 uint8 images (N, C, H, W), work in batches of `batch_size` on the model's device, and return float
 images (N, C, H, W) in [0, 1] on the CPU; `flexae.grids.write_images` saves them as a PNG grid or
 an .npz. The `*_for_run` helpers also pick the test images and load the data a run was trained on.

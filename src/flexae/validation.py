@@ -17,12 +17,12 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from flexae.config import CUDA_GRAPHS, RunConfig
+from flexae.config import CUDA_GRAPHS, PRECISIONS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
-from flexae.training.precision import PRECISIONS, step_options
+from flexae.training.precision import step_options
 
 CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")

@@ -15,7 +15,7 @@ synthetic data), trained through the same loop, checkpoints and CLI as FlexAE.
 `ae-gmm`, `rae-gmm`, `2s-vae` and `vq-vae` generate through an *ex-post* sampler (a GMM, a
 second-stage VAE, an autoregressive prior over code indices), defined next to its model and
 fitted after training as a separate step (`flexae fit-sampler RUN_DIR`, also run at the end of
-`flexae train`); the file it is saved to, `RUN_DIR/sampler.pt`, belongs to `flexae.runs.samplers`.
+`flexae train`); the file it is saved to, `RUN_DIR/sampler.pt`, belongs to `flexae.app.fit_sampler`.
 
 Each module holds models, trainers (built from `flexae.training.steps`) and sampler fits; they are
 registered by name in `flexae.registry`.

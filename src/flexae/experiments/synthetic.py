@@ -18,10 +18,10 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
-from flexae.runs import load_run
+from flexae.app.load import load_run
 from flexae.runs.layout import CHECKPOINT_NAME
 from flexae.runs.log import read_log
-from flexae.training.loop import resume, train
+from flexae.app.train import resume, train
 
 FIG2_MODELS = ("wae", "flexae")
 # Fig 3 rows: a row name -> (registered model, ModelConfig overrides). The WAE-GMM priors are fixed

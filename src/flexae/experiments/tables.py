@@ -172,7 +172,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def ensure_run(cfg: RunConfig, run_dir: Path, settings: TableSettings) -> Path:
     """Train one run, or resume it (same model/optim config, fewer steps so far), or reuse it
     (finished with the same config); returns its folder."""
-    from flexae.training.loop import resume, train
+    from flexae.app.train import resume, train
 
     saved = _read_json(run_dir / "config.json")
     if (run_dir / "metrics.json").is_file() and _same(saved, cfg, ("model", "optim", "train")):
@@ -216,7 +216,7 @@ class Evaluator:
     def __call__(self, name: str, run_dir: Path) -> dict[str, Any]:
         """Results of `flexae.evaluation.evaluate_generator` for one run, cached in OUT/eval/."""
         from flexae.evaluation import evaluate_generator
-        from flexae.runs import load_run
+        from flexae.app.load import load_run
 
         s = self.settings
         step = json.loads((run_dir / "metrics.json").read_text())["step"]

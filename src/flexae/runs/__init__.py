@@ -1,12 +1,6 @@
-"""The run folder: what it holds (`layout`), checkpoints (`checkpoint`), the log (`log`), the
-ex-post sampler file (`samplers`), loading a trained model (`load`) and published weights
-(`export`). Evaluation, inference and the CLI read runs only through this package.
-
-    from flexae.runs import load_run
-    model, cfg = load_run("runs/flexae-5d")   # eval mode, rebuilt from the saved config
+"""The run folder's format, and nothing above it: the file names (`layout`), the lock and
+`--overwrite` (`folder`), checkpoints (`checkpoint`), the log (`log`), and the two sidecar files of
+a trained run, `sampler.pt` (`sampler_file`) and `prior.pt` (`prior_file`). This package imports
+only the ground floor (config, files, errors, version) and torch; the commands that open a run and
+build a model from it (train, load, evaluate, fit-sampler, fit-prior, export) are `flexae.app`.
 """
-
-from flexae.runs.build import build_for_config
-from flexae.runs.load import load_run
-
-__all__ = ["build_for_config", "load_run"]

@@ -7,7 +7,7 @@
                      the best train.best_metric so far (load it with `RUN_DIR/best.pt` anywhere a
                      run is given, or load_run(RUN_DIR, checkpoint="best"))
     metrics.json     the final evaluation of a synthetic run
-    sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.runs.samplers)
+    sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.app.fit_sampler)
     prior.pt         a FlexAE prior learned after training on the frozen codes (`flexae fit-prior`)
     eval.json/.md    `flexae eval` results
     grids/           image runs: samples-<step>.png and reconstructions-<step>.png

@@ -18,14 +18,12 @@ from torch import nn
 
 from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
-from flexae.nets.factory import prior_networks
-from flexae.priors import LearnedPrior
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.sampler_file import first_stage_fingerprint
 
 
-def save(run_dir: Path, model: nn.Module, prior: LearnedPrior, step: int, stats: dict[str, float]) -> Path:
+def save(run_dir: Path, model: nn.Module, prior: nn.Module, step: int, stats: dict[str, float]) -> Path:
     """Write RUN_DIR/prior.pt atomically (the model is the run's, with its own prior)."""
     state = {"step": int(step), "fingerprint": first_stage_fingerprint(model), "noise_dim": int(prior.noise_dim),
              "stats": stats, "generator": {k: v.detach().cpu() for k, v in prior.generator.state_dict().items()}}
@@ -54,28 +52,16 @@ def read(path: Path) -> dict[str, Any]:
     return checked
 
 
-def attach(model: nn.Module, noise_dim: int, data_shape: tuple[int, ...], latent_dim: int) -> LearnedPrior:
-    """Give `model` an (untrained) learned prior of the fit's networks, in place of its own prior."""
-    generator, _ = prior_networks(data_shape, latent_dim, noise_dim)
-    model.prior = LearnedPrior(generator, noise_dim)
-    return model.prior
-
-
-def load_into(model: nn.Module, run_dir: Path, step: int, data_shape: tuple[int, ...], latent_dim: int) -> bool:
-    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights."""
+def matching_state(model: nn.Module, run_dir: Path, step: int) -> dict[str, Any] | None:
+    """RUN_DIR/prior.pt, checked, if the run has one fitted to these weights at `step`; None when
+    there is none, or (with a warning) when it was fitted to other weights."""
     path = Path(run_dir) / PRIOR_NAME
     if not path.is_file():
-        return False
+        return None
     state = read(path)
     if state["step"] != int(step) or not math.isclose(state["fingerprint"], first_stage_fingerprint(model),
                                                      rel_tol=1e-6):
         warnings.warn(f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
-                      f"not used: run `flexae fit-prior {run_dir}` again", stacklevel=2)
-        return False
-    prior = attach(model, state["noise_dim"], data_shape, latent_dim)
-    try:
-        prior.generator.load_state_dict(state["generator"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise UserError(f"{path} does not fit this model ({first_line(exc)}); run `flexae fit-prior {run_dir}` "
-                        f"again") from None
-    return True
+                      f"not used: run `flexae fit-prior {run_dir}` again", stacklevel=3)
+        return None
+    return state

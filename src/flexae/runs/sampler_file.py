@@ -1,7 +1,7 @@
 """`RUN_DIR/sampler.pt`: the fitted ex-post sampler of a baseline run, saved as its state dict
 (tensors only), the training step it was fitted at, a fingerprint of the first stage's weights
 and fit statistics; read back with `torch.load(weights_only=True)`. The fit step that writes it
-is `flexae.runs.samplers`.
+is `flexae.app.fit_sampler`.
 """
 
 from __future__ import annotations

@@ -30,13 +30,13 @@ from flexae.runs.checkpoint import (CheckpointWriter, NonFiniteStateError, check
 from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
 from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
 from flexae.runs.log import RunLog, rewind_log
-from flexae.runs.samplers import ensure_fitted
+from flexae.app.fit_sampler import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
-from flexae.training.image_eval import ImageEvaluator
+from flexae.app.image_eval import ImageEvaluator
 from flexae.training.graphs import GraphedTrainer, maybe_graphed
 from flexae.training.precision import set_tf32, step_options
-from flexae.training.previews import Previews, TensorBoard
+from flexae.app.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, StopNow, TrainingStopped
 from flexae.training.steps import Trainer, load_optimizer_state
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
@@ -232,7 +232,7 @@ def _log_losses(run: Run, logs: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def _fit_expost_sampler(run: Run, progress: bool) -> None:
     """Models that generate through an ex-post sampler (some baselines) get it fitted on the final
-    model as a step of its own, saved to sampler.pt (reused if already fitted; flexae.runs.samplers)."""
+    model as a step of its own, saved to sampler.pt (reused if already fitted; flexae.app.fit_sampler)."""
     if run.model.expost_sampler is None:
         return
     ensure_fitted(run.model, run.out, run.data.train, run.cfg.model.baseline, run.step,

@@ -18,7 +18,7 @@ from flexae.errors import UserError
 from flexae.nets.factory import prior_networks
 from flexae.priors import LearnedPrior
 from flexae.runs import prior_file
-from flexae.runs.build import read_model
+from flexae.app.build import read_model
 from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog

@@ -10,7 +10,7 @@ anything. `export_weights` writes the model's state dict with metadata
     versions  flexae / torch / Python versions that wrote the run, as JSON
     step      the training iteration of the weights
 
-and `load_weights` (also reached through `flexae.runs.load_run(path)`) checks all of it.
+and `load_weights` (also reached through `flexae.app.load_run(path)`) checks all of it.
 The fitted ex-post sampler of a baseline (`sampler.pt`) is part of the export (it is the model's
 prior), so an exported ae-gmm, rae-gmm, 2s-vae or vq-vae model generates.
 """
@@ -30,7 +30,7 @@ from flexae.files import atomic_write, first_line
 from flexae.data import run_data_shape
 from flexae.priors import LearnedPrior
 from flexae.runs import prior_file
-from flexae.runs.build import build_for_config, read_model
+from flexae.app.build import attach_learned_prior, build_for_config, read_model
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.checkpoint import check_versions, nonfinite_tensors
 from flexae.runs.folder import checkpoint_path
@@ -113,7 +113,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     model = build_for_config(cfg, path)
     learned = _learned_prior(path)
     if learned is not None:  # a prior learned after training replaces the model's own
-        prior_file.attach(model, learned, run_data_shape(cfg.train, path), cfg.model.latent_dim)
+        attach_learned_prior(model, learned, run_data_shape(cfg.train, path), cfg.model.latent_dim)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes

@@ -19,7 +19,7 @@ from flexae.config import BaselineConfig
 from flexae.data import load_for_config
 from flexae.errors import UserError
 from flexae.registry import fit_sampler
-from flexae.runs.build import read_model
+from flexae.app.build import read_model
 from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog

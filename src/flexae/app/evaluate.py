@@ -20,7 +20,7 @@ from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
 from flexae.files import atomic_write_text
 from flexae.runs.layout import CHECKPOINT_NAME, EVAL_JSON, EVAL_MD, METRICS_NAME
-from flexae.runs.load import load_run
+from flexae.app.load import load_run
 
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from flexae.config import RunConfig
 from flexae.data import is_known_dataset, run_data_shape
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import first_line
+from flexae.nets.factory import prior_networks
+from flexae.priors import LearnedPrior
 from flexae.registry import build_model
+from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.checkpoint import check_finite_state, load_checkpoint
 from flexae.runs import prior_file
 from flexae.runs.sampler_file import load_into
@@ -51,6 +55,29 @@ def read_model(path: Path, device: str | torch.device = "cpu", with_sampler: boo
     if with_sampler:
         load_into(model, Path(path).parent, state["step"])
     if learned_prior:
-        prior_file.load_into(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
-                             cfg.model.latent_dim)
+        load_learned_prior(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
+                           cfg.model.latent_dim)
     return model, cfg, state
+
+
+def attach_learned_prior(model: nn.Module, noise_dim: int, data_shape: tuple[int, ...],
+                         latent_dim: int) -> LearnedPrior:
+    """Give `model` an (untrained) learned prior of the fit's networks, in place of its own prior."""
+    generator, _ = prior_networks(data_shape, latent_dim, noise_dim)
+    model.prior = LearnedPrior(generator, noise_dim)
+    return model.prior
+
+
+def load_learned_prior(model: nn.Module, run_dir: Path, step: int, data_shape: tuple[int, ...],
+                       latent_dim: int) -> bool:
+    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights."""
+    state = prior_file.matching_state(model, run_dir, step)
+    if state is None:
+        return False
+    prior = attach_learned_prior(model, state["noise_dim"], data_shape, latent_dim)
+    try:
+        prior.generator.load_state_dict(state["generator"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UserError(f"{run_dir / PRIOR_NAME} does not fit this model ({first_line(exc)}); run "
+                        f"`flexae fit-prior {run_dir}` again") from None
+    return True

@@ -1,6 +1,6 @@
 """Loading trained runs for use: `load_run(run_dir)` rebuilds the model from the checkpoint's
 config (never from pickled objects) and loads its weights; `load_run(file.safetensors)` does the
-same for weights published with `flexae export` (see flexae.runs.export)."""
+same for weights published with `flexae export` (see flexae.app.export)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from flexae.config import RunConfig
 from flexae.models import AutoEncoder
-from flexae.runs.build import read_model
-from flexae.runs.export import load_weights
+from flexae.app.build import read_model
+from flexae.app.export import load_weights
 from flexae.runs.folder import checkpoint_path
 
 
