@@ -150,8 +150,36 @@ def test_the_layer_list_is_the_documented_one():
     """docs/architecture.md draws the same layers, in the same order."""
     doc = (SRC.parent / "docs" / "architecture.md").read_text()
     drawn = doc.split("```")[1].strip().splitlines()
-    firsts = [line.split()[0].rstrip(",") for line in drawn]
-    assert firsts == [names[0] if names[0] else "data" for names in LAYERS][:-1] + ["data"]
+    names = [tuple(n.strip() for n in line.split("  ")[0].split(",")) for line in drawn]
+    assert names == [tuple(n for n in layer if n) for layer in LAYERS]
+
+
+def test_baseline_models_import_no_training_code():
+    edges = _import_graph()
+    broken = sorted(f"{m} -> {t}" for m, targets in edges.items() for t in targets
+                    if m.startswith(f"{PACKAGE}.baselines") and not m.endswith("_train")
+                    and t.startswith(f"{PACKAGE}.training"))
+    assert broken == []
+
+
+def test_loading_a_run_imports_no_training_code(tmp_path):
+    """In a fresh process: load a trained run and generate from it; no flexae.training module
+    and no trainer is imported on the way."""
+    import subprocess
+    import sys
+
+    from flexae.app.train import train
+
+    cfg = RunConfig(ModelConfig(name="ae-gmm", latent_dim=3),
+                    train=TrainConfig(dataset="synthetic-2d", steps=2, batch_size=16, eval_samples=50,
+                                      device="cpu"))
+    run_dir = train(cfg, tmp_path / "run", progress=False)
+    code = ("import sys; from flexae import load_run; model, cfg = load_run(sys.argv[1]); "
+            "assert model.generate(4).shape == (4, 128); "
+            "print(' '.join(m for m in sys.modules if m.startswith('flexae.training') or m.endswith('_train')))")
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
+    assert out.stdout.strip() == ""
 
 
 @pytest.fixture

@@ -10,13 +10,15 @@ import torch
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.deterministic import GaussianMixtureSampler, fit_gmm
-from flexae.baselines.vqvae import CodePrior, fit_code_prior
+from flexae.baselines.deterministic import GaussianMixtureSampler
+from flexae.baselines.deterministic_train import fit_gmm
+from flexae.baselines.vqvae import CodePrior
+from flexae.baselines.vqvae_train import fit_code_prior
 from flexae.baselines.variational import SecondStageVAE
 from flexae.app import fit_sampler as samplers
 from flexae.runs.layout import SAMPLER_NAME
 from flexae.runs.sampler_file import load_into, save
-from flexae.baselines.maskaae import MaskAAETrainer, default_schedule, polarising_weight
+from flexae.baselines.maskaae_train import MaskAAETrainer, default_schedule, polarising_weight
 from flexae.baselines.variational import IAFStep, made_masks
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.errors import UserError

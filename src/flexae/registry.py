@@ -13,33 +13,43 @@ training data (flexae.baselines.common.fit_expost_sampler does the encoding).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
-from flexae.baselines.deterministic import RAETrainer, WAEMMDTrainer, build_expost_gmm_ae, build_wae_mmd, fit_gmm
-from flexae.baselines.maskaae import MaskAAETrainer, build_mask_aae
-from flexae.baselines.variational import (IAFTrainer, TwoStageTrainer, VampTrainer, build_iaf, build_two_stage,
-                                          build_vamp, fit_second_stage)
-from flexae.baselines.vqvae import VQVAETrainer, build_vqvae, fit_code_prior
+from flexae.baselines.deterministic import build_expost_gmm_ae, build_wae_mmd
+from flexae.baselines.maskaae import build_mask_aae
+from flexae.baselines.variational import build_iaf, build_two_stage, build_vamp
+from flexae.baselines.vqvae import build_vqvae
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
-from flexae.training.precision import StepOptions
-from flexae.training.steps import BatchSource, Trainer
-from flexae.training.trainers import AdversarialTrainer, VAETrainer
 
-TrainerFactory = Callable[[AutoEncoder, OptimConfig, BatchSource, "StepOptions | None"], Trainer]
+# (model, optim config, batch source, StepOptions | None) -> a flexae.training.steps.Trainer
+TrainerFactory = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """How to build a model, and where its training side lives. `trainer` and `fit_sampler` may be
+    "module:name" references, imported on first use, so that building or loading a model imports
+    no training code (`load_run` needs only `build`)."""
+
     build: Callable[[ModelConfig, tuple[int, ...]], AutoEncoder]  # (config, data shape) -> model
-    trainer: TrainerFactory                                       # (model, optim, batches, options)
-    fit_sampler: ExPostFit | None = None                          # ex-post sampler fit, if it has one
+    trainer: TrainerFactory | str                                 # (model, optim, batches, options)
+    fit_sampler: ExPostFit | str | None = None                    # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
+
+
+def resolve(reference: Any) -> Any:
+    """A "module:name" reference of this registry -> the object; anything else as it is."""
+    if not isinstance(reference, str):
+        return reference
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -52,22 +62,27 @@ def register(name: str, spec: ModelSpec) -> None:
     MODELS[name] = spec
 
 
+_T = "flexae.training.trainers"  # the paper's trainers (Algorithm 1 and the VAE)
+_B = "flexae.baselines"          # each baseline family's training side: flexae.baselines.<family>_train
 for _name, _spec in {
     # The paper's models (flexae.models, trainers in flexae.training.trainers).
-    "flexae": ModelSpec(build_flexae, AdversarialTrainer),
-    "flexae-sr": ModelSpec(build_flexae, AdversarialTrainer, images_only=True),
-    "wae": ModelSpec(build_wae, AdversarialTrainer),
-    "wae-gmm": ModelSpec(build_wae, AdversarialTrainer),
-    "vae": ModelSpec(build_vae, VAETrainer),
+    "flexae": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer"),
+    "flexae-sr": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", images_only=True),
+    "wae": ModelSpec(build_wae, f"{_T}:AdversarialTrainer"),
+    "wae-gmm": ModelSpec(build_wae, f"{_T}:AdversarialTrainer"),
+    "vae": ModelSpec(build_vae, f"{_T}:VAETrainer"),
     # The baselines of Table 1 (flexae.baselines).
-    "wae-mmd": ModelSpec(build_wae_mmd, WAEMMDTrainer),
-    "ae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm),
-    "rae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm),
-    "2s-vae": ModelSpec(build_two_stage, TwoStageTrainer, fit_second_stage),
-    "vamp-vae": ModelSpec(build_vamp, VampTrainer),
-    "iaf-vae": ModelSpec(build_iaf, IAFTrainer),
-    "vq-vae": ModelSpec(build_vqvae, VQVAETrainer, fit_code_prior),
-    "mask-aae": ModelSpec(build_mask_aae, MaskAAETrainer),
+    "wae-mmd": ModelSpec(build_wae_mmd, f"{_B}.deterministic_train:WAEMMDTrainer"),
+    "ae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
+                        f"{_B}.deterministic_train:fit_gmm"),
+    "rae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
+                         f"{_B}.deterministic_train:fit_gmm"),
+    "2s-vae": ModelSpec(build_two_stage, f"{_B}.variational_train:TwoStageTrainer",
+                        f"{_B}.variational_train:fit_second_stage"),
+    "vamp-vae": ModelSpec(build_vamp, f"{_B}.variational_train:VampTrainer"),
+    "iaf-vae": ModelSpec(build_iaf, f"{_B}.variational_train:IAFTrainer"),
+    "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior"),
+    "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer"),
 }.items():
     register(_name, _spec)
 
@@ -132,21 +147,20 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     return model
 
 
-def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource,
-                 options: StepOptions | None = None) -> Trainer:
+def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: Callable[[], Tensor], options: Any = None) -> Any:
     """The trainer of a model built by `build_model`; `options` (precision, memory format) apply
     to every trainer alike (flexae.training.precision)."""
     name = getattr(model, "model_name", None)
     if name is None:
         raise TypeError(f"{type(model).__name__} was not built by flexae.registry.build_model")
-    return spec(name).trainer(model, cfg, batches, options)
+    return resolve(spec(name).trainer)(model, cfg, batches, options)
 
 
 def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | None = None, seed: int = 0,
                 progress: bool = False) -> dict[str, float]:
     """Fit the model's ex-post sampler on training data (N, ...); TypeError for models without one."""
     name = getattr(model, "model_name", None)
-    fit = spec(name).fit_sampler if name is not None else None
+    fit = resolve(spec(name).fit_sampler) if name is not None else None
     if fit is None or model.expost_sampler is None:
         raise TypeError(f"{type(model).__name__} has no ex-post sampler")
     return fit_expost_sampler(model, fit, train_data, hp or model.baseline_config, seed, progress)

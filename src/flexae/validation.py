@@ -22,7 +22,6 @@ from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
-from flexae.training.precision import step_options
 
 CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")
@@ -154,6 +153,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
         validate_device(t.device)
         if t.precision == "fp16":  # before the run folder is created; step_options checks again
             from flexae.devices import resolve_device
+            from flexae.training.precision import step_options  # here: loading a run needs no training code
             step_options(t, resolve_device(t.device))
     elif not isinstance(t.device, str) or not DEVICE_PATTERN.fullmatch(t.device):
         raise UserError(f"unknown device {t.device!r}; use auto, cpu, cuda, cuda:N or mps")

@@ -7,20 +7,13 @@ from FlexAE only in how the latent space is regularised and sampled. One update 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from flexae import losses
-from flexae.baselines import losses as bl
-from flexae.baselines.common import data_size, decoder_weights
 from flexae.nets.factory import encoder_decoder
-from flexae.config import BaselineConfig, ModelConfig, OptimConfig
+from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
-from flexae.errors import UserError
 from flexae.priors import ExPostSampler, StandardNormalPrior
-from flexae.training.precision import StepOptions
-from flexae.training.steps import BatchSource, Trainer, update, make_adam
 
 
 class ScaledNormalPrior(StandardNormalPrior):
@@ -58,22 +51,6 @@ class GaussianMixtureSampler(ExPostSampler):
         # Cholesky in float64 on the CPU: exact enough for near-singular code covariances.
         chol = torch.linalg.cholesky(self.covariances.double().cpu()).to(device, self.means.dtype)
         return self.means[k] + (chol[k] @ eps).squeeze(-1)
-
-
-def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: BaselineConfig, generator: torch.Generator,
-            seed: int, progress: bool) -> dict[str, float]:
-    """Fit the GMM to codes (N, m) with scikit-learn's EM (full covariances); store it as tensors."""
-    from sklearn.mixture import GaussianMixture
-
-    components, dim = sampler.means.shape
-    if codes.shape[0] < components:
-        raise UserError(f"cannot fit a {components}-component GMM to {codes.shape[0]} codes")
-    data = codes.double().cpu().numpy()
-    gmm = GaussianMixture(n_components=components, covariance_type="full", max_iter=500,
-                          random_state=seed).fit(data)
-    sampler.set_parameters(*(torch.as_tensor(np.asarray(a), dtype=torch.float32)
-                             for a in (gmm.weights_, gmm.means_, gmm.covariances_)))
-    return {"gmm_avg_log_likelihood": float(gmm.score(data)), "gmm_converged": float(gmm.converged_)}
 
 
 class WAEMMD(AutoEncoder):
@@ -120,54 +97,6 @@ class ExPostGMMAE(AutoEncoder):
     def sampler_targets(self, x: Tensor) -> Tensor:
         """What the ex-post GMM is fitted on: the codes (B, m)."""
         return self.encode(x)
-
-
-class WAEMMDTrainer(Trainer):
-    """One update of E, D per iteration on L_AE + lambda * MMD(codes, prior samples)."""
-
-    def __init__(self, model: WAEMMD, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
-        self.set_step_options(model, batches, options)
-        self.model, self.hp = model, model.baseline_config
-        self.scaler = self.grad_scaler()
-        self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
-
-    def step(self) -> dict[str, Tensor]:
-        with self.full_precision():
-            x = self.batches()
-            z = self.ae_pass(self.model.encode, x)
-            rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z), x)
-            mmd = bl.mmd_imq(z, self.model.sample_latent(x.shape[0]), self.model.prior.std ** 2)
-            update(self.optimizers["ae"], rec + self.hp.mmd_weight * mmd, self.scaler)
-        return {"loss_ae": rec.detach(), "mmd": mmd.detach()}
-
-
-class RAETrainer(Trainer):
-    """One update of E, D per iteration on the (R)AE loss; ae-gmm has beta = lambda = 0."""
-
-    def __init__(self, model: ExPostGMMAE, cfg: OptimConfig, batches: BatchSource,
-                 options: StepOptions | None = None):
-        self.set_step_options(model, batches, options)
-        self.model, self.scaler, hp = model, self.grad_scaler(), model.baseline_config
-        regularised = model.name == "rae-gmm"
-        self.code_weight = hp.rae_code_weight if regularised else 0.0
-        self.decay = hp.rae_decoder_decay if regularised else 0.0
-        self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
-
-    def step(self) -> dict[str, Tensor]:
-        with self.full_precision():
-            x = self.batches()
-            z = self.ae_pass(self.model.encode, x)
-            rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z), x)
-            logs = {"loss_ae": rec.detach()}
-            loss = rec
-            if self.code_weight or self.decay:
-                d = data_size(tuple(x.shape[1:]))
-                code = bl.code_l2_penalty(z)
-                decay = bl.squared_weight_sum(decoder_weights(self.model.decoder))
-                loss = rec + d * (self.code_weight * code + self.decay * decay)
-                logs |= {"code_l2": code.detach(), "decoder_l2": decay.detach()}
-            update(self.optimizers["ae"], loss, self.scaler)
-        return logs
 
 
 def build_wae_mmd(cfg: ModelConfig, data_shape: tuple[int, ...]) -> WAEMMD:
