@@ -216,3 +216,55 @@ def test_configs_of_older_runs_spell_the_authors_variants_code():
     old["model"]["decoder_variant"], old["optim"]["feed"] = "code", "code"
     cfg = config_from_dict(old, "old run")
     assert (cfg.model.decoder_variant, cfg.optim.feed) == ("authors", "authors")
+
+
+def _flexae(*args: str, cwd) -> "subprocess.CompletedProcess[str]":
+    import os
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(tests)])}
+    return subprocess.run([sys.executable, "-m", "flexae", *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_a_model_of_your_own_with_its_own_settings_trains_resumes_and_samples_from_the_cli(tmp_path):
+    """One module outside flexae (tests/tests_pkg/my_model.py), no edit to flexae: --model
+    module:Name, its own typed setting by --set, then resume and sample in fresh processes."""
+    import json
+
+    run = tmp_path / "mine"
+    out = _flexae("train", "--model", "tests_pkg.my_model:MyModel", "--dataset", "synthetic-2d", "--latent-dim",
+                  "2", "--steps", "3", "--batch-size", "16", "--set", "model.options.width=16", "--set",
+                  "train.eval_samples=50", "--quiet", "--out", str(run), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["name"] == "tests_pkg.my_model:MyModel"
+    assert saved["model"]["options"] == {"width": 16, "code_weight": 0.0}
+    out = _flexae("train", "--resume", str(run), "--steps", "5", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from flexae import load_run; model, cfg = load_run(sys.argv[1]); "
+            "assert model.encoder[0].out_features == cfg.model.options.width == 16; "
+            "print(tuple(model.generate(4).shape))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).resolve().parent)])}
+    out = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(4, 128)"
+
+
+def test_a_setting_the_model_does_not_have_is_one_line(tmp_path):
+    out = _flexae("train", "--model", "tests_pkg.my_model:MyModel", "--dataset", "synthetic-2d", "--steps", "1",
+                  "--set", "model.options.depth=3", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 2
+    assert "has no setting model.options.depth; its settings: code_weight, width" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = _flexae("train", "--model", "flexae", "--dataset", "synthetic-2d", "--steps", "1",
+                  "--set", "model.options.width=3", "--out", str(tmp_path / "r2"), cwd=tmp_path)
+    assert out.returncode == 2 and "has no settings of its own" in out.stderr
+    out = _flexae("train", "--model", "tests_pkg.nowhere:Model", "--dataset", "synthetic-2d", "--steps", "1",
+                  "--out", str(tmp_path / "r3"), cwd=tmp_path)
+    assert out.returncode == 2 and "cannot import 'tests_pkg.nowhere'" in out.stderr

@@ -51,7 +51,8 @@ class BaselineConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "flexae"              # Model: a name of flexae.registry (model_names()).
+    name: str = "flexae"              # Model: a name of flexae.registry (model_names()), or "module:Name" of
+                                      # a model defined outside flexae (a ModelSpec, or a class whose `spec` is one).
     latent_dim: int = 50              # m, the dimension of the code z = E(x).
     noise_dim: int | None = None      # m', input noise of the prior generator G_psi; None means m' = m.
     gmm_layout: str = "circle"        # wae-gmm prior: "circle" (the three values below) or "supplement"
@@ -67,6 +68,8 @@ class ModelConfig:
                                       # out_features); None: the paper's (Tables 6-7). A class is accepted too.
     decoder: str | None = None        # Your own decoder class, "module:Class", built as Class(data_shape,
                                       # latent_dim), outputs in the data's range; None: the paper's.
+    options: Any = field(default_factory=dict)  # The model's own settings: an instance of its registry entry's
+                                      # `ModelSpec.options` dataclass (a dict in JSON; flexae.registry.model_options).
 
     def __post_init__(self) -> None:
         if isinstance(self.baseline, dict):  # read back from JSON or a checkpoint

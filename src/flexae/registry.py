@@ -13,6 +13,7 @@ training data (flexae.baselines.common.fit_expost_sampler does the encoding).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -42,6 +43,7 @@ class ModelSpec:
     trainer: TrainerFactory | str                                 # (model, optim, batches, options)
     fit_sampler: ExPostFit | str | None = None                    # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
+    options: type | None = None                                   # dataclass of the model's own settings
 
 
 def resolve(reference: Any) -> Any:
@@ -90,15 +92,66 @@ PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
 
 
+def is_reference(name: str) -> bool:
+    """Whether a model name is a "module:Name" reference to a model defined outside flexae."""
+    return ":" in name
+
+
+def _external_spec(name: str) -> ModelSpec:
+    """The ModelSpec a "module:Name" reference names (a ModelSpec, or a class whose `spec` is one),
+    registered under that name so that the run's config.json rebuilds it in a fresh process."""
+    module, _, attr = name.partition(":")
+    if not module or not attr:
+        raise UserError(f"model {name!r}: a model of your own is named as module:Name")
+    try:
+        found = resolve(name)
+    except ImportError as exc:
+        raise UserError(f"model {name!r}: cannot import {module!r} ({exc})") from None
+    except AttributeError:
+        raise UserError(f"model {name!r}: module {module!r} has no {attr!r}") from None
+    entry = getattr(found, "spec", found)
+    if not isinstance(entry, ModelSpec):
+        raise UserError(f"model {name!r} names a {type(found).__name__}; it must name a flexae.registry.ModelSpec "
+                        f"or a class whose `spec` attribute is one")
+    register(name, entry)
+    return entry
+
+
 def model_names() -> tuple[str, ...]:
     """Every registered model, in registration order (the paper's, the baselines, then any added)."""
     return tuple(MODELS)
 
 
 def spec(name: str) -> ModelSpec:
+    """The registry entry of model `name`; a "module:Name" reference is imported and registered."""
     if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+        if isinstance(name, str) and is_reference(name):
+            return _external_spec(name)
+        raise UserError(f"unknown model {name!r}; choose from {', '.join(MODELS)} (or module:Name of your own)")
     return MODELS[name]
+
+
+def model_options(cfg: ModelConfig) -> Any:
+    """`cfg.options` as an instance of the model's own options dataclass (from a dict of JSON, or
+    as given); one-line UserErrors for settings the model does not have."""
+    options_type = spec(cfg.name).options
+    given = cfg.options
+    if options_type is None:
+        if given not in ({}, None):
+            raise UserError(f"model {cfg.name!r} has no settings of its own (model.options), got {given!r:.80}")
+        return None
+    if isinstance(given, options_type):
+        return given
+    if dataclasses.is_dataclass(given):
+        given = dataclasses.asdict(given)
+    if not isinstance(given, dict):
+        raise UserError(f"model.options of {cfg.name!r} must be a section of settings, got {given!r:.60}")
+    known = {f.name for f in dataclasses.fields(options_type)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UserError(f"model {cfg.name!r} has no setting model.options.{unknown[0]}; its settings: "
+                        f"{', '.join(sorted(known)) or 'none'}")
+    return options_type(**given)
 
 
 POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
@@ -140,9 +193,11 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)
+    cfg.options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
     model = entry.build(cfg, data_shape)
     model.model_name = cfg.name
     model.baseline_config = cfg.baseline
+    model.options = cfg.options  # the model's own settings, for its trainer
     model.data_shape = tuple(data_shape)  # the shape of one data point: (C, H, W) for images
     return model
 

@@ -21,7 +21,7 @@ from flexae.config import CUDA_GRAPHS, PRECISIONS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
-from flexae.registry import model_names, spec
+from flexae.registry import model_options, spec
 
 CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")
@@ -139,7 +139,12 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
         raise UserError(f"expected a RunConfig, got {type(cfg).__name__}")
     _check_types(cfg, "")
     m, o, t = cfg.model, cfg.optim, cfg.train
-    _choice("model", m.name, model_names())
+    if not isinstance(m.name, str):
+        raise UserError(f"model.name must be a string, got {m.name!r:.60}")
+    spec(m.name)  # a registered name, or module:Name of a model of your own; one line otherwise
+    options = model_options(m)
+    if options is not None:
+        _check_types(options, "model.options.")
     if not is_known_dataset(t.dataset):
         _choice("data set", t.dataset, DATASETS + ("folder:PATH", "npz:PATH", "npy:PATH"))
     _validate_image_options(t)
@@ -266,6 +271,10 @@ def apply_override(cfg: RunConfig, item: str) -> None:
     key = key.strip()
     target: Any = cfg
     parts = key.split(".")
+    if parts[:2] == ["model", "options"]:
+        cfg.model.options = model_options(cfg.model)  # typed, so the value is read with its field's type
+        if cfg.model.options is None:
+            raise UserError(f"unknown config key {key!r}: model {cfg.model.name!r} has no settings of its own")
     for i, part in enumerate(parts):
         fields = _hints(type(target)) if dataclasses.is_dataclass(target) else {}
         if part not in fields:
