@@ -268,3 +268,34 @@ def test_a_setting_the_model_does_not_have_is_one_line(tmp_path):
     out = _flexae("train", "--model", "tests_pkg.nowhere:Model", "--dataset", "synthetic-2d", "--steps", "1",
                   "--out", str(tmp_path / "r3"), cwd=tmp_path)
     assert out.returncode == 2 and "cannot import 'tests_pkg.nowhere'" in out.stderr
+
+
+def _source_lines():
+    for path in sorted((SRC / PACKAGE).rglob("*.py")):
+        rel = path.relative_to(SRC / PACKAGE).as_posix()
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            yield rel, number, code
+
+
+def test_every_write_goes_through_flexae_files():
+    """docs/architecture.md: `flexae.files` is the one writer (atomic writes), so no module writes
+    a file in place; the run-folder lock (runs/folder.py) is the one file opened for writing."""
+    import re
+
+    direct = re.compile(r"\.write_text\(|\.write_bytes\(|\.savefig\(\s*(path|out|[a-z_]*dir)|open\([^)]*[\"'][wa]b?[\"']")
+    found = [f"{rel}:{n}: {code.strip()}" for rel, n, code in _source_lines()
+             if rel != "files.py" and direct.search(code)]
+    assert found == []
+
+
+def test_run_folder_file_names_are_spelled_only_in_runs_layout():
+    import re
+
+    from flexae.runs import layout
+
+    names = [v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str)]
+    literal = re.compile("|".join(rf"[\"']{re.escape(name)}[\"']" for name in names))
+    found = [f"{rel}:{n}: {code.strip()}" for rel, n, code in _source_lines()
+             if rel != "runs/layout.py" and literal.search(code)]
+    assert found == []

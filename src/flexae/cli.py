@@ -250,10 +250,11 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
     from flexae.app.fit_sampler import fit_run
+    from flexae.runs import layout
     stats = fit_run(run_dir, steps=steps, fit_points=fit_points, data_dir=data_dir, device=device,
                     progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
-    click.echo(f"sampler written to {run_dir / 'sampler.pt'}")
+    click.echo(f"sampler written to {run_dir / layout.SAMPLER_NAME}")
 
 
 @cli.command("fit-prior")
@@ -272,10 +273,11 @@ def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, d
     """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (WAE,
     AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
     from flexae.app.fit_prior import fit_prior_run
+    from flexae.runs import layout
     stats = fit_prior_run(run_dir, steps=steps, batch_size=batch_size, fit_points=fit_points, noise_dim=noise_dim,
                           data_dir=data_dir, device=device, seed=seed, progress=not quiet)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
-    click.echo(f"prior written to {Path(run_dir) / 'prior.pt'}")
+    click.echo(f"prior written to {Path(run_dir) / layout.PRIOR_NAME}")
 
 
 # --- using a trained model (flexae.inference) -------------------------------------------------------

@@ -61,6 +61,8 @@ class ModelConfig:
     gmm_radius: float = 4.0           # wae-gmm circle: component means on a circle of this radius (first two axes).
     gmm_std: float = 1.0              # wae-gmm circle: isotropic standard deviation of each component.
     decoder_variant: str = "paper"    # Image decoder: "paper" (last conv k4, ELU) or "authors" (k3, ReLU).
+    init: str = "glorot-uniform"      # Image networks: "glorot-uniform" (every network) or "authors" (the authors'
+                                      # TF init: truncated-normal fan-avg for D, G_psi, C_kappa; docs/algorithm.md).
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
     baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.

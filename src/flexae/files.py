@@ -67,6 +67,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Write a matplotlib figure atomically, in the format its suffix names (.png, .pdf, .svg)."""
+    path = Path(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=dpi))
+    return path
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSONL file; a torn last line (a crash while appending) is skipped."""
     try:

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from flexae.files import save_figure
 
 LABELS = {"flexae": "FlexAE", "wae": "WAE-N(0,I)", "wae-gmm": "WAE-GMM (circle)", "vae": "VAE",
           "flexae-sr": "FlexAE-SR", "wae-gmm-supplement": "WAE-GMM (true mixture)"}
@@ -32,7 +33,7 @@ def plot_latent_distance(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
     ax.set_title("Latent Wasserstein distance, synthetic-5d, m = 50")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -58,7 +59,7 @@ def plot_convergence(curves: dict[str, list[dict[str, list[float]]]], path: Path
     axes[0].legend(fontsize=8)
     fig.suptitle(f"synthetic-2d, m = 2: mean over {seeds} seed(s), band = min..max", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -114,5 +115,5 @@ def plot_latent_scatter(true_latents: np.ndarray, true_labels: np.ndarray,
     fig.suptitle("Latent spaces on synthetic-2d (m = 2): codes of 3000 test points coloured by true "
                  "component, prior samples in black", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

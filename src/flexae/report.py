@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from flexae.errors import UserError  # noqa: E402
-from flexae.files import atomic_write, atomic_write_text  # noqa: E402
+from flexae.files import atomic_write, atomic_write_text, save_figure  # noqa: E402
 from flexae.runs.layout import CONFIG_NAME, EVAL_JSON, GRIDS_DIR, LOG_NAME, METRICS_NAME  # noqa: E402
 from flexae.runs.log import read_log  # noqa: E402
 
@@ -119,7 +119,7 @@ def curves_png(runs: list[RunRecords], attribute: str, path: Path) -> Path | Non
     if len(runs) > 1:
         axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -196,7 +196,7 @@ def render_html(runs: list[RunRecords], figures: dict[str, Path]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}img{max-width:100%}"
-             ".grids{display:flex;gap:2em;flex-wrap:wrap}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>",
+             ".grid-images{display:flex;gap:2em;flex-wrap:wrap}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>",
              "</head><body>", f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2><table>",
              "<tr><th></th>" + "".join(f"<th>{html.escape(r.name)}</th>" for r in runs) + "</tr>"]
     for label, values in _summary_rows(runs):
@@ -208,7 +208,7 @@ def render_html(runs: list[RunRecords], figures: dict[str, Path]) -> str:
             parts.append(f"<h2>{heading}</h2><img alt='{key}' src='{_data_uri(figures[key])}'>")
     for run in runs:
         if run.grids:
-            parts.append(f"<h2>Latest grids: {html.escape(run.name)}</h2><div class='grids'>")
+            parts.append(f"<h2>Latest grids: {html.escape(run.name)}</h2><div class='grid-images'>")
             for name, path in run.grids.items():
                 parts.append(f"<figure><img alt='{name}' src='{_data_uri(path)}'>"
                              f"<figcaption>{html.escape(path.name)}</figcaption></figure>")

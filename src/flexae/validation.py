@@ -27,6 +27,7 @@ CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")
 DECODER_VARIANTS = ("paper", "authors")
 GMM_LAYOUTS = ("circle", "supplement")
+INITS = ("glorot-uniform", "authors")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 MAX_DIM = 65_536            # latent and noise sizes; beyond this an allocation fails, not a check
 MAX_BATCH = 1_000_000
@@ -153,6 +154,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("cuda_graphs", t.cuda_graphs, CUDA_GRAPHS)
     _choice("feed", o.feed, FEEDS)
     _choice("decoder variant", m.decoder_variant, DECODER_VARIANTS)
+    _choice("init", m.init, INITS)
     _choice("gmm layout", m.gmm_layout, GMM_LAYOUTS)
     if check_device:
         validate_device(t.device)

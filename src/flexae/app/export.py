@@ -29,7 +29,6 @@ from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.data import run_data_shape
 from flexae.priors import LearnedPrior
-from flexae.runs import prior_file
 from flexae.app.build import attach_learned_prior, build_for_config, read_model
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.checkpoint import check_versions, nonfinite_tensors

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from flexae.config import OptimConfig
 from flexae.data import as_float, load_for_config, run_data_shape

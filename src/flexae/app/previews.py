@@ -22,6 +22,7 @@ from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.grids import make_grid, to_uint8, write_images
 from flexae.models import AutoEncoder
+from flexae.runs.layout import GRIDS_DIR
 
 PREVIEW_SEED_OFFSET = 1_000_000  # keeps the preview seeds apart from the run's own seed
 GRID_SIDE = 8                    # 8x8 grids
@@ -31,7 +32,7 @@ class Previews:
     """Fixed-input sample and reconstruction grids of one image run."""
 
     def __init__(self, out: Path, test_images: Tensor, seed: int):
-        self.folder = Path(out) / "grids"
+        self.folder = Path(out) / GRIDS_DIR
         self.test = test_images[: GRID_SIDE * GRID_SIDE // 2].cpu()  # (32, C, H, W) uint8
         self.seed = seed + PREVIEW_SEED_OFFSET
 

@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -28,7 +28,8 @@ from flexae.registry import build_model, make_trainer
 from flexae.runs.checkpoint import (CheckpointWriter, NonFiniteStateError, check_finite_state, load_checkpoint,
                                     rng_state, set_rng_state, versions)
 from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
-from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME
+from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME, TENSORBOARD_DIR
+from flexae.runs import status
 from flexae.runs.log import RunLog, rewind_log
 from flexae.app.fit_sampler import ensure_fitted
 from flexae.training import distributed
@@ -164,7 +165,7 @@ def _write_config(run: Run) -> None:
 
 
 def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
-          progress: bool = True, on_eval: Callable[[int, dict], None] | None = None, data: Any = None) -> Path:
+          progress: bool = True, data: Any = None) -> Path:
     """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one.
     `data`: images given in Python instead of `cfg.train.dataset` (uint8 numpy N x H x W [x C],
     torch (N, C, H, W), or {"train": ..., "test": ...}; see flexae.data.load_for_config)."""
@@ -182,7 +183,7 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
         # Only now, with the data loaded and the model built, is an old run replaced.
         distributed.on_main(_replace_run_dir, out, overwrite)
         _write_config(run)
-        _loop(run, progress and distributed.is_main(), on_eval)
+        _loop(run, progress and distributed.is_main())
     return out
 
 
@@ -192,6 +193,17 @@ def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = 
     out = Path(out)
     with _writer_lock(out):
         return _resume(out, steps, data_dir, progress, device, tensorboard)
+
+
+def ensure_run(cfg: RunConfig, run_dir: str | Path, *, data_dir: str | None = None, progress: bool = True) -> Path:
+    """Reuse the run in `run_dir` if it finished with `cfg`, resume it if it can get there, else
+    train it anew (replacing what the folder held): the one "train, resume or reuse" of every sweep."""
+    run_dir = Path(run_dir)
+    if status.finished(run_dir, cfg):
+        return run_dir
+    if status.resumable(run_dir, cfg):
+        return resume(run_dir, cfg.train.steps, data_dir=data_dir, progress=progress, device=cfg.train.device)
+    return train(cfg, run_dir, overwrite=True, data_dir=data_dir, progress=progress)
 
 
 def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, device: str | None,
@@ -220,7 +232,7 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
                         f"({first_line(exc)})") from None
     rewind_log(run.log.path, run.step)  # the iterations after the checkpoint are run (and logged) again
     _write_config(run)
-    _loop(run, progress and distributed.is_main(), None)
+    _loop(run, progress and distributed.is_main())
     return out
 
 
@@ -241,14 +253,14 @@ def _fit_expost_sampler(run: Run, progress: bool) -> None:
         run.previews.write(run.model, run.step, run.log.tensorboard)
 
 
-def _loop(run: Run, progress: bool, on_eval: Callable[[int, dict], None] | None) -> Path:
+def _loop(run: Run, progress: bool) -> Path:
     # SIGINT/SIGTERM finish the iteration, save and raise TrainingStopped; divergence is logged.
     tc = run.cfg.train
     bar = tqdm(total=tc.steps, initial=run.step, desc=f"{run.cfg.model.name} {tc.dataset}",
                disable=not progress, dynamic_ncols=True)
     with GracefulStop() as stop, bar:  # the bar is closed before any message is printed
         try:
-            return _iterate(run, bar, on_eval, stop)
+            return _iterate(run, bar, stop)
         except TrainingDiverged as exc:
             run.log.write({"step": exc.step, "event": "diverged", "message": str(exc)})
             raise
@@ -288,13 +300,13 @@ def _stop(run: Run, monitor: DivergenceMonitor, stop: GracefulStop) -> None:
     raise TrainingStopped(run.out, run.step, run.cfg.train.steps, stop.signal_name or "signal")
 
 
-def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, stop: GracefulStop) -> Path:
+def _iterate(run: Run, bar: tqdm, stop: GracefulStop) -> Path:
     tc = run.cfg.train
     run.started = time.time()  # `elapsed` counts this process's training from here
     if run.step == 0 and not run.data.is_image:
         run.log.write({"step": 0, "kind": "metrics", **run.evaluate()})
     if tc.tensorboard:
-        run.log.tensorboard = TensorBoard(run.out / "tensorboard", start_step=run.step)
+        run.log.tensorboard = TensorBoard(run.out / TENSORBOARD_DIR, start_step=run.step)
     run.model.train()
     final: dict[str, float] = {}
     monitor = DivergenceMonitor(run.model, run.device, run.out, run.trainer.optimizers)
@@ -315,8 +327,6 @@ def _iterate(run: Run, bar: tqdm, on_eval: Callable[[int, dict], None] | None, s
             if metrics:
                 run.log.write({"step": run.step, "kind": "metrics", **metrics})
                 run.keep_if_best(metrics)
-                if on_eval is not None:
-                    on_eval(run.step, metrics)
         if run.previews is not None and tc.grid_every > 0 and (
                 run.step % tc.grid_every == 0 or run.step == tc.steps):
             run.previews.write(run.model, run.step, run.log.tensorboard)  # eval mode, fp32

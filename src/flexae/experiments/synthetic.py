@@ -17,11 +17,12 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
+from flexae.files import atomic_write_text
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
 from flexae.app.load import load_run
-from flexae.runs.layout import CHECKPOINT_NAME
 from flexae.runs.log import read_log
-from flexae.app.train import resume, train
+from flexae.app import train
+from flexae.runs.layout import METRICS_NAME
 
 FIG2_MODELS = ("wae", "flexae")
 # Fig 3 rows: a row name -> (registered model, ModelConfig overrides). The WAE-GMM priors are fixed
@@ -66,34 +67,16 @@ def _run_config(exp: SyntheticExperiment, row: str, seed: int, steps: int, devic
                                        checkpoint_every=max(1, steps // 4)))
 
 
-def _finished(run_dir: Path, cfg: RunConfig) -> bool:
-    """A run counts as finished if its metrics exist for the same config (versions aside)."""
-    config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
-    if not (config_path.is_file() and metrics_path.is_file()):
-        return False
-    saved = json.loads(config_path.read_text())
-    return all(saved.get(k) == v for k, v in cfg.to_dict().items())
-
-
 def ensure_run(exp: SyntheticExperiment, row: str, seed: int, steps: int, out: Path,
                device: str, progress: bool) -> Path:
     """Train (or resume, or reuse) one run of an experiment (`row`: a model name or a key of
     FIG3_VARIANTS); returns its folder RUNS/ROW-seedSEED."""
-    run_dir = out / "runs" / f"{row}-seed{seed}"
-    cfg = _run_config(exp, row, seed, steps, device)
-    if _finished(run_dir, cfg):
-        return run_dir
-    if (run_dir / CHECKPOINT_NAME).is_file() and (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text())
-        same = {k: v for k, v in saved.items() if k in ("model", "optim")} == {
-            k: v for k, v in cfg.to_dict().items() if k in ("model", "optim")}
-        if same and saved["train"]["steps"] <= steps:
-            return resume(run_dir, steps, progress=progress, device=device)
-    return train(cfg, run_dir, overwrite=True, progress=progress)
+    return train.ensure_run(_run_config(exp, row, seed, steps, device), out / "runs" / f"{row}-seed{seed}",
+                            progress=progress)
 
 
 def _record(model: str, seed: int, run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / METRICS_NAME).read_text())
     return {"model": model, "seed": seed, "fd": metrics["fd"], "w_latent": metrics["w_latent"]}
 
 
@@ -114,9 +97,9 @@ def _check_args(seeds: int, steps: int) -> None:
 
 
 def _write_results(out: Path, records: list[dict], models: tuple[str, ...]) -> str:
-    (out / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+    atomic_write_text(out / "results.json", json.dumps(records, indent=2) + "\n")
     table = _summary(records, models)
-    (out / "results.md").write_text(table)
+    atomic_write_text(out / "results.md", table)
     return table
 
 
@@ -214,7 +197,7 @@ def reproduce_fig3(out: str | Path, seeds: int = FIG3_SEEDS, steps: int = FIG3_S
             run_dir = ensure_run(FIG3, row, seed, steps, out, device, progress)
             records.append(_record(row, seed, run_dir))
             curves[row].append(_curve(run_dir))
-    (out / "curves.json").write_text(json.dumps(curves) + "\n")
+    atomic_write_text(out / "curves.json", json.dumps(curves) + "\n")
     plot_convergence(curves, out / "fig3_convergence.png")
     data = load_dataset(FIG3.dataset)
     n = 3000  # points per scatter panel
@@ -224,5 +207,5 @@ def reproduce_fig3(out: str | Path, seeds: int = FIG3_SEEDS, steps: int = FIG3_S
     plot_latent_scatter(data.extras["test_latents"][:n], labels, panels, out / "fig3.png")
     table = _write_results(out, records, models)
     notes = _per_seed(records, models) + _orderings(records, curves, models)
-    (out / "results.md").write_text(table + notes)
+    atomic_write_text(out / "results.md", table + notes)
     return table + notes

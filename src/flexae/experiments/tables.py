@@ -30,9 +30,10 @@ import torch
 
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
+from flexae.files import atomic_write_text
 from flexae.data import default_latent_dim, load_for_config
 from flexae.data.user import is_user_data, resolved_name
-from flexae.runs.layout import CHECKPOINT_NAME
+from flexae.runs.layout import METRICS_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vq-vae", "wae", "wae-mmd", "2s-vae", "ae-gmm", "rae-gmm",
@@ -150,12 +151,6 @@ def data_config(settings: TableSettings) -> TrainConfig:
     return run_config(TABLE4_MODEL, settings, latent_dim=1).train
 
 
-def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
-    wanted = cfg.to_dict()
-    saved = {**saved, "train": {**saved.get("train", {}), "image_shape": None}}  # recorded at training
-    return all(saved.get(k) == wanted[k] for k in sections)
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object written earlier into the output folder, or {} if it is missing or damaged
     (then the run or evaluation it describes is simply done again)."""
@@ -170,18 +165,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def ensure_run(cfg: RunConfig, run_dir: Path, settings: TableSettings) -> Path:
-    """Train one run, or resume it (same model/optim config, fewer steps so far), or reuse it
-    (finished with the same config); returns its folder."""
-    from flexae.app.train import resume, train
+    """Train one run, or resume it, or reuse it (flexae.app.train.ensure_run); returns its folder."""
+    from flexae.app.train import ensure_run as train_resume_or_reuse
 
-    saved = _read_json(run_dir / "config.json")
-    if (run_dir / "metrics.json").is_file() and _same(saved, cfg, ("model", "optim", "train")):
-        return run_dir
-    if (run_dir / CHECKPOINT_NAME).is_file() and _same(saved, cfg, ("model", "optim")) \
-            and saved.get("train", {}).get("steps", math.inf) <= cfg.train.steps:
-        return resume(run_dir, cfg.train.steps, data_dir=settings.data_dir, progress=settings.progress,
-                      device=cfg.train.device)
-    return train(cfg, run_dir, overwrite=True, data_dir=settings.data_dir, progress=settings.progress)
+    return train_resume_or_reuse(cfg, run_dir, data_dir=settings.data_dir, progress=settings.progress)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,7 +206,7 @@ class Evaluator:
         from flexae.app.load import load_run
 
         s = self.settings
-        step = json.loads((run_dir / "metrics.json").read_text())["step"]
+        step = json.loads((run_dir / METRICS_NAME).read_text())["step"]
         key = {"run": str(run_dir.name), "step": step, "n": s.eval_n, "metrics": list(self.metrics), "seed": s.seed}
         cache, grid = s.out / "eval" / f"{run_dir.name}.json", s.out / "samples" / f"{run_dir.name}.png"
         stored = _read_json(cache)
@@ -237,7 +224,7 @@ class Evaluator:
                                      extractor=self.extractor(), device=_eval_device(s.device), seed=s.seed)
         results["seconds"] = round(time.time() - started, 1)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"key": key, "results": results}) + "\n")
+        atomic_write_text(cache, json.dumps({"key": key, "results": results}) + "\n")
         return results
 
 
@@ -321,8 +308,8 @@ def _row(model: str, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write(out: Path, stem: str, markdown: str, payload: dict[str, Any]) -> str:
-    (out / f"{stem}.md").write_text(markdown)
-    (out / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.md", markdown)
+    atomic_write_text(out / f"{stem}.json", json.dumps(payload, indent=2) + "\n")
     return markdown
 
 

@@ -65,7 +65,7 @@ def _paper_networks(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: 
         return {name: glorot_init_(net) for name, net in built.items()}  # the authors' Glorot init
     from flexae.nets.image import image_networks
     return image_networks(data_shape, m, noise_dim, variant=cfg.decoder_variant, bn_momentum=cfg.bn_momentum,
-                          bn_eps=cfg.bn_eps, encoder_out_features=encoder_out)
+                          bn_eps=cfg.bn_eps, init=cfg.init, encoder_out_features=encoder_out)
 
 
 def encoder_decoder(data_shape: tuple[int, ...], cfg: ModelConfig, encoder_out: int,

@@ -27,6 +27,7 @@ import torch
 from flexae.errors import UserError
 from flexae.version import __version__
 from flexae.files import atomic_write, first_line
+from flexae.runs.layout import CONFIG_NAME
 
 REQUIRED_KEYS = ("config", "step", "model", "optimizers", "rng", "versions")
 
@@ -219,7 +220,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         hint = ""
-        if (path.parent / "config.json").is_file():
+        if (path.parent / CONFIG_NAME).is_file():
             hint = (": the run stopped before its first checkpoint (train.checkpoint_every); start it "
                     "again with --overwrite")
         raise UserError(f"no checkpoint at {path}{hint}")

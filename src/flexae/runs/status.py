@@ -1,0 +1,49 @@
+"""Where a run folder stands for a given config: finished with it, resumable towards it, or
+neither (then it is trained anew). The experiments' sweeps ask this before every run, so a sweep
+run again trains only what is missing (flexae.app.train.ensure_run)."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from flexae.config import RunConfig
+from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
+
+
+def saved_config(run_dir: Path) -> dict[str, Any]:
+    """RUN_DIR/config.json as a dict, or {} if it is missing or damaged (a warning says which):
+    a damaged folder is then simply trained again."""
+    path = Path(run_dir) / CONFIG_NAME
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:  # garbled, truncated, a folder in its place
+        warnings.warn(f"{path} is unreadable ({exc}); training that run again")
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
+    wanted = cfg.to_dict()
+    train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
+    saved = {**saved, "train": {**train, "image_shape": wanted["train"]["image_shape"]}}  # recorded at training
+    return all(saved.get(k) == wanted[k] for k in sections)
+
+
+def finished(run_dir: Path, cfg: RunConfig) -> bool:
+    """The folder holds a finished run of exactly `cfg` (versions aside): its final metrics exist."""
+    return (Path(run_dir) / METRICS_NAME).is_file() and _same(saved_config(run_dir), cfg, ("model", "optim", "train"))
+
+
+def resumable(run_dir: Path, cfg: RunConfig) -> bool:
+    """The folder holds a checkpoint of the same model and optimisation, trained for at most
+    `cfg.train.steps` so far: resuming it to that many steps gives the run `cfg` describes."""
+    saved = saved_config(run_dir)
+    steps = saved.get("train", {}).get("steps", math.inf) if isinstance(saved.get("train"), dict) else math.inf
+    return (Path(run_dir) / CHECKPOINT_NAME).is_file() and _same(saved, cfg, ("model", "optim")) \
+        and isinstance(steps, int) and steps <= cfg.train.steps
