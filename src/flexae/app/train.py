@@ -8,6 +8,7 @@ and memory format are the trainer's own (flexae.training.precision), never an au
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flexae.config import RunConfig
-from flexae.data import Dataset, RandomBatches, load_for_config, name_given_data
+from flexae.data import Dataset, RandomBatches, given_data_name, load_for_config, resolve_data
 from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.files import atomic_write_text, first_line
@@ -169,14 +170,15 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
     """Train a fresh run into folder `out`; returns the folder. See `resume` to continue one.
     `data`: images given in Python instead of `cfg.train.dataset` (uint8 numpy N x H x W [x C],
     torch (N, C, H, W), or {"train": ..., "test": ...}; see flexae.data.load_for_config)."""
+    cfg = copy.deepcopy(cfg)  # the run records its own resolved config; the caller's is not edited
     if data is not None:
-        name_given_data(cfg.train)  # "array", unless it names the files the images came from
+        cfg.train.dataset = given_data_name(cfg.train)  # "array", unless it names the files the images came from
     validate_config(cfg)
     out = Path(out)
     distributed.init_from_environment(cfg.train.device)  # under torchrun: join the process group
     distributed.on_main(check_new_run_dir, out, overwrite)  # nothing is touched yet
     device = resolve_device(cfg.train.device)
-    data = load_for_config(cfg.train, data_dir, data)
+    cfg.train, data = resolve_data(cfg.train, data_dir, data)
     run = Run(cfg, distributed.rank_folder(out), device, data)  # only rank 0 writes into `out`
     distributed.on_main(create_run_dir, out)
     with _writer_lock(out):

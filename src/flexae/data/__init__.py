@@ -3,6 +3,8 @@ float conversion, and the random minibatch source used by the trainers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,37 +119,45 @@ def load_dataset(name: str, data_dir: str | Path | None = None, seed: int = 0,
     raise AssertionError("unreachable")
 
 
-def name_given_data(train: TrainConfig) -> None:
-    """Data given in Python: the run's data set is "array" unless the config names the user files
-    (folder:, npz:, npy:) the images came from (then eval and resume can read them again)."""
+def given_data_name(train: TrainConfig) -> str:
+    """The data-set name a run of data given in Python records: "array", unless the config names
+    the user files (folder:, npz:, npy:) the images came from (then eval and resume can read them
+    again)."""
     from flexae.data.user import MEMORY, is_user_data
-    if not is_user_data(train.dataset):
-        train.dataset = MEMORY
+    return train.dataset if is_user_data(train.dataset) else MEMORY
 
 
-def load_for_config(train: TrainConfig, data_dir: str | Path | None = None, data: Any = None) -> Dataset:
-    """The data of a run with config section `train`: loaded by name (from `data_dir`, else the
-    folder recorded at training), or `data` given in Python (a Dataset, or uint8 images, see
-    flexae.data.user.images_from_python). For images of the user's own, the config records their
-    absolute path and image shape (a fresh run), or the loaded images must match the recorded
-    shape (a run loaded again)."""
+def resolve_data(train: TrainConfig, data_dir: str | Path | None = None,
+                 data: Any = None) -> tuple[TrainConfig, Dataset]:
+    """(the run's `train` section as it records its data, the data); `train` itself is not edited.
+
+    The data are loaded by name (from `data_dir`, else the folder recorded at training), or given
+    in Python as `data` (a Dataset, or uint8 images, see flexae.data.user.images_from_python).
+    For images of the user's own, the returned section records their absolute path and image
+    shape (a fresh run), or the loaded images must match the recorded shape (a run loaded again)."""
     from flexae.data.user import images_from_python, is_user_data, resolved_name
     if data is not None and not isinstance(data, Dataset):
-        name_given_data(train)  # no files to reload: sample works later, eval needs the images again
+        # no files to reload: sample works later, eval needs the images again
+        train = dataclasses.replace(train, dataset=given_data_name(train))
         images = images_from_python(data, train.image_size, train.data_seed)
         data = Dataset(train.dataset, *images, {})
     if data is None:
         if is_user_data(train.dataset):
-            train.dataset = resolved_name(train.dataset)
+            train = dataclasses.replace(train, dataset=resolved_name(train.dataset))
         data = load_dataset(train.dataset, data_dir or train.data_dir, train.data_seed, image_size=train.image_size)
     if is_user_data(train.dataset) and data.is_image:
         shape = list(data.shape)
         if train.image_shape is None:
-            train.image_shape = shape
+            train = dataclasses.replace(train, image_shape=shape)
         elif list(train.image_shape) != shape:
             raise UserError(f"the images of {train.dataset} are now {'x'.join(map(str, shape))}, but the run "
                             f"was trained on {'x'.join(map(str, train.image_shape))}")
-    return data
+    return train, data
+
+
+def load_for_config(train: TrainConfig, data_dir: str | Path | None = None) -> Dataset:
+    """The data of a run with config section `train` (see `resolve_data`; `train` is not edited)."""
+    return resolve_data(train, data_dir)[1]
 
 
 def as_float(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
