@@ -20,6 +20,8 @@ from flexae.runs.layout import SAMPLER_NAME
 from flexae.runs.sampler_file import load_into, save
 from flexae.baselines.maskaae_train import MaskAAETrainer, default_schedule, polarising_weight
 from flexae.baselines.variational import IAFStep, made_masks
+from flexae.baselines.wae_gan import lr_factor
+from flexae.baselines.wae_gan_train import WAEGANTrainer
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.registry import BASELINE_NAMES, MODELS, build_model, fit_sampler, make_trainer, model_names, resolve
@@ -97,6 +99,7 @@ def test_unfitted_expost_sampler_is_a_user_error(name):
 
 # Which parts of each model one iteration must move; every other parameter must stay as it was.
 MOVES = {
+    "wae-gan": {"encoder", "decoder", "latent_critic"},    # latent_critic: the adversary on Z
     "wae-mmd": {"encoder", "decoder"},
     "ae-gmm": {"encoder", "decoder"},
     "rae-gmm": {"encoder", "decoder"},
@@ -200,6 +203,143 @@ def test_mask_aae_schedule_follows_the_authors_rule():
     assert trainer.iteration() == 7
     assert trainer.optimizers["ae"].param_groups[0]["lr"] == pytest.approx(0.2 * 2e-4)  # after 5 T steps
     assert trainer.optimizers["mask"].param_groups[0]["lr"] == pytest.approx(0.2 * 5e-4)
+
+
+def _constant_adversary(model, logit: float) -> None:
+    """Make the adversary output `logit` for every code: last layer's weights 0, bias `logit`."""
+    last = [m for m in model.latent_critic.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(logit)
+
+
+def test_wae_gan_js_losses_known_values():
+    """Logits known -> losses known: BCE(l, 1) = log(1 + e^-l), BCE(l, 0) = log(1 + e^l)."""
+    third = math.log(3.0)
+    prior_logits, code_logits = torch.tensor([0.0, third]), torch.tensor([0.0, -third])
+    # prior "real": (log 2 + log 4/3) / 2; codes "fake": (log 2 + log 4/3) / 2; times lambda = 10
+    assert float(bl.js_adversary_loss(prior_logits, code_logits, 10.0)) == pytest.approx(10 * math.log(8 / 3))
+    # the encoder's non-saturating term on codes with logits 0 and -log 3: (log 2 + log 4) / 2
+    assert float(bl.js_encoder_penalty(code_logits)) == pytest.approx(1.5 * math.log(2.0))
+    assert float(bl.js_encoder_penalty(torch.tensor([50.0]))) == pytest.approx(0.0, abs=1e-12)  # fooled
+    # AVB prior trick, as the authors write it: logit - |z|^2 / (2 s^2) - log(2 pi) / 2 - m log(s^2) / 2
+    z = torch.tensor([[1.0, 2.0]])
+    got = bl.prior_log_density_logits(torch.tensor([0.5]), z, prior_var=2.0)
+    assert float(got) == pytest.approx(0.5 - 5 / 4 - 0.5 * math.log(2 * math.pi) - math.log(2.0))
+    assert float(bl.scaled_cost(torch.tensor(300.0), 0.05)) == pytest.approx(15.0)
+
+
+@pytest.mark.parametrize("shape", [(128,), (1, 28, 28)], ids=str)
+def test_wae_gan_step_logs_the_hand_computed_losses(shape):
+    """With an adversary that outputs logit c for every input, one iteration's penalty is
+    log(1 + e^-c) and the adversary's loss lambda * (log(1 + e^-c) + log(1 + e^c)), whatever the codes."""
+    model = build_model(small_config("wae-gan"), shape)
+    model.baseline_config.wae_gan_weight = 7.0
+    _constant_adversary(model, 0.8)
+    logs = _trainer(model, shape, batch=4).step()
+    softplus = lambda t: math.log1p(math.exp(t))
+    assert float(logs["penalty"]) == pytest.approx(softplus(-0.8), rel=1e-6)
+    assert float(logs["loss_adversary"]) == pytest.approx(7.0 * (softplus(-0.8) + softplus(0.8)), rel=1e-6)
+
+
+def test_wae_gan_updates_each_move_their_own_part():
+    model = build_model(small_config("wae-gan"), (128,))
+    trainer = _trainer(model)
+    assert isinstance(trainer, WAEGANTrainer)
+    x = torch.rand(16, 128)
+    for update, parts in ((lambda: trainer.update_autoencoder(x), {"encoder", "decoder"}),
+                          (lambda: trainer.update_adversary(x, model.sample_latent(16)), {"latent_critic"})):
+        before = _snapshot(model)
+        update()
+        assert _moved_parts(model, before) == parts
+
+
+def test_wae_gan_lr_schedule_follows_the_authors_code():
+    # MNIST "manual" over 100 epochs: x1/2 from epoch 30, x1/10 from epoch 50 (never x1/100).
+    assert [lr_factor("manual", i, 100) for i in (0, 29, 30, 49, 50, 99, 500)] == [1, 1, 0.5, 0.5, 0.1, 0.1, 0.1]
+    # CelebA "manual_smooth" over 50 epochs: epoch e runs at 100^(-(e + 1) / 50), down to 1/100.
+    assert lr_factor("smooth", 0, 50) == pytest.approx(100 ** (-1 / 50))
+    assert lr_factor("smooth", 10, 50) == pytest.approx(100 ** (-11 / 50))
+    assert lr_factor("smooth", 49, 50) == lr_factor("smooth", 10**6, 50) == pytest.approx(0.01)
+    assert lr_factor("none", 10**6, 50) == 1.0
+    model = build_model(small_config("wae-gan"), (128,))
+    model.baseline_config.wae_gan_schedule_steps = 10
+    trainer = _trainer(model)
+    for _ in range(4):
+        trainer.step()
+    assert trainer.iteration() == 4
+    trainer.step()  # iteration 4 of 10 runs at half the rates
+    assert trainer.optimizers["ae"].param_groups[0]["lr"] == pytest.approx(0.5 * 1e-3)
+    assert trainer.optimizers["adversary"].param_groups[0]["lr"] == pytest.approx(0.5 * 5e-4)
+    assert trainer.optimizers["ae"].param_groups[0]["betas"] == (0.5, 0.999)
+
+
+def test_wae_gan_resumes_bit_for_bit(tmp_path):
+    """4 iterations == 2 + resume to 4, with the lr decay crossing the resume (x1/10 from iteration 2)."""
+    from flexae.training.loop import resume, train
+
+    def config(steps: int) -> RunConfig:
+        cfg = RunConfig(small_config("wae-gan"), train=TrainConfig(dataset="synthetic-2d", steps=steps, batch_size=16,
+                                                                  seed=3, eval_every=0, cpu_threads=1))
+        cfg.model.baseline.wae_gan_schedule_steps = 4
+        return cfg
+
+    train(config(4), tmp_path / "full", progress=False)
+    train(config(2), tmp_path / "part", progress=False)
+    resume(tmp_path / "part", 4, progress=False)
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    part = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    assert full["step"] == part["step"] == 4
+    for name, tensor in full["model"].items():
+        assert torch.equal(tensor, part["model"][name]), name
+    for name, opt in full["optimizers"].items():
+        assert opt["param_groups"][0]["lr"] == part["optimizers"][name]["param_groups"][0]["lr"]
+        for index, slots in opt["state"].items():
+            for key, value in slots.items():
+                assert torch.equal(value, part["optimizers"][name]["state"][index][key]), (name, index, key)
+    assert full["optimizers"]["ae"]["param_groups"][0]["lr"] == pytest.approx(1e-4)  # decayed
+
+
+def test_wae_mmd_minimises_the_authors_scaled_objective():
+    """One WAE-MMD iteration == one Adam step on 0.05 * L_AE + lambda * MMD, computed here by hand
+    (input noise off so both draw the same prior samples); the unscaled L_AE + lambda * MMD differs."""
+    data = torch.rand(8, 128) * 2 - 1
+
+    def model():
+        torch.manual_seed(0)
+        m = build_model(small_config("wae-mmd"), (128,))
+        m.baseline_config.wae_input_noise = 0.0
+        return m
+
+    def by_hand(cost_scale: float) -> dict:
+        m = model()
+        optimizer = torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.9, 0.999), eps=1e-8)
+        torch.manual_seed(1)
+        z = m.encode(data)
+        rec = losses.reconstruction_loss(m.decode(z), data)
+        mmd = bl.mmd_imq(z, m.sample_latent(8), 1.0)
+        (cost_scale * rec + 10.0 * mmd).backward()
+        optimizer.step()
+        return _snapshot(m)
+
+    trained = model()
+    trainer = make_trainer(trained, OptimConfig(), lambda: data)
+    torch.manual_seed(1)
+    trainer.step()
+    got = _snapshot(trained)
+    scaled, raw = by_hand(0.05), by_hand(1.0)
+    for k, v in got.items():
+        torch.testing.assert_close(v, scaled[k], rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(got[k], raw[k], rtol=1e-5, atol=1e-7) for k in got if got[k].is_floating_point())
+
+
+def test_wae_input_noise_only_perturbs_the_encoder_input():
+    from flexae.baselines.common import add_input_noise
+
+    x = torch.zeros(2000)
+    noisy = add_input_noise(x, 0.01)
+    assert noisy.abs().max() <= 0.02 and 0.005 < float(noisy.std()) < 0.01  # truncated at 2 std
+    assert add_input_noise(x, 0.0) is x
 
 
 # --- checkpoint and sampler round trip ---------------------------------------------------------
@@ -488,6 +628,13 @@ def test_fit_sampler_refuses_models_without_one(tmp_path):
 
 
 def test_bad_baseline_values_are_user_errors():
+    for field, value, message in (("wae_gan_schedule", "cosine", "wae_gan_schedule"),
+                                  ("wae_gan_beta1", 1.0, "wae_gan_beta1"), ("wae_gan_lr", 0.0, "wae_gan_lr"),
+                                  ("wae_gan_weight", -1.0, "wae_gan_weight")):
+        cfg = small_config("wae-gan")
+        setattr(cfg.baseline, field, value)
+        with pytest.raises(UserError, match=message):
+            build_model(cfg, (128,))
     cfg = small_config("vq-vae")
     cfg.baseline.vq_codebook_size = 0
     with pytest.raises(UserError, match="vq_codebook_size"):

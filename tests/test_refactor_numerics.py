@@ -13,6 +13,12 @@ both safe and meaningful there, so on a CPU capability without a recording the t
 test is skipped (record one with tests/golden/record_numerics.py on the pre-refactor commit).
 Run folders written by that main still load and generate the same samples (one forward pass:
 to 1e-4 on any kernels).
+
+Numbers changed by design since, re-recorded through the current API (tests/golden/
+record_changed_numerics.py) into tests/golden/changed/numerics_CAPABILITY.pt, per key of `CHANGED`
+(the reason beside it); every other key is still compared with the pre-refactor recording. A key of
+`CHANGED` without a re-recording for this CPU capability is skipped (forcing another capability
+with ATEN_CPU_CAPABILITY does not reproduce that CPU's convolution kernels, so it cannot stand in).
 """
 
 from pathlib import Path
@@ -33,6 +39,16 @@ RECORDED = next((r for r in RECORDINGS if r["cpu_capability"] == CAPABILITY), RE
 SAME_KERNELS = RECORDED["torch"] == torch.__version__ and RECORDED["cpu_capability"] == CAPABILITY
 SAME_CAPABILITY = RECORDED["cpu_capability"] == CAPABILITY
 SHAPES = {"image": (1, 28, 28), "synthetic": (128,)}
+
+# key -> why its numbers changed by design (issue 19: the WAE authors' code followed).
+CHANGED = {
+    "wae-mmd/image": "the authors' 0.05 cost scaling and encoder input noise",
+    "wae-mmd/synthetic": "the authors' 0.05 cost scaling and encoder input noise",
+    "wae-gan/image": "a new model",
+    "wae-gan/synthetic": "a new model",
+}
+RERECORDED = {r["cpu_capability"]: r for r in
+              (torch.load(path, weights_only=True) for path in sorted((GOLDEN / "changed").glob("numerics_*.pt")))}
 
 
 def small_config(name: str) -> ModelConfig:
@@ -62,8 +78,8 @@ def three_iterations(name: str, kind: str) -> dict:
     return {"losses": losses, "images": images}
 
 
-def assert_same(actual, expected) -> None:
-    if SAME_KERNELS:
+def assert_same(actual, expected, same_kernels: bool = SAME_KERNELS) -> None:
+    if same_kernels:
         assert actual == expected if not isinstance(actual, torch.Tensor) else torch.equal(actual, expected)
     elif isinstance(actual, torch.Tensor):
         torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
@@ -79,23 +95,36 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("key", sorted(RECORDED["runs"]))
-def test_three_iterations_unchanged(key):
+def expected_run(key: str) -> tuple[dict, bool]:
+    """(the recorded run of `key` for this CPU capability, whether it comes from the same torch);
+    skips where there is none (module docstring)."""
+    if key in CHANGED:
+        again = RERECORDED.get(CAPABILITY)
+        if again is None or key not in again["runs"]:
+            pytest.skip(f"{key} changed by design ({CHANGED[key]}); no re-recording for CPU capability {CAPABILITY}")
+        return again["runs"][key], again["torch"] == torch.__version__
     if not SAME_CAPABILITY:
         pytest.skip(f"no recording for CPU capability {CAPABILITY} (module docstring)")
+    return RECORDED["runs"][key], SAME_KERNELS
+
+
+@pytest.mark.parametrize("key", sorted(set(RECORDED["runs"]) | set(CHANGED)))
+def test_three_iterations_unchanged(key):
     name, kind = key.split("/")
-    got, want = three_iterations(name, kind), RECORDED["runs"][key]
+    want, same_kernels = expected_run(key)
+    got = three_iterations(name, kind)
     assert [sorted(step) for step in got["losses"]] == [sorted(step) for step in want["losses"]]
     for got_step, want_step in zip(got["losses"], want["losses"]):
         for loss in want_step:
-            assert_same(got_step[loss], want_step[loss])
-    assert_same(got["images"], want["images"])
+            assert_same(got_step[loss], want_step[loss], same_kernels)
+    assert_same(got["images"], want["images"], same_kernels)
 
 
 def test_every_model_was_recorded():
     from flexae.registry import PAPER_MODELS, BASELINE_NAMES
-    recorded = {key.split("/")[0] for key in RECORDED["runs"]}
+    recorded = {key.split("/")[0] for key in set(RECORDED["runs"]) | set(CHANGED)}
     assert recorded == set(PAPER_MODELS) | set(BASELINE_NAMES)
+    assert all(set(r["runs"]) <= set(CHANGED) for r in RERECORDED.values())  # nothing else re-recorded
 
 
 @pytest.mark.parametrize("name", ["flexae", "ae-gmm"])

@@ -88,6 +88,17 @@ def test_run_configs_follow_the_paper_per_data_set(tmp_path):
     assert (cifar.model.baseline.rae_code_weight, cifar.model.baseline.rae_decoder_decay) == (1e-3, 1e-6)
     assert tables.run_config("wae-mmd", TableSettings(dataset="celeba", steps=1, out=tmp_path)).model.baseline.mmd_weight == 100
     assert tables.run_config("wae", s, latent_dim=128).model.latent_dim == 128
+    # WAE-GAN / WAE-MMD: the authors' MNIST config on grey sets, their CelebA config on colour sets.
+    mnist = tables.run_config("wae-gan", s).model.baseline
+    assert (mnist.wae_gan_weight, mnist.wae_cost_scale, mnist.wae_gan_schedule, mnist.wae_gan_prior_trick,
+            mnist.wae_gan_lr, mnist.wae_gan_adversary_lr, mnist.wae_gan_schedule_steps) == \
+        (10.0, 0.05, "manual", False, 1e-3, 5e-4, 40)
+    celeba = tables.run_config("wae-gan", TableSettings(dataset="celeba", steps=9, out=tmp_path)).model.baseline
+    assert (celeba.wae_gan_weight, celeba.mmd_weight, celeba.wae_cost_scale, celeba.wae_gan_schedule,
+            celeba.wae_gan_prior_trick, celeba.wae_gan_lr, celeba.wae_gan_adversary_lr) == \
+        (100.0, 100.0, 0.2, "smooth", True, 3e-4, 1e-3)
+    assert tables.TABLE1_MODELS.index("wae-gan") < tables.TABLE1_MODELS.index("2s-vae")  # the paper's row
+    assert "wae" in tables.TABLE1_MODELS and set(tables.TABLE3_MODELS) == {"wae-gan", "wae", "flexae-sr"}
     tuned = TableSettings(dataset="cifar10", steps=1, out=tmp_path,
                           overrides=("model.bn_momentum=0.1", "model.baseline.rae_code_weight=0.5"))
     cfg = tables.run_config("rae-gmm", tuned)

@@ -44,9 +44,10 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--model", default=_MODEL.name, show_default=True,
-              help="flexae, flexae-sr, wae, wae-gmm, vae, or a baseline: wae-mmd, ae-gmm, rae-gmm, 2s-vae, "
-                   "vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md); or module:Name of your own "
-                   "(docs/architecture.md).")
+              help="flexae, flexae-sr, wae (FlexAE with its prior fixed to N(0, I), the paper's ablation), "
+                   "wae-gmm (the same, prior fixed to a Gaussian mixture), vae, or a baseline: wae-gan, wae-mmd, "
+                   "ae-gmm, rae-gmm, 2s-vae, vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md); "
+                   "or module:Name of your own (docs/architecture.md).")
 @click.option("--dataset", default=_TRAIN.dataset, show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "
                    "folder:PATH (PNG/JPEG), npz:PATH, npy:PATH (uint8 N x H x W [x C]); docs/data.md.")
@@ -133,7 +134,8 @@ def _reproduce_options(default_steps: int, default_seeds: int = 1):
 @reproduce.command("fig2")
 @_reproduce_options(3000)
 def fig2(out, seeds, steps, device, quiet) -> None:
-    """Fig 2: WAE vs FlexAE on synthetic-5d (m = 50): latent W1 over training, final FD."""
+    """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
+    latent W1 over training, final FD."""
     from flexae.experiments.synthetic import reproduce_fig2
     click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet), nl=False)
     click.echo(f"wrote {out / 'fig2.png'} and {out / 'results.json'}")
@@ -147,8 +149,8 @@ FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS = 3000, 5
 @reproduce.command("fig3")
 @_reproduce_options(FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS)
 def fig3(out, seeds, steps, device, quiet) -> None:
-    """Fig 3: latent spaces of VAE, WAE-N(0,I), WAE-GMM (circle prior, and the data's true latent
-    mixture as prior) and FlexAE on synthetic-2d (m = 2), with FD and latent W1 over training.
+    """Fig 3: latent spaces of VAE, WAE-N(0,I) and WAE-GMM (FlexAE with its prior fixed to N(0, I),
+    or to a mixture: on a circle, and the data's true latent mixture) and FlexAE on synthetic-2d (m = 2), with FD and latent W1 over training.
 
     Writes fig3.png (seed 0), fig3_convergence.png, results.md (mean ± std, FD per seed, which
     orderings hold on every seed), results.json, curves.json. Finished runs are reused.
@@ -219,7 +221,8 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @_table_options
 def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
            overrides, quiet) -> None:
-    """Table 3: WAE and FlexAE-SR at latent sizes m_b, 2 m_b, 4 m_b (rec./gen. FID)."""
+    """Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) and FlexAE-SR at latent sizes m_b,
+    2 m_b, 4 m_b (rec./gen. FID)."""
     from flexae.experiments.tables import reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
                                data_dir, overrides, quiet)
@@ -270,7 +273,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 @click.option("--seed", type=int, default=None, help="Default: the run's seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
-    """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (WAE,
+    """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (wae,
     AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
     from flexae.app.fit_prior import fit_prior_run
     from flexae.runs import layout

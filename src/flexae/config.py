@@ -21,8 +21,24 @@ class BaselineConfig:
     """Hyper-parameters of the baselines in flexae.baselines; docs/baselines.md compares each with
     its paper. Weights are relative to L_AE, the per-image *sum* of squared errors."""
 
-    mmd_weight: float = 10.0              # wae-mmd: lambda on the IMQ-kernel MMD (paper: 10 MNIST, 100 CelebA).
-    prior_std: float = 1.0                # wae-mmd: sigma_z of the prior N(0, sigma_z^2 I); IMQ base scale 2 m sigma_z^2.
+    mmd_weight: float = 10.0              # wae-mmd: lambda on the IMQ-kernel MMD, on top of the scaled cost below
+                                          # (authors' configs.py: 10 MNIST, 100 CelebA).
+    prior_std: float = 1.0                # wae-mmd, wae-gan: sigma_z of the prior N(0, sigma_z^2 I); IMQ base scale 2 m sigma_z^2.
+    wae_cost_scale: float = 0.05          # wae-mmd, wae-gan: c(x, D(E(x))) = this * L_AE (authors' l2sq: 0.05 * sum
+                                          # of squares; 0.2 on RGB sets, whose [-1, 1] range they use).
+    wae_input_noise: float = 0.01         # wae-mmd, wae-gan: std of the truncated-normal noise added to encoder inputs
+                                          # in training (authors' e_noise = "add_noise"); 0: none.
+    wae_gan_weight: float = 10.0          # wae-gan: lambda on the JS adversarial penalty (authors' configs.py:
+                                          # 10 MNIST, 100 CelebA); the adversary's loss is scaled by it too.
+    wae_gan_lr: float = 1e-3              # wae-gan: Adam lr of encoder + decoder (MNIST 1e-3; CelebA 3e-4).
+    wae_gan_adversary_lr: float = 5e-4    # wae-gan: Adam lr of the adversary on Z (MNIST 5e-4; CelebA 1e-3).
+    wae_gan_beta1: float = 0.5            # wae-gan: Adam beta1 of both optimisers (beta2 0.999, TF's default).
+    wae_gan_prior_trick: bool = False     # wae-gan: add log N(z; 0, sigma_z^2 I) to the adversary's logits
+                                          # (authors' gan_p_trick: off MNIST, on CelebA).
+    wae_gan_schedule: str = "manual"      # wae-gan lr decay: "manual" (MNIST: x1/2 from 30% of the span, x1/10 from
+                                          # 50%), "smooth" (CelebA: x100^(-1/50) every 1/50 of it), "none".
+    wae_gan_schedule_steps: int = 60000   # wae-gan: iterations the decay spans (the authors' MNIST run: 100 epochs of
+                                          # 600 batches); `reproduce` sets the run's steps. The last factor holds after.
     expost_gmm_components: int = 10       # ae-gmm, rae-gmm: components of the ex-post full-covariance GMM.
     rae_code_weight: float = 1e-4         # rae-gmm: beta on mean_j z_j^2 per pixel of squared error (RAE code; CIFAR 1e-3).
     rae_decoder_decay: float = 1e-7       # rae-gmm: lambda on the decoder's squared weights, same scale (CIFAR 1e-6).

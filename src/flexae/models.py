@@ -5,8 +5,9 @@ built by name through `flexae.registry`, which also names each one's trainer.
 Families:
 - `flexae`    deterministic AE + learned prior G_psi + WGAN-GP latent critic C_kappa.
 - `flexae-sr` FlexAE + smoothing critic C_zeta on decoded interpolations (image data only).
-- `wae`       deterministic AE + fixed N(0, I) prior + the same latent critic (WAE-GAN with a
-              WGAN-GP adversary).
+- `wae`       FlexAE with its prior fixed to N(0, I): the paper's fixed-prior ablation (Fig 2, 3),
+              Algorithm 1 without L_Gen (WGAN-GP latent critic, L_AE and L_Enc as separate
+              updates). Not Tolstikhin et al.'s WAE-GAN: that is the baseline `wae-gan`.
 - `wae-gmm`   the same with a fixed Gaussian-mixture prior.
 - `vae`       Gaussian encoder (mean, log-variance), KL to N(0, I).
 """
@@ -107,7 +108,7 @@ def build_flexae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AdversarialAE
 
 
 def build_wae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> AdversarialAE:
-    """WAE-GAN with N(0, I) (`wae`) or the fixed Gaussian mixture (`wae-gmm`) as prior."""
+    """FlexAE with its prior fixed to N(0, I) (`wae`) or to a Gaussian mixture (`wae-gmm`)."""
     m = cfg.latent_dim
     nets = paper_networks(data_shape, cfg, m)
     if cfg.name == "wae-gmm":

@@ -11,8 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from flexae.files import save_figure
 
-LABELS = {"flexae": "FlexAE", "wae": "WAE-N(0,I)", "wae-gmm": "WAE-GMM (circle)", "vae": "VAE",
-          "flexae-sr": "FlexAE-SR", "wae-gmm-supplement": "WAE-GMM (true mixture)"}
+LABELS = {"flexae": "FlexAE", "wae": "FlexAE, prior fixed to N(0,I)",
+          "wae-gmm": "FlexAE, prior fixed to GMM (circle)", "vae": "VAE",
+          "flexae-sr": "FlexAE-SR", "wae-gmm-supplement": "FlexAE, prior fixed to GMM (true mixture)"}
 
 
 def plot_latent_distance(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],

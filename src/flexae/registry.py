@@ -25,6 +25,7 @@ from flexae.baselines.deterministic import build_expost_gmm_ae, build_wae_mmd
 from flexae.baselines.maskaae import build_mask_aae
 from flexae.baselines.variational import build_iaf, build_two_stage, build_vamp
 from flexae.baselines.vqvae import build_vqvae
+from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES, build_wae_gan
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
@@ -74,6 +75,7 @@ for _name, _spec in {
     "wae-gmm": ModelSpec(build_wae, f"{_T}:AdversarialTrainer"),
     "vae": ModelSpec(build_vae, f"{_T}:VAETrainer"),
     # The baselines of Table 1 (flexae.baselines).
+    "wae-gan": ModelSpec(build_wae_gan, f"{_B}.wae_gan_train:WAEGANTrainer"),
     "wae-mmd": ModelSpec(build_wae_mmd, f"{_B}.deterministic_train:WAEMMDTrainer"),
     "ae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
                         f"{_B}.deterministic_train:fit_gmm"),
@@ -89,7 +91,7 @@ for _name, _spec in {
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
-BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
+BASELINE_NAMES = ("wae-gan", "wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
 
 
 def is_reference(name: str) -> bool:
@@ -156,10 +158,11 @@ def model_options(cfg: ModelConfig) -> Any:
 
 POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
             "vq_codebook_size", "vq_embedding_dim", "vq_prior_width", "vq_prior_layers", "vq_prior_lr",
-            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size")
+            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size", "wae_cost_scale", "wae_gan_lr",
+            "wae_gan_adversary_lr", "wae_gan_schedule_steps")
 NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
                 "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
-                "sampler_fit_points")
+                "sampler_fit_points", "wae_input_noise", "wae_gan_weight")
 
 
 def validate_baseline_config(hp: BaselineConfig) -> None:
@@ -170,6 +173,11 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
     for name in NON_NEGATIVE:
         if not getattr(hp, name) >= 0:
             raise UserError(f"model.baseline.{name} must be >= 0, got {getattr(hp, name)}")
+    if not 0 <= hp.wae_gan_beta1 < 1:
+        raise UserError(f"model.baseline.wae_gan_beta1 must be in [0, 1), got {hp.wae_gan_beta1}")
+    if hp.wae_gan_schedule not in WAE_GAN_SCHEDULES:
+        raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
+                        f"got {hp.wae_gan_schedule!r}")
     if hp.vq_prior_width % 4:
         raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
                         f"got {hp.vq_prior_width}")

@@ -3,6 +3,7 @@ synthetic data), trained through the same loop, checkpoints and CLI as FlexAE.
 
 | name       | paper                               | module          |
 |------------|-------------------------------------|-----------------|
+| `wae-gan`  | Tolstikhin et al., ICLR 2018        | wae_gan         |
 | `wae-mmd`  | Tolstikhin et al., ICLR 2018        | deterministic   |
 | `ae-gmm`   | Ghosh et al., ICLR 2020 (plain AE)  | deterministic   |
 | `rae-gmm`  | Ghosh et al., ICLR 2020 (RAE-L2)    | deterministic   |

@@ -30,6 +30,17 @@ def decoder_weights(decoder: nn.Module) -> list[Tensor]:
     return [m.weight for m in decoder.modules() if isinstance(m, layers)]
 
 
+def add_input_noise(x: Tensor, std: float) -> Tensor:
+    """x + truncated normal noise (mean 0, `std`, cut at 2 std as TF's truncated_normal): the
+    WAE authors' "add_noise" encoder input in training (tolstikhin/wae, models.py lines 8-16);
+    x itself if std is 0."""
+    if std == 0:
+        return x
+    noise = torch.empty_like(x)
+    nn.init.trunc_normal_(noise, 0.0, std, -2 * std, 2 * std)
+    return x + noise
+
+
 @contextmanager
 def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     """Forward passes inside still normalise with batch statistics (train mode) but leave the

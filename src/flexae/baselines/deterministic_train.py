@@ -9,7 +9,7 @@ from torch import Tensor
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.common import data_size, decoder_weights
+from flexae.baselines.common import add_input_noise, data_size, decoder_weights
 from flexae.baselines.deterministic import WAEMMD, ExPostGMMAE, GaussianMixtureSampler
 from flexae.config import BaselineConfig, OptimConfig
 from flexae.errors import UserError
@@ -34,7 +34,8 @@ def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: BaselineConfig, 
 
 
 class WAEMMDTrainer(Trainer):
-    """One update of E, D per iteration on L_AE + lambda * MMD(codes, prior samples)."""
+    """One update of E, D per iteration on c + lambda * MMD(codes, prior samples), c the authors'
+    scaled cost `wae_cost_scale` * L_AE, the codes those of noisy inputs (`wae_input_noise`)."""
 
     def __init__(self, model: WAEMMD, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
@@ -45,10 +46,12 @@ class WAEMMDTrainer(Trainer):
     def step(self) -> dict[str, Tensor]:
         with self.full_precision():
             x = self.batches()
-            z = self.ae_pass(self.model.encode, x)
+            z = self.ae_pass(self.model.encode, add_input_noise(x, self.hp.wae_input_noise))
             rec = losses.reconstruction_loss(self.ae_pass(self.model.decode, z), x)
             mmd = bl.mmd_imq(z, self.model.sample_latent(x.shape[0]), self.model.prior.std ** 2)
-            update(self.optimizers["ae"], rec + self.hp.mmd_weight * mmd, self.scaler)
+            # The authors' objective (wae.py lines 88-89): scaled cost + lambda * MMD.
+            update(self.optimizers["ae"], bl.scaled_cost(rec, self.hp.wae_cost_scale) + self.hp.mmd_weight * mmd,
+                   self.scaler)
         return {"loss_ae": rec.detach(), "mmd": mmd.detach()}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
@@ -38,6 +39,39 @@ def mmd_imq(z: Tensor, z_prior: Tensor, prior_var: float = 1.0,
         within = (imq_kernel(z, z, c) * off_diagonal).sum() + (imq_kernel(z_prior, z_prior, c) * off_diagonal).sum()
         total = total + within / (n * (n - 1)) - 2 * imq_kernel(z, z_prior, c).mean()
     return total
+
+
+def scaled_cost(rec: Tensor, scale: float) -> Tensor:
+    """The WAE authors' c(x, D(E(x))): `scale` times the batch mean of the per-image sum of squares
+    `rec` (L_AE). Their `l2sq` cost is 0.05 * that sum on their data range (tolstikhin/wae, wae.py,
+    `reconstruction_loss`, lines 339-342); 0.05 on [0, 1] images, 0.2 on [0, 1] images standing
+    for their [-1, 1] ones (the squared error of 2x - 1 is 4 times that of x)."""
+    return scale * rec
+
+
+def js_adversary_loss(logits_prior: Tensor, logits_codes: Tensor, weight: float) -> Tensor:
+    """WAE-GAN's adversary loss (wae.py, `gan_penalty`, lines 317-326): lambda * [BCE(prior logits,
+    1) + BCE(code logits, 0)], each BCE a batch mean. Prior samples are "real", codes "fake";
+    logits (B,) or (B, 1)."""
+    real = F.binary_cross_entropy_with_logits(logits_prior, torch.ones_like(logits_prior))
+    fake = F.binary_cross_entropy_with_logits(logits_codes, torch.zeros_like(logits_codes))
+    return weight * (real + fake)
+
+
+def js_encoder_penalty(logits_codes: Tensor) -> Tensor:
+    """WAE-GAN's penalty on the encoder, the non-saturating GAN term (wae.py lines 323-328,
+    `loss_Qz_trick`): BCE(code logits, 1) = mean log(1 + exp(-logit)), a batch mean."""
+    return F.binary_cross_entropy_with_logits(logits_codes, torch.ones_like(logits_codes))
+
+
+def prior_log_density_logits(logits: Tensor, z: Tensor, prior_var: float) -> Tensor:
+    """The adversary's "gan_p_trick" (AVB; models.py, `z_adversary`, lines 340-354): logits (B,)
+    plus log N(z; 0, prior_var I) as the authors write it, -||z||^2 / (2 prior_var) - log(2 pi) / 2
+    - m log(prior_var) / 2, per code z (B, m). (Their (B, 1) - (B,) subtraction broadcasts to a
+    (B, B) matrix; this is the per-sample form it means.)"""
+    m = z.shape[1]
+    return (logits - z.pow(2).sum(dim=1) / (2.0 * prior_var) - HALF_LOG_TWO_PI
+            - 0.5 * m * math.log(prior_var))
 
 
 def code_l2_penalty(z: Tensor) -> Tensor:

@@ -3,8 +3,9 @@
 - Table 1 (reconstruction / generation FID) and Table 2 (precision / recall) for every model of
   `TABLE1_MODELS`, all trained with the same networks (Table 7), batch size, seed and number of
   iterations (the paper's footnote 2: "all the methods were trained for same number of iterations").
-- Table 3: WAE and FlexAE-SR at latent sizes m_b, 2 m_b, 4 m_b (m_b = 32 MNIST / Fashion-MNIST,
-  64 CIFAR-10 / CelebA): reconstruction and generation FID.
+- Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) (`wae`) and FlexAE-SR at latent sizes
+  m_b, 2 m_b, 4 m_b (m_b = 32 MNIST / Fashion-MNIST, 64 CIFAR-10 / CelebA): reconstruction and
+  generation FID.
 - Table 4: PMS / IMS of FlexAE-SR (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te).
 
 Every model trains into `OUT/runs/NAME` (`NAME-mM` for Table 3). A finished run with the same
@@ -36,35 +37,37 @@ from flexae.data.user import is_user_data, resolved_name
 from flexae.runs.layout import METRICS_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
-TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vq-vae", "wae", "wae-mmd", "2s-vae", "ae-gmm", "rae-gmm",
-                 "mask-aae", "flexae", "flexae-sr")  # the paper's row order; wae-mmd is an extra row
-TABLE3_MODELS = ("wae", "flexae-sr")
+TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vq-vae", "wae-gan", "wae", "wae-mmd", "2s-vae", "ae-gmm",
+                 "rae-gmm", "mask-aae", "flexae", "flexae-sr")
+# ^ the paper's row order; `wae` (FlexAE with its prior fixed to N(0, I)) and wae-mmd are extra rows
+TABLE3_MODELS = ("wae-gan", "wae", "flexae-sr")  # the paper's Table 3 "WAE" is its Table 1 WAE-GAN
 TABLE3_BASE_DIM = {"mnist": 32, "fashion-mnist": 32, "cifar10": 64, "celeba": 64}  # m_b
 TABLE4_MODEL = "flexae-sr"
 MIN_FID_SAMPLES = 2048  # Inception pool3 features are 2048-d
 SAMPLE_GRID = 64        # samples per model in OUT/samples/NAME.png
 
 LABELS = {"vae": "VAE", "iaf-vae": "VAE + Flow (IAF)", "vamp-vae": "VAE-VampPrior", "vq-vae": "VQ-VAE",
-          "wae": "WAE-GAN", "wae-mmd": "WAE-MMD", "wae-gmm": "WAE-GMM", "2s-vae": "2-S VAE",
+          "wae-gan": "WAE-GAN", "wae": "FlexAE, prior fixed to N(0, I)", "wae-mmd": "WAE-MMD",
+          "wae-gmm": "FlexAE, prior fixed to a GMM", "2s-vae": "2-S VAE",
           "ae-gmm": "AE + GMM", "rae-gmm": "RAE + GMM (L2)", "mask-aae": "MaskAAE", "flexae": "FlexAE",
           "flexae-sr": "FlexAE-SR"}
 
 # The paper's numbers (Tables 1-4), for side-by-side comparison: dataset -> model -> values.
 PAPER_TABLE1 = {  # (rec. FID, gen. FID)
     "mnist": {"vae": (52.14, 56.07), "iaf-vae": (28.12, 33.27), "vamp-vae": (21.27, 55.76),
-              "vq-vae": (10.95, 12.07), "wae": (10.48, 13.60), "2s-vae": (10.83, 11.91),
+              "vq-vae": (10.95, 12.07), "wae-gan": (10.48, 13.60), "2s-vae": (10.83, 11.91),
               "ae-gmm": (9.69, 14.70), "rae-gmm": (9.25, 10.80), "mask-aae": (9.53, 10.12),
               "flexae": (8.28, 7.28), "flexae-sr": (7.63, 6.75)},
     "fashion-mnist": {"vae": (55.90, 63.01), "iaf-vae": (34.87, 49.32), "vamp-vae": (31.11, 50.56),
-                      "vq-vae": (22.47, 25.73), "wae": (25.93, 30.21), "2s-vae": (22.43, 28.57),
+                      "vq-vae": (22.47, 25.73), "wae-gan": (25.93, 30.21), "2s-vae": (22.43, 28.57),
                       "ae-gmm": (21.59, 26.74), "rae-gmm": (19.71, 25.50), "mask-aae": (21.59, 27.29),
                       "flexae": (14.68, 14.81), "flexae-sr": (14.17, 14.41)},
     "cifar10": {"vae": (166.45, 143.31), "iaf-vae": (90.98, 123.25), "vamp-vae": (109.43, 141.12),
-                "vq-vae": (52.11, 85.98), "wae": (51.36, 92.30), "2s-vae": (73.07, 94.57),
+                "vq-vae": (52.11, 85.98), "wae-gan": (51.36, 92.30), "2s-vae": (73.07, 94.57),
                 "ae-gmm": (51.45, 95.77), "rae-gmm": (50.84, 90.40), "mask-aae": (71.40, 88.82),
                 "flexae": (69.63, 74.45), "flexae-sr": (50.36, 54.61)},
     "celeba": {"vae": (56.66, 63.85), "iaf-vae": (39.21, 45.89), "vamp-vae": (51.31, 60.16),
-               "vq-vae": (34.23, 42.15), "wae": (32.49, 45.58), "2s-vae": (37.60, 44.85),
+               "vq-vae": (34.23, 42.15), "wae-gan": (32.49, 45.58), "2s-vae": (37.60, 44.85),
                "ae-gmm": (30.16, 43.79), "rae-gmm": (34.35, 44.72), "mask-aae": (39.75, 46.79),
                "flexae": (35.31, 36.99), "flexae-sr": (23.94, 25.78)},
 }
@@ -78,7 +81,7 @@ PAPER_TABLE2 = {  # (precision, recall)
     "celeba": {"vae": (0.48, 0.57), "2s-vae": (0.72, 0.78), "rae-gmm": (0.67, 0.75), "mask-aae": (0.65, 0.62),
                "flexae": (0.71, 0.76), "flexae-sr": (0.85, 0.88)},
 }
-PAPER_TABLE3 = {  # multiple of m_b -> (rec. WAE, rec. FlexAE-SR, gen. WAE, gen. FlexAE-SR)
+PAPER_TABLE3 = {  # multiple of m_b -> (rec. WAE(-GAN), rec. FlexAE-SR, gen. WAE(-GAN), gen. FlexAE-SR)
     "mnist": {1: (7.98, 6.19, 15.34, 5.86), 2: (5.61, 3.10, 24.58, 3.37), 4: (3.99, 1.64, 37.16, 2.79)},
     "fashion-mnist": {1: (20.71, 10.86, 40.5, 11.46), 2: (13.94, 7.20, 55.49, 8.41), 4: (10.04, 4.93, 78.31, 8.16)},
     "cifar10": {1: (51.36, 50.36, 92.3, 54.61), 2: (48.9, 43.59, 87.91, 53.94), 4: (30.47, 29.71, 89.82, 56.09)},
@@ -119,8 +122,15 @@ def dataset_settings(cfg: RunConfig) -> RunConfig:
     hp, dataset = cfg.model.baseline, cfg.train.dataset
     if dataset == "cifar10":  # RAE authors' code: beta 1e-3, decoder decay 1e-6 on CIFAR-10
         hp.rae_code_weight, hp.rae_decoder_decay = 1e-3, 1e-6
-    if dataset == "celeba":   # WAE paper: lambda = 100 on CelebA
-        hp.mmd_weight = 100.0
+    # WAE authors' code (tolstikhin/wae configs.py; docs/baselines.md): the MNIST config for the grey
+    # sets, the CelebA config for the colour sets (they scale those to [-1, 1]: cost 0.05 there is
+    # 0.2 on our [0, 1] images). Their lr decay spans the whole run (the equal-budget rule).
+    hp.wae_gan_schedule_steps = cfg.train.steps
+    if dataset == "celeba":   # configs.py line 53: lambda = 100 (every version since 2018-01-29)
+        hp.mmd_weight, hp.wae_gan_weight = 100.0, 100.0
+    if dataset in ("celeba", "cifar10"):
+        hp.wae_cost_scale, hp.wae_gan_prior_trick, hp.wae_gan_schedule = 0.2, True, "smooth"
+        hp.wae_gan_lr, hp.wae_gan_adversary_lr = 3e-4, 1e-3  # configs.py lines 20-21 (WAE-GAN lr: the comment)
     return cfg
 
 
@@ -291,7 +301,8 @@ def table1_markdown(rows: list[dict[str, Any]], settings: TableSettings) -> str:
     lines += ["| Model | Rec. | Gen. | paper Rec. | paper Gen. |", "|---|---|---|---|---|"]
     for r in rows:
         p = paper1.get(r["model"], (None, None))
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {_num(r.get('fid_rec'))} | {_num(r.get('fid_gen'))} "
+        extra = "" if r["model"] in PAPER_TABLE1["mnist"] else " (extra row)"  # not a row of the paper's Table 1
+        lines.append(f"| {LABELS.get(r['model'], r['model'])}{extra} | {_num(r.get('fid_rec'))} | {_num(r.get('fid_gen'))} "
                      f"| {_num(p[0])} | {_num(p[1])} |")
     lines += ["", "# Table 2 (precision/recall, higher is better)", "",
               "| Model | P/R | paper P/R |", "|---|---|---|"]
@@ -333,7 +344,8 @@ def reproduce_table1(settings: TableSettings, models: tuple[str, ...] = TABLE1_M
 def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_MODELS,
                      multiples: tuple[int, ...] = (1, 2, 4),
                      warn: Callable[[str], None] = lambda m: warnings.warn(m, stacklevel=2)) -> str:
-    """Latent-size sweep m = k m_b for WAE and FlexAE-SR; writes table3.md / table3.json."""
+    """Latent-size sweep m = k m_b for WAE-GAN, the fixed-prior FlexAE (`wae`) and FlexAE-SR;
+    writes table3.md / table3.json."""
     check_settings(settings, warn)
     models = _check_models(models)
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -349,7 +361,7 @@ def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_M
     lines = _header(settings, f"Table 3 (FID against latent size, m_b = {base})")
     cols = " | ".join(f"Rec. {LABELS.get(m, m)}" for m in models) + " | " + \
         " | ".join(f"Gen. {LABELS.get(m, m)}" for m in models)
-    lines += [f"| m | {cols} | paper Rec. WAE / FlexAE-SR | paper Gen. WAE / FlexAE-SR |",
+    lines += [f"| m | {cols} | paper Rec. WAE-GAN / FlexAE-SR | paper Gen. WAE-GAN / FlexAE-SR |",
               "|---|" + "---|" * (2 * len(models) + 2)]
     for k in multiples:
         by_model = {r["model"]: r for r in rows if r["multiple"] == k}
