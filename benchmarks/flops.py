@@ -12,14 +12,16 @@ counted. A multiply-add is 2 FLOPs. GFLOP = 1e9 FLOP.
 The counts depend only on shapes (networks, batch size, feed), not on the CPU or on the data.
 
     python benchmarks/flops.py [--models flexae-sr,flexae,wae] [--datasets mnist]
-        [--batch-size 128] [--dead-branches] [--naive PATH] [--json]
+        [--batch-size 128] [--dead-branches] [--naive PATH] [--inception] [--json]
 
 --dead-branches counts the same step with the gradient penalty's critic pass using plain ReLU
 (`flexae.losses._ConstantMaskReLU` switched off), i.e. the step before that change
 (docs/performance.md, "Gradient penalty"). --naive PATH counts a single-file FlexAE-SR script
 that takes `--steps N --batch B` (the yardstick of benchmarks/train_step.py; not part of this
 repository): it runs in this process with --steps 1 and --steps 2 and the difference is one
-iteration, whatever warm-up the script does.
+iteration, whatever warm-up the script does. --inception counts one forward pass of the FID
+network (`flexae.metrics.inception.FIDInceptionV3`, pool3 features of one 299 x 299 image; the
+weights do not change the count, so none are loaded).
 """
 
 from __future__ import annotations
@@ -138,6 +140,16 @@ def count_script(path: str, batch_size: int) -> float:
     return (run(2) - run(1)) / 1e9
 
 
+def count_inception() -> float:
+    """GFLOP of the FID Inception network's forward pass on one (1, 3, 299, 299) image."""
+    from flexae.metrics.inception import FIDInceptionV3
+
+    net = FIDInceptionV3().eval()
+    with torch.no_grad(), flop_counter() as counter:
+        net(torch.zeros(1, 3, 299, 299))
+    return counter.get_total_flops() / 1e9
+
+
 def print_table(rows: list[dict]) -> None:
     print("| networks | model | batch | update | calls | GFLOP (all calls) | share |")
     print("|---|---|---|---|---|---|---|")
@@ -159,6 +171,7 @@ def main() -> None:
     p.add_argument("--dead-branches", action="store_true",
                    help="Also count FlexAE-SR with plain ReLU in the penalty's critic pass (the step before that change).")
     p.add_argument("--naive", default=None, help="Also count one iteration of this single-file script.")
+    p.add_argument("--inception", action="store_true", help="Also count the FID Inception network per image.")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: as flexae train).")
     p.add_argument("--json", action="store_true", help="Print one JSON object per row instead of the table.")
     args = p.parse_args()
@@ -173,6 +186,8 @@ def main() -> None:
         print_table(rows)
     if args.naive:
         print(f"\nnaive script {Path(args.naive).name}: {count_script(args.naive, args.batch_size):.1f} GFLOP per iteration")
+    if args.inception:
+        print(f"\nFID Inception (pool3), one 299 x 299 image: {count_inception():.2f} GFLOP")
     print(f"\ntorch {torch.__version__}; FLOPs counted by torch.utils.flop_counter.FlopCounterMode")
 
 
