@@ -13,6 +13,7 @@ The counts depend only on shapes (networks, batch size, feed), not on the CPU or
 
     python benchmarks/flops.py [--models flexae-sr,flexae,wae] [--datasets mnist]
         [--batch-size 128] [--dead-branches] [--naive PATH] [--inception] [--json]
+    python benchmarks/flops.py --models '' --inception     # the FID network only
 
 --dead-branches counts the same step with the gradient penalty's critic pass using plain ReLU
 (`flexae.losses._ConstantMaskReLU` switched off), i.e. the step before that change
@@ -176,13 +177,14 @@ def main() -> None:
     p.add_argument("--json", action="store_true", help="Print one JSON object per row instead of the table.")
     args = p.parse_args()
 
-    rows = [count_step(m, d, args.batch_size, threads=args.threads) for d in args.datasets.split(",") for m in args.models.split(",")]
+    models = [m for m in args.models.split(",") if m]  # --models '' counts no training step
+    rows = [count_step(m, d, args.batch_size, threads=args.threads) for d in args.datasets.split(",") for m in models]
     if args.dead_branches:
         rows += [count_step("flexae-sr", d, args.batch_size, dead_branches=True, threads=args.threads) for d in args.datasets.split(",")]
     if args.json:
         for row in rows:
             print(json.dumps(row))
-    else:
+    elif rows:
         print_table(rows)
     if args.naive:
         print(f"\nnaive script {Path(args.naive).name}: {count_script(args.naive, args.batch_size):.1f} GFLOP per iteration")
