@@ -131,3 +131,26 @@ def test_every_benchmark_script_named_in_the_docs_exists(doc):
     named = set(re.findall(r"benchmarks/[A-Za-z0-9_]+\.(?:py|sh)", doc.read_text()))
     missing = sorted(name for name in named if not (ROOT / name).is_file())
     assert not missing, f"{doc.name} names {', '.join(missing)}, which the repository does not have"
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_flop_count_in_docs_performance_still_holds():
+    """docs/performance.md: 442.4 GFLOP per FlexAE-SR MNIST iteration at batch 128, 483.9 with the
+    penalty's dead branches. Every counted op (matrix products, convolutions) is linear in the
+    batch, so batch 8 gives 1/16 of it; the updates add up to the step."""
+    flops = _load_benchmark("flops")
+    row = flops.count_step("flexae-sr", "mnist", 8, threads=1)
+    assert abs(16 * row["gflop"] - 442.4) < 0.1
+    assert abs(sum(u["gflop"] for u in row["updates"].values()) - row["gflop"]) < 1e-6
+    assert {name: u["calls"] for name, u in row["updates"].items()} == {
+        "ae": 1, "critic": 5, "reg": 5, "ae_reg": 1, "gen": 1, "enc": 1}
+    dead = flops.count_step("flexae-sr", "mnist", 8, dead_branches=True, threads=1)
+    assert abs(16 * dead["gflop"] - 483.9) < 0.1
