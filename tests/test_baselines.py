@@ -276,7 +276,7 @@ def test_wae_gan_lr_schedule_follows_the_authors_code():
 
 def test_wae_gan_resumes_bit_for_bit(tmp_path):
     """4 iterations == 2 + resume to 4, with the lr decay crossing the resume (x1/10 from iteration 2)."""
-    from flexae.training.loop import resume, train
+    from flexae.app.train import resume, train
 
     def config(steps: int) -> RunConfig:
         cfg = RunConfig(small_config("wae-gan"), train=TrainConfig(dataset="synthetic-2d", steps=steps, batch_size=16,
