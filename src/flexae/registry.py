@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
 from flexae.baselines.deterministic import RAETrainer, WAEMMDTrainer, build_expost_gmm_ae, build_wae_mmd, fit_gmm
+from flexae.baselines.iop import IOPTrainer, build_iop
 from flexae.baselines.maskaae import MaskAAETrainer, build_mask_aae
 from flexae.baselines.variational import (IAFTrainer, TwoStageTrainer, VampTrainer, build_iaf, build_two_stage,
                                           build_vamp, fit_second_stage)
@@ -68,11 +69,13 @@ for _name, _spec in {
     "iaf-vae": ModelSpec(build_iaf, IAFTrainer),
     "vq-vae": ModelSpec(build_vqvae, VQVAETrainer, fit_code_prior),
     "mask-aae": ModelSpec(build_mask_aae, MaskAAETrainer),
+    "vae-iop": ModelSpec(build_iop, IOPTrainer),
 }.items():
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
+BASELINE_NAMES += ("vae-iop",)  # issue 19: the Table 1 rows added after the refactoring
 
 
 def model_names() -> tuple[str, ...]:
@@ -89,9 +92,11 @@ def spec(name: str) -> ModelSpec:
 POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
             "vq_codebook_size", "vq_embedding_dim", "vq_prior_width", "vq_prior_layers", "vq_prior_lr",
             "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size")
+POSITIVE += ("iop_ratio_width", "iop_ratio_lr", "iop_ratio_steps", "iop_sir_candidates")  # vae-iop
 NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
                 "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
                 "sampler_fit_points")
+NON_NEGATIVE += ("iop_ratio_depth", "iop_ratio_dropout")  # vae-iop
 
 
 def validate_baseline_config(hp: BaselineConfig) -> None:
@@ -102,6 +107,8 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
     for name in NON_NEGATIVE:
         if not getattr(hp, name) >= 0:
             raise UserError(f"model.baseline.{name} must be >= 0, got {getattr(hp, name)}")
+    if not hp.iop_ratio_dropout < 1:
+        raise UserError(f"model.baseline.iop_ratio_dropout must be below 1, got {hp.iop_ratio_dropout}")
     if hp.vq_prior_width % 4:
         raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
                         f"got {hp.vq_prior_width}")
