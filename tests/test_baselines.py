@@ -109,6 +109,7 @@ MOVES = {
     "vq-vae": {"encoder", "decoder", "quantizer"},          # the code prior is fitted ex post
     "mask-aae": {"encoder", "decoder", "latent_critic", "prior"},  # prior holds the mask
 }
+MOVES["vae-iop"] = {"encoder", "decoder", "prior"}  # the prior holds the density-ratio estimator T
 
 
 def _snapshot(model):

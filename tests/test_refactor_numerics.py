@@ -120,10 +120,14 @@ def test_three_iterations_unchanged(key):
     assert_same(got["images"], want["images"], same_kernels)
 
 
+# Models registered after the recording (they had no pre-refactor numbers to keep).
+ADDED_AFTER_RECORDING = {"vae-iop"}
+
+
 def test_every_model_was_recorded():
     from flexae.registry import PAPER_MODELS, BASELINE_NAMES
     recorded = {key.split("/")[0] for key in set(RECORDED["runs"]) | set(CHANGED)}
-    assert recorded == set(PAPER_MODELS) | set(BASELINE_NAMES)
+    assert recorded == (set(PAPER_MODELS) | set(BASELINE_NAMES)) - ADDED_AFTER_RECORDING
     assert all(set(r["runs"]) <= set(CHANGED) for r in RERECORDED.values())  # nothing else re-recorded
 
 

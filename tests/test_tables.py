@@ -152,6 +152,15 @@ def test_table1_trains_evaluates_reuses_and_resumes(tmp_path, tiny_mnist, fake_e
     assert len(fake_evaluation.calls) == 3
 
 
+def test_table1_has_the_vae_iop_row_beside_the_paper(tmp_path, tiny_mnist, fake_evaluation):
+    settings = _settings(tmp_path, tiny_mnist)
+    assert tables.TABLE1_MODELS.index("vae-iop") == tables.TABLE1_MODELS.index("vamp-vae") + 1  # paper order
+    markdown = tables.reproduce_table1(settings, models=("vae-iop",), warn=lambda m: None)
+    assert "| VAE-IOP | 1.50 | 2.50 | 28.01 | 40.16 |" in markdown  # Table 1, paper's MNIST row
+    assert "| VAE-IOP | 0.25/0.75 | - |" in markdown               # Table 2 has no VAE-IOP row
+    assert (settings.out / "samples" / "vae-iop.png").is_file()
+
+
 def test_table3_sweeps_the_latent_size(tmp_path, tiny_mnist, fake_evaluation):
     settings = _settings(tmp_path, tiny_mnist)
     markdown = tables.reproduce_table3(settings, models=("vae",), multiples=(1, 2), warn=lambda m: None)

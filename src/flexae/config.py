@@ -60,6 +60,13 @@ class BaselineConfig:
     mask_rec_weight: float = 1.0          # mask-aae: weight of L_AE in the mask loss.
     mask_lr: float = 5e-4                 # mask-aae: Adam learning rate of the mask parameters.
     mask_schedule: int = 0                # mask-aae: schedule interval in steps; 0 = the authors' rule from m.
+    # vae-iop (flexae.baselines.iop): Takahashi et al., AAAI 2019; values of the authors' code.
+    iop_ratio_width: int = 500            # vae-iop: units of each hidden layer of the density-ratio estimator T(z).
+    iop_ratio_depth: int = 3              # vae-iop: tanh hidden layers of T.
+    iop_ratio_dropout: float = 0.5        # vae-iop: dropout before T's output layer, in T's own updates only.
+    iop_ratio_lr: float = 1e-3            # vae-iop: Adam learning rate of T (betas 0.9, 0.999).
+    iop_ratio_steps: int = 10             # vae-iop: T updates per VAE update (authors: 10 epochs of T per VAE epoch).
+    iop_sir_candidates: int = 100         # vae-iop: N(0, I) proposals per generated code (importance resampling).
     sampler_steps: int = 5000             # Iterations of an ex-post sampler fit (2s-vae stage 2, VQ prior).
     sampler_batch_size: int = 128         # Minibatch size of that fit.
     sampler_fit_points: int = 0           # Training images encoded for the ex-post fit; 0 = all of them.

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
 from flexae.baselines.deterministic import build_expost_gmm_ae, build_wae_mmd
+from flexae.baselines.iop import build_iop
 from flexae.baselines.maskaae import build_mask_aae
 from flexae.baselines.variational import build_iaf, build_two_stage, build_vamp
 from flexae.baselines.vqvae import build_vqvae
@@ -87,11 +88,13 @@ for _name, _spec in {
     "iaf-vae": ModelSpec(build_iaf, f"{_B}.variational_train:IAFTrainer"),
     "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior"),
     "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer"),
+    "vae-iop": ModelSpec(build_iop, f"{_B}.iop_train:IOPTrainer"),
 }.items():
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 BASELINE_NAMES = ("wae-gan", "wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
+BASELINE_NAMES += ("vae-iop",)  # issue 19: the Table 1 rows added after the refactoring
 
 
 def is_reference(name: str) -> bool:
@@ -163,6 +166,8 @@ POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_ps
 NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
                 "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
                 "sampler_fit_points", "wae_input_noise", "wae_gan_weight")
+POSITIVE += ("iop_ratio_width", "iop_ratio_lr", "iop_ratio_steps", "iop_sir_candidates")  # vae-iop
+NON_NEGATIVE += ("iop_ratio_depth", "iop_ratio_dropout")  # vae-iop
 
 
 def validate_baseline_config(hp: BaselineConfig) -> None:
@@ -178,6 +183,8 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
     if hp.wae_gan_schedule not in WAE_GAN_SCHEDULES:
         raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
                         f"got {hp.wae_gan_schedule!r}")
+    if not hp.iop_ratio_dropout < 1:
+        raise UserError(f"model.baseline.iop_ratio_dropout must be below 1, got {hp.iop_ratio_dropout}")
     if hp.vq_prior_width % 4:
         raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
                         f"got {hp.vq_prior_width}")

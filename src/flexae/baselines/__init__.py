@@ -12,6 +12,7 @@ synthetic data), trained through the same loop, checkpoints and CLI as FlexAE.
 | `iaf-vae`  | Kingma et al., NeurIPS 2016         | variational     |
 | `vq-vae`   | van den Oord et al., NeurIPS 2017   | vqvae           |
 | `mask-aae` | Mondal et al., UAI 2020             | maskaae         |
+| `vae-iop`  | Takahashi et al., AAAI 2019         | iop             |
 
 `ae-gmm`, `rae-gmm`, `2s-vae` and `vq-vae` generate through an *ex-post* sampler (a GMM, a
 second-stage VAE, an autoregressive prior over code indices), defined next to its model and

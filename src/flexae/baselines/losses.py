@@ -133,3 +133,28 @@ def masked_variance_penalty(z: Tensor, mask: Tensor) -> Tensor:
 def polarising_penalty(mask: Tensor) -> Tensor:
     """MaskAAE's sum_j |alpha_j (1 - alpha_j)|: zero only for a binary mask."""
     return (mask * (1 - mask)).abs().sum()
+
+
+# -- vae-iop (flexae.baselines.iop): the implicit optimal prior -----------------------------------
+
+def iop_kl(mu: Tensor, logvar: Tensor, log_ratio: Tensor) -> Tensor:
+    """VAE-IOP's estimate of KL(q(z|x) || q(z)) = KL(q(z|x) || N(0, I)) - E_q(z|x)[log q(z)/N(z)]:
+    the closed-form Gaussian KL (summed over m) minus the estimated log ratio T(z) at the posterior
+    sample z, averaged over the batch. mu, logvar (B, m); log_ratio (B,)."""
+    closed_form = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1)  # (B,)
+    return (closed_form - log_ratio).mean()
+
+
+def density_ratio_loss(logits_q: Tensor, logits_p: Tensor) -> Tensor:
+    """Logistic regression of codes (label 1, logits (B,)) against prior samples (label 0, (B',)):
+    mean binary cross-entropy of each set, summed (the authors' two `BCEWithLogitsLoss` terms).
+    Its minimiser's logit is log q(z) / p(z) when both sets are equally large."""
+    return (torch.nn.functional.softplus(-logits_q).mean()    # -log sigmoid(T) on codes
+            + torch.nn.functional.softplus(logits_p).mean())  # -log(1 - sigmoid(T)) on prior samples
+
+
+def relative_ess(log_weights: Tensor) -> Tensor:
+    """Effective sample size over n of self-normalised importance weights w = exp(log_weights) (n,):
+    (sum w)^2 / (n sum w^2), in (0, 1]; 1 when all weights are equal."""
+    log_w = log_weights - log_weights.max()
+    return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / log_weights.shape[0]
