@@ -21,6 +21,7 @@ from flexae.config import CUDA_GRAPHS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
+from flexae.trust import mark_from_file
 from flexae.registry import model_names, spec
 from flexae.training.precision import PRECISIONS, step_options
 
@@ -225,6 +226,7 @@ def config_from_dict(d: Any, source: str | Path) -> RunConfig:
         validate_config(cfg, check_device=False)
     except UserError as exc:
         raise UserError(f"{source}: bad config value: {exc}") from None
+    mark_from_file(cfg.model, source)  # its "module:Class" references are imported only with consent
     return cfg
 
 

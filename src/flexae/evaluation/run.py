@@ -26,10 +26,10 @@ from flexae.runs.load import load_run
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
                  precision: str = "auto", weights: str | None = None, seed: int = 0,
-                 progress: bool = True, mode: str = "pytorch-fid") -> dict:
+                 progress: bool = True, mode: str = "pytorch-fid", trust_code: bool = False) -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
-    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess)."""
+    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess); ``trust_code``: as for `load_run`."""
     from flexae.metrics.inception import check_mode, load_extractor
 
     source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
@@ -39,7 +39,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     check_mode(mode)
     torch_device = resolve_device(device)
-    model, cfg = load_run(source, device=torch_device)
+    model, cfg = load_run(source, device=torch_device, trust_code=trust_code)
     data = load_for_config(cfg.train, data_dir)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "

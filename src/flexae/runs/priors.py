@@ -23,6 +23,7 @@ from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog
 from flexae.training.prior_fit import fit_learned_prior
+from flexae.trust import allowing_code
 
 ENCODE_BATCH = 256
 NOT_SUPPORTED = {"vq-vae": "its codes are vector-quantised (a learned prior over continuous codes would decode "
@@ -53,14 +54,16 @@ def fit_prior(codes: Tensor, *, noise_dim: int | None = None, networks: str = "i
 
 def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | None = None,
                   fit_points: int = 0, noise_dim: int | None = None, data_dir: str | None = None,
-                  device: str = "cpu", seed: int | None = None, progress: bool = True) -> dict[str, float]:
+                  device: str = "cpu", seed: int | None = None, progress: bool = True,
+                  trust_code: bool = False) -> dict[str, float]:
     """Learn a prior on the codes of a run's training images (all, or a random `fit_points`) and
     write RUN_DIR/prior.pt. The run's optimisers (optim.critic, optim.gen, critic_steps, gp_weight)
-    and batch size are used unless given."""
+    and batch size are used unless given; `trust_code`: as for `load_run`."""
     path = checkpoint_path(run_dir)
     run_dir = path.parent
     torch_device = resolve_device(device)
-    model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
+    with allowing_code(trust_code):
+        model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
     if cfg.model.name in NOT_SUPPORTED:
         raise UserError(f"fit-prior does not apply to {cfg.model.name}: {NOT_SUPPORTED[cfg.model.name]}")
     if fit_points < 0:
