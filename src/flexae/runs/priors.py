@@ -48,6 +48,7 @@ def fit_prior(codes: Tensor, *, noise_dim: int | None = None, networks: str = "i
     if not isinstance(codes, Tensor) or codes.dim() != 2:
         raise UserError(f"codes must be a float tensor (N, m), got {getattr(codes, 'shape', type(codes).__name__)}")
     m = codes.shape[1]
+    torch.manual_seed(seed)  # before the networks are built: their initialisation is part of the fit
     generator, critic = prior_networks((1, 8, 8) if networks == "image" else (1,), m, noise_dim or m)
     return fit_learned_prior(codes, generator, critic, noise_dim or m, optim, steps, batch_size, seed, progress)
 
@@ -77,6 +78,7 @@ def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | N
     codes = encode_all(model.encode, train, torch_device)
     m = codes.shape[1]
     noise_dim = noise_dim or cfg.model.noise_dim or m
+    torch.manual_seed(seed)  # before the networks are built: same seed, same prior
     generator, critic = prior_networks(run_data_shape(cfg.train, path), m, noise_dim)
     with RunFolderLock(run_dir):  # not while a training process writes this run
         prior, stats = fit_learned_prior(codes, generator, critic, noise_dim, cfg.optim, steps,
