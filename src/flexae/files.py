@@ -116,23 +116,23 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+def open_regular(path: Path, flags: int, what: str = "write", mode: int = 0o644) -> int:
     """os.open(path, flags) that refuses a symbolic link or a non-regular file (a FIFO, a device,
     a folder) with a one-line UserError, so a file in a run folder cannot be aimed elsewhere."""
     if Path(path).is_symlink():
-        raise UserError(f"refusing to write {path}: it is a symbolic link (flexae writes only regular files "
+        raise UserError(f"cannot {what} {path}: it is a symbolic link (flexae writes only regular files "
                         f"there); remove it")
     fd = os.open(path, flags | NOFOLLOW | os.O_NONBLOCK, mode)  # O_NONBLOCK: a FIFO must not hang us
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise UserError(f"refusing to write {path}: it is not a regular file; remove it")
+        raise UserError(f"cannot {what} {path}: it is not a regular file; remove it")
     return fd
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a line; append-only, so a crash tears at most the last line."""
     try:
-        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "append to")
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
     except OSError as exc:  # disk full, read-only file system, a folder in its place
