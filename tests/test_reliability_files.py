@@ -122,10 +122,13 @@ def test_stale_temporary_files_of_dead_writers_are_swept(run, capsys):
     try:
         live = run / f"config.json.{live_process.pid}.tmp"
         live.write_text("being written")
+        users = run / f"notes.{_dead_pid()}.tmp"  # not a file flexae writes: never swept
+        users.write_text("mine")
         main(["train", "--resume", str(run), "--steps", "3", "--quiet"])
         err = capsys.readouterr().err
         assert "flexae: note: removed 1 stale temporary file(s)" in err, err
         assert not dead.exists() and live.read_text() == "being written"  # a live writer's file is kept
+        assert users.read_text() == "mine"
     finally:
         live_process.kill()
         live_process.wait()

@@ -137,11 +137,27 @@ def clear_run_dir(out: Path) -> None:
             folder.rmdir()
 
 
+EVAL_FILE = re.compile(r"eval-[^/]+\.(json|md)")  # eval-best.json, ...: `flexae eval RUN_DIR/best.pt`
+
+
+def _written(tmp: Path) -> str:
+    """The name of the file a temporary NAME.PID.tmp was to become: NAME."""
+    return tmp.name[:-len(".tmp")].rpartition(".")[0]
+
+
 def sweep_stale(run_dir: Path) -> int:
     """Remove the temporary files NAME.PID.tmp of dead writers from the run folder (under its lock),
     with one note on stderr; a temporary file of a live process is never touched."""
     removed = 0
-    for tmp in stale_tmp_files(run_dir):
+    run_dir = Path(run_dir)
+    grids = run_dir / GRIDS_DIR
+    candidates = [(tmp, EVAL_FILE.fullmatch(_written(tmp)) or _written(tmp) in OWNED_FILES)
+                  for tmp in stale_tmp_files(run_dir)]
+    if grids.is_dir() and not grids.is_symlink():
+        candidates += [(tmp, GRID_FILE.fullmatch(_written(tmp))) for tmp in stale_tmp_files(grids)]
+    for tmp, flexae_wrote_it in candidates:
+        if not flexae_wrote_it:  # only temporaries of files flexae writes: a user's NAME.123.tmp stays
+            continue
         try:
             tmp.unlink()
             removed += 1
