@@ -222,11 +222,11 @@ def config_from_dict(d: Any, source: str | Path) -> RunConfig:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{source}: its config does not fit this flexae ({detail}); it may come from "
                         f"another flexae version") from None
+    mark_from_file(cfg.model, source)  # its "module:Class" references are imported only with consent
     try:
         validate_config(cfg, check_device=False)
     except UserError as exc:
         raise UserError(f"{source}: bad config value: {exc}") from None
-    mark_from_file(cfg.model, source)  # its "module:Class" references are imported only with consent
     return cfg
 
 
