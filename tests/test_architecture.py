@@ -28,7 +28,7 @@ LAYERS = [
     ("nets",),                                             # Tables 6-8 networks
     ("metrics", "grids", "plots"),                         # FD, W1, Inception, PRD, PMS/IMS; images, figures
     ("runs",),                                             # the run folder's format
-    ("data", "config", "files", "devices", "errors", "version", ""),  # the ground floor
+    ("data", "config", "files", "devices", "errors", "version", "trust", ""),  # the ground floor
 ]
 
 # Within-layer rules the order cannot express: (importer prefix, imported prefix).
@@ -242,12 +242,14 @@ def test_a_model_of_your_own_with_its_own_settings_trains_resumes_and_samples_fr
     assert saved["model"]["name"] == "tests_pkg.my_model:MyModel"
     assert saved["model"]["options"] == {"width": 16, "code_weight": 0.0}
     out = _flexae("train", "--resume", str(run), "--steps", "5", "--quiet", cwd=tmp_path)
+    assert out.returncode == 2 and "names model code 'tests_pkg.my_model:MyModel'" in out.stderr  # no consent
+    out = _flexae("train", "--resume", str(run), "--steps", "5", "--quiet", "--trust-code", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     import os
     import subprocess
     import sys
 
-    code = ("import sys; from flexae import load_run; model, cfg = load_run(sys.argv[1]); "
+    code = ("import sys; from flexae import load_run; model, cfg = load_run(sys.argv[1], trust_code=True); "
             "assert model.encoder[0].out_features == cfg.model.options.width == 16; "
             "print(tuple(model.generate(4).shape))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).resolve().parent)])}

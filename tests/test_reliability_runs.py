@@ -230,8 +230,26 @@ def test_fit_sampler_rebuilds_a_damaged_sampler_file(gmm_run, tmp_path, capsys, 
 def test_a_full_disk_while_logging_is_one_line(tmp_path):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full here")
-    with pytest.raises(UserError, match="cannot append to /dev/full"):
+    with pytest.raises(UserError, match="cannot append to /dev/full"):  # now refused as not a regular file
         append_jsonl(Path("/dev/full"), {"step": 1})
+
+
+def test_a_write_error_while_logging_to_a_regular_file_is_one_line(tmp_path):
+    """A regular log.jsonl that cannot grow (the file-size limit, as a full disk would): one line."""
+    import resource
+    import signal
+
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a fatal signal
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, old_limit[1]))
+    try:
+        with pytest.raises(UserError, match=r"cannot append to .*log.jsonl \(File too large\)"):
+            append_jsonl(log, {"step": 1})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
 
 
 def test_a_read_only_file_system_is_one_line(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import sys
 import warnings
@@ -42,7 +43,21 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
                             f"saved in its checkpoint (only --steps, --device, --data-dir and --tensorboard may change)")
 
 
+def _trust_code_option(f):
+    """`--trust-code`: the command may import the network modules ("module:Class") that the runs
+    and model files it loads name (flexae.trust); without it such a run is refused with one line."""
+    @functools.wraps(f)
+    def command(*args, trust_code: bool, **kwargs):
+        from flexae.trust import allowing_code
+        with allowing_code(trust_code):
+            return f(*args, **kwargs)
+    return click.option("--trust-code", is_flag=True,
+                        help="Allow importing the network code (model.encoder / model.decoder = module:Class) "
+                             "that a loaded run or model file names; importing runs its code.")(command)
+
+
 @cli.command()
+@_trust_code_option
 @click.option("--model", default=_MODEL.name, show_default=True,
               help="flexae, flexae-sr, wae (FlexAE with its prior fixed to N(0, I), the paper's ablation), "
                    "wae-gmm (the same, prior fixed to a Gaussian mixture), vae, or a baseline: wae-gan, wae-mmd, "
@@ -127,7 +142,7 @@ def _reproduce_options(default_steps: int, default_seeds: int = 1):
                          help="Training iterations per run.")(f)
         f = click.option("--device", default="auto", show_default=True)(f)
         f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
-        return f
+        return _trust_code_option(f)
     return wrap
 
 
@@ -183,7 +198,7 @@ def _table_options(f):
                                                       "own: folder:PATH, npz:PATH, npy:PATH (docs/data.md).")(f)
     f = click.option("--out", type=click.Path(path_type=Path), required=True,
                      help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
-    return f
+    return _trust_code_option(f)
 
 
 def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
@@ -244,6 +259,7 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 
 
 @cli.command("fit-sampler")
+@_trust_code_option
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
 @click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
@@ -261,6 +277,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 
 
 @cli.command("fit-prior")
+@_trust_code_option
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
@@ -308,7 +325,7 @@ def _use_options(with_data: bool):
     def wrap(f):
         for option in reversed(options):  # click lists parameters in the order given here
             f = option(f)
-        return f
+        return _trust_code_option(f)
     return wrap
 
 
@@ -471,6 +488,7 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 
 
 @cli.command("export")
+@_trust_code_option
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -531,6 +549,7 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 
 
 @cli.command("eval")
+@_trust_code_option
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("-n", "--n", "n", type=int, default=10_000, show_default=True,
               help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from flexae.trust import note_named
+
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
 CUDA_GRAPHS = ("auto", "on", "off")     # train.cuda_graphs (flexae.training.graphs)
 INCEPTION_MODES = ("pytorch-fid", "tf")  # Inception preprocessing (flexae.metrics.inception.preprocess)
@@ -104,8 +106,10 @@ class ModelConfig:
 
 def class_reference(value: Any) -> Any:
     """A class -> "module:QualName", the importable reference a config records; anything else as is."""
-    if isinstance(value, type):
-        return f"{value.__module__}:{value.__qualname__}"
+    if isinstance(value, type):  # a class in the user's hands: its module is theirs (flexae.trust)
+        reference = f"{value.__module__}:{value.__qualname__}"
+        note_named(reference)
+        return reference
     return value
 
 

@@ -4,14 +4,21 @@ complete file or the new complete file, never a mix. Also the JSONL reader and o
 Every file is written to a temporary name beside the target, flushed and fsync'ed, then renamed over
 the old one (`os.replace` is atomic on POSIX and Windows), and the folder entry is fsync'ed. Run
 folders (flexae.runs), feature and data caches and image grids all write through `atomic_write`.
+
+Nothing is written through a symbolic link: the temporary file is created new (`O_EXCL |
+O_NOFOLLOW`), and the rename replaces a symlink at the target itself, never the file it points to;
+`append_jsonl` refuses a symlink or any non-regular file. A temporary file is named
+`NAME.PID.tmp` (`tmp_name`), so a stale one left by a killed process can be recognised
+(`stale_tmp_files`) and swept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from flexae.errors import UserError
 
@@ -41,13 +48,34 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+# Flags that never follow a symbolic link at the last path component (0 where the OS has none).
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def tmp_name(path: Path, pid: int | None = None) -> Path:
+    """The temporary file of `path` written by process `pid` (this one): NAME.PID.tmp."""
+    return path.with_name(f"{path.name}.{os.getpid() if pid is None else pid}.tmp")
+
+
+def _new_file(tmp: Path) -> BinaryIO:
+    """Create `tmp` afresh for writing, never through a symlink; an old file of that name (left by
+    an earlier process with this PID) is removed first (unlink removes a symlink, not its target)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:
+        tmp.unlink()
+        fd = os.open(tmp, flags, 0o666)
+    return os.fdopen(fd, "wb")
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write `path` through `write(file)` so that readers only ever see the old or the new content."""
     path = Path(path)
     # A name of this process's own: two writers never share a temporary file.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(path)
     try:
-        with open(tmp, "wb") as f:
+        with _new_file(tmp) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -95,10 +123,47 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def open_regular(path: Path, flags: int, what: str = "write", mode: int = 0o644) -> int:
+    """os.open(path, flags) that refuses a symbolic link or a non-regular file (a FIFO, a device,
+    a folder) with a one-line UserError, so a file in a run folder cannot be aimed elsewhere."""
+    if Path(path).is_symlink():
+        raise UserError(f"cannot {what} {path}: it is a symbolic link (flexae writes only regular files "
+                        f"there); remove it")
+    fd = os.open(path, flags | NOFOLLOW | os.O_NONBLOCK, mode)  # O_NONBLOCK: a FIFO must not hang us
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"cannot {what} {path}: it is not a regular file; remove it")
+    return fd
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a line; append-only, so a crash tears at most the last line."""
     try:
-        with open(path, "a", encoding="utf-8") as f:
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "append to")
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
     except OSError as exc:  # disk full, read-only file system, a folder in its place
         raise UserError(f"cannot append to {path} ({exc.strerror or exc})") from None
+
+
+def stale_tmp_files(folder: Path) -> Iterator[Path]:
+    """Temporary files NAME.PID.tmp (see `tmp_name`) in `folder` whose writer process is dead."""
+    for entry in Path(folder).glob("*.*.tmp"):
+        pid = entry.name[:-len(".tmp")].rpartition(".")[2]
+        if pid.isdigit() and not _alive(int(pid)) and (entry.is_file() or entry.is_symlink()):
+            yield entry
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (this one counts; Windows: assumed alive, nothing is swept)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True

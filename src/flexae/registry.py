@@ -29,6 +29,7 @@ from flexae.baselines.vqvae import build_vqvae
 from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES, build_wae_gan
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
+from flexae.trust import check_import
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
 
 # (model, optim config, batch source, StepOptions | None) -> a flexae.training.steps.Trainer
@@ -205,6 +206,8 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
                 raise UserError(f"build_model({name}=...) takes the class ({type(value).__name__}), not an "
                                 f"instance: flexae builds it as Class(data_shape, size) and records its name")
             setattr(cfg, name, class_reference(value))
+    if is_reference(cfg.name):
+        check_import(cfg, "name", cfg.name)  # a model module named by a file is imported only with consent
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)

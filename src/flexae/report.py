@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,33 @@ def kind(record: dict[str, Any]) -> str:
     return "metrics" if any(k in record for k in METRIC_KEYS) else "losses"
 
 
+def inside_run(folder: Path, path: Path) -> bool:
+    """True for a regular file of the run itself: not a symlink (nor under a symlinked folder), and
+    inside the run folder once resolved. Only such files are read into a report, so a symlink in a
+    shared run cannot have the report embed a file from elsewhere (a private key, say)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    between = path.parent  # the folders from the file up to the run folder (grids/): no symlinks
+    while between != folder and between != between.parent:
+        if between.is_symlink():
+            return False
+        between = between.parent
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _refuse_symlink(folder: Path, path: Path) -> bool:
+    """True if `path` may be read; a file that exists but is not the run's own is skipped with a warning."""
+    if inside_run(folder, path):
+        return True
+    if path.is_symlink() or path.exists():
+        warnings.warn(f"{path} is a symbolic link or not a regular file inside the run; not included in the report")
+    return False
+
+
 def read_run(folder: str | Path) -> RunRecords:
     folder = Path(folder)
+    if (folder / CONFIG_NAME).is_symlink():
+        raise UserError(f"{folder / CONFIG_NAME} is a symbolic link; a report reads only the run's own files")
     if not (folder / CONFIG_NAME).is_file():
         raise UserError(f"{folder} is not a run folder (no {CONFIG_NAME})")
     try:
@@ -62,13 +88,13 @@ def read_run(folder: str | Path) -> RunRecords:
     except (OSError, ValueError) as exc:
         raise UserError(f"{folder / CONFIG_NAME}: unreadable ({exc})") from None
     run = RunRecords(folder.resolve().name, folder, config)
-    if (folder / LOG_NAME).exists():
+    if (folder / LOG_NAME).exists() and _refuse_symlink(folder, folder / LOG_NAME):
         for record in read_log(folder):
             getattr(run, {"losses": "losses", "metrics": "metrics"}.get(kind(record), "events")).append(record)
-    run.final = _json_or_empty(folder / METRICS_NAME)
-    run.evaluation = _json_or_empty(folder / EVAL_JSON)
+    run.final = _json_or_empty(folder / METRICS_NAME) if _refuse_symlink(folder, folder / METRICS_NAME) else {}
+    run.evaluation = _json_or_empty(folder / EVAL_JSON) if _refuse_symlink(folder, folder / EVAL_JSON) else {}
     for name in ("samples", "reconstructions"):
-        found = sorted((folder / GRIDS_DIR).glob(f"{name}-*.png"))
+        found = sorted(p for p in (folder / GRIDS_DIR).glob(f"{name}-*.png") if _refuse_symlink(folder, p))
         if found:
             run.grids[name] = found[-1]  # names carry the zero-padded step: the last is the latest
     return run

@@ -21,7 +21,8 @@ from flexae.config import CUDA_GRAPHS, PRECISIONS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
-from flexae.registry import model_options, spec
+from flexae.registry import is_reference, model_options, spec
+from flexae.trust import check_import, mark_from_file
 
 CHANNELS_LAST = ("auto", "on", "off")
 FEEDS = ("paper", "authors")
@@ -142,6 +143,8 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     m, o, t = cfg.model, cfg.optim, cfg.train
     if not isinstance(m.name, str):
         raise UserError(f"model.name must be a string, got {m.name!r:.60}")
+    if is_reference(m.name):
+        check_import(m, "name", m.name)  # a model module named by a file is imported only with consent
     spec(m.name)  # a registered name, or module:Name of a model of your own; one line otherwise
     options = model_options(m)
     if options is not None:
@@ -228,6 +231,7 @@ def config_from_dict(d: Any, source: str | Path) -> RunConfig:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{source}: its config does not fit this flexae ({detail}); it may come from "
                         f"another flexae version") from None
+    mark_from_file(cfg.model, source)  # its "module:Class" references are imported only with consent
     try:
         validate_config(cfg, check_device=False)
     except UserError as exc:

@@ -19,17 +19,30 @@ from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
 from flexae.files import atomic_write_text
-from flexae.runs.layout import CHECKPOINT_NAME, EVAL_JSON, EVAL_MD, METRICS_NAME
-from flexae.app.load import load_run
+from flexae.app.build import read_model
+from flexae.runs.folder import checkpoint_path, sweep_stale
+from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, EVAL_JSON, EVAL_MD, METRICS_NAME
+from flexae.trust import allowing_code
+
+
+def _fingerprint(paths: tuple[Path, ...]) -> tuple:
+    """What changes when a file is rewritten (flexae writes by rename: a new inode) or edited."""
+    def one(path: Path) -> tuple:
+        try:
+            info = path.stat()
+        except OSError:
+            return ()
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+    return tuple(one(p) for p in paths)
 
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
                  precision: str = "auto", weights: str | None = None, seed: int = 0,
-                 progress: bool = True, mode: str = "pytorch-fid") -> dict:
+                 progress: bool = True, mode: str = "pytorch-fid", trust_code: bool = False) -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
-    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess)."""
+    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess); ``trust_code``: as for `load_run`."""
     from flexae.metrics.inception import check_mode, load_extractor
 
     source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
@@ -39,13 +52,19 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     check_mode(mode)
     torch_device = resolve_device(device)
-    model, cfg = load_run(source, device=torch_device)
+    path = checkpoint_path(source)
+    watched = (path, run_dir / CONFIG_NAME)  # a training run or --overwrite rewrites them
+    before = _fingerprint(watched)
+    with allowing_code(trust_code):
+        model, cfg, state = read_model(path, torch_device)
+    model = model.to(torch_device).eval()
     data = load_for_config(cfg.train, data_dir)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
                         f"latent W1 in {run_dir / METRICS_NAME}")
-    extractor = load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
-                               progress=progress, mode=mode)  # type: ignore[arg-type]
+    extractor = (load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
+                                progress=progress, mode=mode)  # type: ignore[arg-type]
+                 if {"fid", "prd", "ims"} & set(metrics) else None)  # PMS alone compares pixels
     gen = torch.Generator(device=torch_device).manual_seed(seed)
     train = None
     if {"pms", "ims"} & set(metrics):  # Table 4 needs 2n training images, drawn at random
@@ -55,7 +74,12 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         lambda k: model.generate(k, gen), lambda x: model.reconstruct(x.to(torch_device)),
         as_float(data.test), train, n=n, metrics=metrics, extractor=extractor,
         device=torch_device, batch_size=batch_size, seed=seed)
-    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset, **results}
+    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset,
+               "checkpoint": path.name, "step": int(state["step"]), **results}
+    if _fingerprint(watched) != before:  # the results describe a model that is no longer the run's
+        raise UserError(f"{run_dir} changed while it was evaluated ({path.name} or {CONFIG_NAME} was rewritten, "
+                        f"e.g. by training or --overwrite); {json_name} not written: evaluate it again")
+    sweep_stale(run_dir)
     atomic_write_text(run_dir / json_name, json.dumps(results, indent=2) + "\n")
     atomic_write_text(run_dir / md_name, results_markdown(results, label=cfg.model.name))
     return results

@@ -33,14 +33,16 @@ from flexae.app.build import attach_learned_prior, build_for_config, read_model
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.checkpoint import check_versions, nonfinite_tensors
 from flexae.runs.folder import checkpoint_path
+from flexae.trust import allowing_code
 from flexae.validation import config_from_dict
 
 FORMAT = "flexae-model"
 SUFFIX = ".safetensors"
 
 
-def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write the model weights of the run in `run_dir` to the safetensors file `out`."""
+def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False, trust_code: bool = False) -> Path:
+    """Write the model weights of the run in `run_dir` to the safetensors file `out` (`trust_code`:
+    as for `load_run`)."""
     from safetensors.torch import save
 
     run_dir, out = Path(run_dir), Path(out)
@@ -54,7 +56,8 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     run_dir = path.parent
     # The checks load_weights makes; the fitted ex-post sampler (sampler.pt) is part of the model's
     # state dict (its prior), so the exported file generates like the run does.
-    model, _, state = read_model(path)
+    with allowing_code(trust_code):
+        model, _, state = read_model(path)
     if not model.can_generate():
         warnings.warn(f"{run_dir} has no fitted ex-post sampler (run `flexae fit-sampler {run_dir}` first); "
                       f"the exported model encodes and decodes but cannot generate", stacklevel=2)

@@ -23,6 +23,7 @@ from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog
 from flexae.training.prior_fit import fit_learned_prior
+from flexae.trust import allowing_code
 
 ENCODE_BATCH = 256
 NOT_SUPPORTED = {"vq-vae": "its codes are vector-quantised (a learned prior over continuous codes would decode "
@@ -47,20 +48,23 @@ def fit_prior(codes: Tensor, *, noise_dim: int | None = None, networks: str = "i
     if not isinstance(codes, Tensor) or codes.dim() != 2:
         raise UserError(f"codes must be a float tensor (N, m), got {getattr(codes, 'shape', type(codes).__name__)}")
     m = codes.shape[1]
+    torch.manual_seed(seed)  # before the networks are built: their initialisation is part of the fit
     generator, critic = prior_networks((1, 8, 8) if networks == "image" else (1,), m, noise_dim or m)
     return fit_learned_prior(codes, generator, critic, noise_dim or m, optim, steps, batch_size, seed, progress)
 
 
 def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | None = None,
                   fit_points: int = 0, noise_dim: int | None = None, data_dir: str | None = None,
-                  device: str = "cpu", seed: int | None = None, progress: bool = True) -> dict[str, float]:
+                  device: str = "cpu", seed: int | None = None, progress: bool = True,
+                  trust_code: bool = False) -> dict[str, float]:
     """Learn a prior on the codes of a run's training images (all, or a random `fit_points`) and
     write RUN_DIR/prior.pt. The run's optimisers (optim.critic, optim.gen, critic_steps, gp_weight)
-    and batch size are used unless given."""
+    and batch size are used unless given; `trust_code`: as for `load_run`."""
     path = checkpoint_path(run_dir)
     run_dir = path.parent
     torch_device = resolve_device(device)
-    model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
+    with allowing_code(trust_code):
+        model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
     if cfg.model.name in NOT_SUPPORTED:
         raise UserError(f"fit-prior does not apply to {cfg.model.name}: {NOT_SUPPORTED[cfg.model.name]}")
     if fit_points < 0:
@@ -74,6 +78,7 @@ def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | N
     codes = encode_all(model.encode, train, torch_device)
     m = codes.shape[1]
     noise_dim = noise_dim or cfg.model.noise_dim or m
+    torch.manual_seed(seed)  # before the networks are built: same seed, same prior
     generator, critic = prior_networks(run_data_shape(cfg.train, path), m, noise_dim)
     with RunFolderLock(run_dir):  # not while a training process writes this run
         prior, stats = fit_learned_prior(codes, generator, critic, noise_dim, cfg.optim, steps,

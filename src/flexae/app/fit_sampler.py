@@ -24,6 +24,7 @@ from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog
 from flexae.runs.sampler_file import load_into, save
+from flexae.trust import allowing_code
 
 
 def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: BaselineConfig, step: int,
@@ -52,14 +53,17 @@ def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Base
 
 
 def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | None = None,
-            data_dir: str | None = None, device: str = "cpu", progress: bool = True) -> dict[str, float]:
+            data_dir: str | None = None, device: str = "cpu", progress: bool = True,
+            trust_code: bool = False) -> dict[str, float]:
     """`flexae fit-sampler RUN_DIR`: fit the ex-post sampler of a trained run and save sampler.pt.
 
-    `steps` / `fit_points` override the config's `sampler_steps` / `sampler_fit_points` for this fit.
+    `steps` / `fit_points` override the config's `sampler_steps` / `sampler_fit_points` for this fit;
+    `trust_code`: as for `load_run`.
     """
     path = checkpoint_path(run_dir)
     run_dir = path.parent
-    model, cfg, state = read_model(path, device, with_sampler=False)  # the old sampler.pt is not read: it is rewritten
+    with allowing_code(trust_code):
+        model, cfg, state = read_model(path, device, with_sampler=False)  # the old sampler.pt is not read: it is rewritten
     model = model.to(device).eval()
     if model.expost_sampler is None:
         raise UserError(f"{cfg.model.name} has no ex-post sampler to fit (only ae-gmm, rae-gmm, 2s-vae and vq-vae do)")

@@ -13,17 +13,22 @@ from flexae.models import AutoEncoder
 from flexae.app.build import read_model
 from flexae.app.export import load_weights
 from flexae.runs.folder import checkpoint_path
+from flexae.trust import allowing_code
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampler: bool = True,
-             checkpoint: str = "last", learned_prior: bool = True) -> tuple[AutoEncoder, RunConfig]:
+             checkpoint: str = "last", learned_prior: bool = True,
+             trust_code: bool = False) -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from `run_dir/checkpoint.pt`, from
     `best.pt` with checkpoint="best" (or a checkpoint file given as `run_dir`), or from an exported
     `.safetensors` file. `with_sampler=False` leaves a baseline's ex-post sampler unfitted instead
     of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it). A prior learned after
-    training (`prior.pt`, `flexae fit-prior`) is the model's prior unless `learned_prior=False`."""
+    training (`prior.pt`, `flexae fit-prior`) is the model's prior unless `learned_prior=False`.
+    A config naming networks of its own ("module:Class") is built only with `trust_code=True`, or
+    when this process named that module itself (flexae.trust): importing it runs its code."""
     run_dir = Path(run_dir)
-    if run_dir.suffix == ".safetensors" and run_dir.is_file():
-        return load_weights(run_dir, device)
-    model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, learned_prior)
+    with allowing_code(trust_code):
+        if run_dir.suffix == ".safetensors" and run_dir.is_file():
+            return load_weights(run_dir, device)
+        model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, learned_prior)
     return model.to(device).eval(), cfg

@@ -42,6 +42,7 @@ from flexae.app.previews import Previews, TensorBoard
 from flexae.training.signals import GracefulStop, StopNow, TrainingStopped
 from flexae.training.steps import Trainer, load_optimizer_state
 from flexae.validation import config_from_dict, validate_config, validate_resume_steps
+from flexae.trust import allowing_code
 
 EVAL_SEED = 12345
 
@@ -190,10 +191,12 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
 
 
 def resume(out: str | Path, steps: int | None = None, *, data_dir: str | None = None,
-           progress: bool = True, device: str | None = None, tensorboard: bool | None = None) -> Path:
-    """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given."""
+           progress: bool = True, device: str | None = None, tensorboard: bool | None = None,
+           trust_code: bool = False) -> Path:
+    """Continue the run in `out` from its checkpoint, up to `steps` total iterations if given
+    (`trust_code`: as for `load_run`)."""
     out = Path(out)
-    with _writer_lock(out):
+    with _writer_lock(out), allowing_code(trust_code):
         return _resume(out, steps, data_dir, progress, device, tensorboard)
 
 

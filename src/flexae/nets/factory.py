@@ -11,14 +11,17 @@ from torch import nn
 
 from flexae.config import ModelConfig
 from flexae.errors import UserError
+from flexae.trust import check_import
 
 
-def user_network(reference: str, *args: object) -> nn.Module:
-    """Build a network of the user's own from its "module:Class" reference: Class(*args)."""
+def user_network(reference: str, *args: object, cfg: ModelConfig | None = None, field: str = "") -> nn.Module:
+    """Build a network of the user's own from its "module:Class" reference: Class(*args). The
+    reference `cfg.<field>` of a config read from a file is imported only with consent (flexae.trust)."""
     module_name, _, qualname = reference.partition(":")
     if not module_name or not qualname or "<locals>" in qualname:
         raise UserError(f"network {reference!r}: give an importable 'module:Class' (a class defined at the top "
                         f"level of a module, so a saved run can build it again)")
+    check_import(cfg, field, reference)  # before anything is imported
     try:
         target: object = importlib.import_module(module_name)
         for part in qualname.split("."):
@@ -40,9 +43,9 @@ def _own_networks(nets: dict[str, nn.Module], data_shape: tuple[int, ...], cfg: 
                   code_dim: int) -> dict[str, nn.Module]:
     """Replace encoder / decoder by the user's classes named in cfg.encoder / cfg.decoder."""
     if cfg.encoder:
-        nets["encoder"] = user_network(cfg.encoder, tuple(data_shape), encoder_out)
+        nets["encoder"] = user_network(cfg.encoder, tuple(data_shape), encoder_out, cfg=cfg, field="encoder")
     if cfg.decoder:
-        nets["decoder"] = user_network(cfg.decoder, tuple(data_shape), code_dim)
+        nets["decoder"] = user_network(cfg.decoder, tuple(data_shape), code_dim, cfg=cfg, field="decoder")
     return nets
 
 
