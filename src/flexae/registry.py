@@ -211,11 +211,13 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)
-    cfg.options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
+    options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
+    if options is not None:
+        cfg.options = options  # (models without settings of their own keep {}, as config.json has it)
     model = entry.build(cfg, data_shape)
     model.model_name = cfg.name
     model.baseline_config = cfg.baseline
-    model.options = cfg.options  # the model's own settings, for its trainer
+    model.options = options  # the model's own settings, for its trainer (None: it has none)
     model.data_shape = tuple(data_shape)  # the shape of one data point: (C, H, W) for images
     return model
 

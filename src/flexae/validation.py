@@ -280,7 +280,12 @@ def apply_override(cfg: RunConfig, item: str) -> None:
     if parts[:2] == ["model", "options"]:
         cfg.model.options = model_options(cfg.model)  # typed, so the value is read with its field's type
         if cfg.model.options is None:
+            cfg.model.options = {}
             raise UserError(f"unknown config key {key!r}: model {cfg.model.name!r} has no settings of its own")
+        known = [f.name for f in dataclasses.fields(cfg.model.options)]
+        if len(parts) == 3 and parts[2] not in known:
+            raise UserError(f"model {cfg.model.name!r} has no setting model.options.{parts[2]}; its settings: "
+                            f"{', '.join(sorted(known))}")
     for i, part in enumerate(parts):
         fields = _hints(type(target)) if dataclasses.is_dataclass(target) else {}
         if part not in fields:
