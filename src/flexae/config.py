@@ -139,6 +139,10 @@ class TrainConfig:
     best_metric: str = "fid"          # Image runs with eval_images: keep best.pt by this metric ("fid", "kid").
     grid_every: int = 1000            # Image data: iterations between the 8x8 sample and reconstruction
                                       # PNGs in grids/ (0: none; else the last step always writes).
+    batchnorm_stats: str = "own"      # Which passes move the BatchNorm running statistics of E and D: "own"
+                                      # (PyTorch: each train-mode pass of an update) or "authors" (their TF
+                                      # graph: every update refreshes them from all its streams, D(G(n))
+                                      # included; flexae, flexae-sr, wae, wae-gmm; flexae.training.batchnorm).
     tensorboard: bool = False         # Also write the logged numbers and grids to RUN_DIR/tensorboard/.
     data_dir: str | None = None       # Image files folder given at training (reused by resume, sample,
                                       # ...); None: $FLEXAE_DATA_DIR, else ./data.

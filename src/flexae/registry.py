@@ -133,13 +133,18 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
 
 
 def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: BatchSource,
-                 options: StepOptions | None = None) -> Trainer:
+                 options: StepOptions | None = None, batchnorm_stats: str = "own", seed: int = 0) -> Trainer:
     """The trainer of a model built by `build_model`; `options` (precision, memory format) apply
-    to every trainer alike (flexae.training.precision)."""
+    to every trainer alike (flexae.training.precision). `batchnorm_stats` (train.batchnorm_stats,
+    flexae.training.batchnorm) other than "own" needs a source that takes a generator
+    (flexae.data.RandomBatches); `seed` seeds its private draws."""
     name = getattr(model, "model_name", None)
     if name is None:
         raise TypeError(f"{type(model).__name__} was not built by flexae.registry.build_model")
-    return spec(name).trainer(model, cfg, batches, options)
+    trainer = spec(name).trainer(model, cfg, batches, options)
+    if batchnorm_stats != "own":
+        trainer.use_batchnorm_stats(batchnorm_stats, seed)
+    return trainer
 
 
 def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | None = None, seed: int = 0,

@@ -22,6 +22,7 @@ from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
+from flexae.training.batchnorm import BATCHNORM_STATS
 from flexae.training.precision import PRECISIONS, step_options
 
 CHANNELS_LAST = ("auto", "on", "off")
@@ -194,6 +195,10 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     if t.eval_images != 0 and t.eval_images < 2:
         raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
+    _choice("train.batchnorm_stats", t.batchnorm_stats, BATCHNORM_STATS)
+    if t.batchnorm_stats not in getattr(spec(m.name).trainer, "batchnorm_stats_choices", ("own",)):
+        raise UserError(f"train.batchnorm_stats={t.batchnorm_stats!r} exists for the models of Algorithm 1 "
+                        f"(flexae, flexae-sr, wae, wae-gmm); {m.name} keeps 'own'")
 
 
 def _validate_image_options(t: Any) -> None:

@@ -94,7 +94,8 @@ class Run:
         distributed.seed_rank(cfg.train.seed, 0)  # torchrun ranks > 0: their own batches and noise
         self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
         set_tf32(cfg.train.tf32, device)
-        trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
+        trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device),
+                               cfg.train.batchnorm_stats, cfg.train.seed)
         # On CUDA one whole iteration is captured once and replayed (flexae.training.graphs).
         self.trainer: Trainer = maybe_graphed(trainer, cfg.train.cuda_graphs, device, cfg.model.name)
         self.step = 0
