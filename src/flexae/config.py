@@ -134,9 +134,12 @@ class TrainConfig:
     checkpoint_every: int = 1000      # Iterations between checkpoints (the last step always saves).
     eval_samples: int = 1000          # Points per set for the exact latent Wasserstein distance.
     eval_images: int = 0              # Image data: every eval_every iterations, FID and KID of this many
-                                      # generated vs held-out test images (0: off; needs the Inception
+                                      # generated vs held-out reference images (0: off; needs the Inception
                                       # weights; ~4 min per 1000 images on a 2-core CPU, seconds on a GPU).
     best_metric: str = "fid"          # Image runs with eval_images: keep best.pt by this metric ("fid", "kid").
+    best_split: str = "validation"    # Their reference images: "validation", eval_images training images
+                                      # held out from training (chosen by data_seed), or "test" (the test
+                                      # split; biases numbers reported on it, so it warns).
     grid_every: int = 1000            # Image data: iterations between the 8x8 sample and reconstruction
                                       # PNGs in grids/ (0: none; else the last step always writes).
     batchnorm_stats: str = "own"      # Which passes move the BatchNorm running statistics of E and D: "own"

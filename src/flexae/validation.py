@@ -23,6 +23,7 @@ from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
 from flexae.registry import model_names, spec
 from flexae.training.batchnorm import BATCHNORM_STATS
+from flexae.training.image_eval import BEST_SPLITS
 from flexae.training.precision import PRECISIONS, step_options
 
 CHANNELS_LAST = ("auto", "on", "off")
@@ -195,6 +196,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     if t.eval_images != 0 and t.eval_images < 2:
         raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
+    _choice("train.best_split", t.best_split, BEST_SPLITS)
     _choice("train.batchnorm_stats", t.batchnorm_stats, BATCHNORM_STATS)
     if t.batchnorm_stats not in getattr(spec(m.name).trainer, "batchnorm_stats_choices", ("own",)):
         raise UserError(f"train.batchnorm_stats={t.batchnorm_stats!r} exists for the models of Algorithm 1 "

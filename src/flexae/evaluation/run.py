@@ -26,10 +26,11 @@ from flexae.runs.load import load_run
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
                  precision: str = "auto", weights: str | None = None, seed: int = 0,
-                 progress: bool = True, mode: str = "pytorch-fid") -> dict:
+                 progress: bool = True, mode: str = "pytorch-fid", prior: str = "own") -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
-    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess)."""
+    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess). ``prior``: "own" (the run's) or
+    "fitted" (its prior.pt, `flexae fit-prior`); recorded in the results as "prior"."""
     from flexae.metrics.inception import check_mode, load_extractor
 
     source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
@@ -39,7 +40,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     metrics = check_metrics(metrics)  # argument errors first: loading the run and data takes a while
     check_mode(mode)
     torch_device = resolve_device(device)
-    model, cfg = load_run(source, device=torch_device)
+    model, cfg = load_run(source, device=torch_device, prior=prior)
     data = load_for_config(cfg.train, data_dir)
     if not data.is_image:
         raise UserError(f"flexae eval computes image metrics; {cfg.train.dataset} runs report FD and "
@@ -55,7 +56,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         lambda k: model.generate(k, gen), lambda x: model.reconstruct(x.to(torch_device)),
         as_float(data.test), train, n=n, metrics=metrics, extractor=extractor,
         device=torch_device, batch_size=batch_size, seed=seed)
-    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset, **results}
+    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset, "prior": prior, **results}
     atomic_write_text(run_dir / json_name, json.dumps(results, indent=2) + "\n")
     atomic_write_text(run_dir / md_name, results_markdown(results, label=cfg.model.name))
     return results

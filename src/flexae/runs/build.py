@@ -41,16 +41,17 @@ def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConf
 
 
 def read_model(path: Path, device: str | torch.device = "cpu", with_sampler: bool = True,
-               learned_prior: bool = True) -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
+               prior: str = "own") -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
     """(model, its RunConfig, the loaded checkpoint state) from the checkpoint file `path`, checked;
     with `with_sampler` the run's fitted ex-post sampler (sampler.pt) is loaded too, if it has one;
-    with `learned_prior` a prior learned after training (prior.pt, `flexae fit-prior`) replaces the
-    model's own prior, if the run has one."""
+    with prior="fitted" the prior learned after training (prior.pt, `flexae fit-prior`) replaces the
+    model's own prior (a UserError if the run has none fitted to these weights)."""
+    prior_file.check_prior(prior)
     state = load_checkpoint(path, map_location=device)
     model, cfg = model_from_checkpoint(state, path)
     if with_sampler:
         load_into(model, Path(path).parent, state["step"])
-    if learned_prior:
+    if prior == "fitted":
         prior_file.load_into(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
-                             cfg.model.latent_dim)
+                             cfg.model.latent_dim, required=True)
     return model, cfg, state

@@ -16,14 +16,16 @@ from flexae.runs.folder import checkpoint_path
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampler: bool = True,
-             checkpoint: str = "last", learned_prior: bool = True) -> tuple[AutoEncoder, RunConfig]:
+             checkpoint: str = "last", prior: str = "own") -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from `run_dir/checkpoint.pt`, from
     `best.pt` with checkpoint="best" (or a checkpoint file given as `run_dir`), or from an exported
     `.safetensors` file. `with_sampler=False` leaves a baseline's ex-post sampler unfitted instead
-    of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it). A prior learned after
-    training (`prior.pt`, `flexae fit-prior`) is the model's prior unless `learned_prior=False`."""
+    of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it). `prior="fitted"`: the
+    prior learned after training (`prior.pt`, `flexae fit-prior`) replaces the run's own (a one-line
+    UserError if there is none); the default "own" never reads prior.pt. An exported file holds one
+    prior, and `prior` must name it."""
     run_dir = Path(run_dir)
     if run_dir.suffix == ".safetensors" and run_dir.is_file():
-        return load_weights(run_dir, device)
-    model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, learned_prior)
+        return load_weights(run_dir, device, prior)
+    model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, prior)
     return model.to(device).eval(), cfg

@@ -1,7 +1,8 @@
 """`RUN_DIR/prior.pt`: a FlexAE prior (G_psi) learned after training on the frozen codes of the
-run's encoder (`flexae fit-prior`, flexae.training.prior_fit). When the file is there, `load_run`
-(and so `flexae sample`, `flexae eval`, `flexae export`) generates through it: D(G_psi(n)); pass
-`load_run(..., learned_prior=False)` for the run's own prior. The file holds tensors and plain
+run's encoder (`flexae fit-prior`, flexae.training.prior_fit). It is used only when asked:
+`load_run(..., prior="fitted")` (and `--prior fitted` of `flexae sample`, `eval`, `export` and the
+table evaluations) generates through it, D(G_psi(n)); the default, prior="own", is the run's own
+prior whether or not the file is there, and every evaluation records which. The file holds tensors and plain
 values only (the generator's state dict, its noise size, the training step and a fingerprint of
 the weights it was fitted to, fit statistics), read back with `torch.load(weights_only=True)`.
 """
@@ -23,6 +24,15 @@ from flexae.priors import LearnedPrior
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.sampler_file import first_stage_fingerprint
+
+
+PRIORS = ("own", "fitted")  # load_run(prior=...), --prior: the run's own prior, or prior.pt
+
+
+def check_prior(prior: str) -> str:
+    if prior not in PRIORS:
+        raise UserError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    return prior
 
 
 def save(run_dir: Path, model: nn.Module, prior: LearnedPrior, step: int, stats: dict[str, float]) -> Path:
@@ -61,16 +71,24 @@ def attach(model: nn.Module, noise_dim: int, data_shape: tuple[int, ...], latent
     return model.prior
 
 
-def load_into(model: nn.Module, run_dir: Path, step: int, data_shape: tuple[int, ...], latent_dim: int) -> bool:
-    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights."""
+def load_into(model: nn.Module, run_dir: Path, step: int, data_shape: tuple[int, ...], latent_dim: int,
+              required: bool = False) -> bool:
+    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights;
+    with `required` (prior="fitted") a missing or stale file is a UserError instead of False."""
     path = Path(run_dir) / PRIOR_NAME
     if not path.is_file():
+        if required:
+            raise UserError(f"{run_dir} has no fitted prior ({PRIOR_NAME}); run `flexae fit-prior {run_dir}` "
+                            f"first, or use the run's own prior (--prior own)")
         return False
     state = read(path)
     if state["step"] != int(step) or not math.isclose(state["fingerprint"], first_stage_fingerprint(model),
                                                      rel_tol=1e-6):
-        warnings.warn(f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
-                      f"not used: run `flexae fit-prior {run_dir}` again", stacklevel=2)
+        message = (f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
+                   f"run `flexae fit-prior {run_dir}` again")
+        if required:
+            raise UserError(message)
+        warnings.warn(message.replace("; run", "; not used: run"), stacklevel=2)
         return False
     prior = attach(model, state["noise_dim"], data_shape, latent_dim)
     try:

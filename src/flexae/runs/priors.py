@@ -60,7 +60,7 @@ def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | N
     path = checkpoint_path(run_dir)
     run_dir = path.parent
     torch_device = resolve_device(device)
-    model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
+    model, cfg, state = read_model(path, torch_device, with_sampler=False)  # the own prior: prior.pt is rewritten
     if cfg.model.name in NOT_SUPPORTED:
         raise UserError(f"fit-prior does not apply to {cfg.model.name}: {NOT_SUPPORTED[cfg.model.name]}")
     if fit_points < 0:
