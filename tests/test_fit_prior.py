@@ -1,5 +1,5 @@
 """`flexae fit-prior`: a FlexAE prior learned on the frozen codes of a trained run (or of any
-encoder), written into the run and used by load_run, sample and export."""
+encoder), written into the run and used by load_run, sample and export when asked (prior="fitted")."""
 
 from __future__ import annotations
 
