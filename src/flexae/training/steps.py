@@ -27,7 +27,7 @@ BatchSource = Callable[[], Tensor]  # returns a fresh real batch (B, ...) on the
 
 def make_adam(params, cfg: Adam) -> torch.optim.Adam:
     """Adam with eps 1e-8. On CPU and CUDA the fused kernel: one pass over parameter, gradient
-    and both moments per tensor (foreach needs ~6 passes; Adam is memory-bound, and the 13 Adam
+    and both moments per tensor (foreach needs ~6 passes; Adam is memory-bound, and the 14 Adam
     steps of a FlexAE-SR iteration touch ~90M parameters). It also lets a GradScaler skip a step
     without a host-device sync."""
     params = list(params)
