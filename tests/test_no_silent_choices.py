@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from flexae.cli import cli
-from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
+from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_for_config
 from flexae.errors import UserError
 from flexae.priors import LearnedPrior, StandardNormalPrior

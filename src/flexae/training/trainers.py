@@ -19,7 +19,7 @@ from torch import Tensor
 from flexae import losses
 from flexae.config import OptimConfig
 from flexae.models import VAE, AdversarialAE, reparameterise
-from flexae.training.batchnorm import BATCHNORM_STATS, CODE, CODE_1, INTERPOLATION, PRIOR, RECONSTRUCTION, GraphStreams
+from flexae.training.batchnorm import BATCHNORM_STATS, CODE, CODE_1, INTERPOLATION, RECONSTRUCTION, GraphStreams
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, update
 
