@@ -1,5 +1,5 @@
 """`flexae fit-prior`: a FlexAE prior learned on the frozen codes of a trained run (or of any
-encoder), written into the run and used by load_run, sample and export."""
+encoder), written into the run and used by load_run, sample and export when asked (prior="fitted")."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ def test_fit_prior_on_a_wae_run_learns_the_codes_and_is_used_by_load_run(tmp_pat
     assert (run / "prior.pt").is_file()
     # The learned prior is closer (exact W1) to the frozen codes than the N(0, I) the WAE was trained with.
     assert stats["w1_learned_prior"] < stats["w1_standard_normal"]
-    model, _ = load_run(run)
+    model, _ = load_run(run, prior="fitted")
     assert isinstance(model.prior, LearnedPrior)
-    own, _ = load_run(run, learned_prior=False)
+    own, _ = load_run(run)  # the run's own prior unless the fitted one is asked for
     assert isinstance(own.prior, StandardNormalPrior)
     # Encoder and decoder are frozen: every weight but the prior's is the checkpoint's.
     for name, t in before.state_dict().items():
@@ -44,14 +44,14 @@ def test_fit_prior_on_a_wae_run_learns_the_codes_and_is_used_by_load_run(tmp_pat
     good = (run / "prior.pt").read_bytes()
     (run / "prior.pt").write_bytes(good[: len(good) // 2])
     with pytest.raises(UserError, match=r"cannot load learned prior .*flexae fit-prior"):
-        load_run(run)
+        load_run(run, prior="fitted")
     (run / "prior.pt").write_bytes(good)
-    # A resumed run has other weights: its stale prior.pt is not used.
+    # A resumed run has other weights: its stale prior.pt is refused when asked for.
     from flexae.app.train import resume
     resume(run, 31, progress=False)
-    with pytest.warns(UserWarning, match="fit-prior"):
-        stale, _ = load_run(run)
-    assert isinstance(stale.prior, StandardNormalPrior)
+    with pytest.raises(UserError, match="fitted to other weights.*fit-prior"):
+        load_run(run, prior="fitted")
+    assert isinstance(load_run(run)[0].prior, StandardNormalPrior)
 
 
 def test_fit_prior_cli_on_an_mnist_shaped_ae_gmm_run_samples_and_exports(tmp_path: Path) -> None:
@@ -68,14 +68,15 @@ def test_fit_prior_cli_on_an_mnist_shaped_ae_gmm_run_samples_and_exports(tmp_pat
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "w1_learned_prior" in result.output and (run / "prior.pt").is_file()
-    result = runner.invoke(cli, ["sample", str(run), "--out", str(tmp_path / "s.npz"), "-n", "4"],
+    result = runner.invoke(cli, ["sample", str(run), "--out", str(tmp_path / "s.npz"), "-n", "4", "--prior",
+                                 "fitted"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model, _ = load_run(run, prior="fitted")
+    assert isinstance(model.prior, LearnedPrior)
+    result = runner.invoke(cli, ["export", str(run), "--out", str(tmp_path / "w.safetensors"), "--prior", "fitted"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    model, _ = load_run(run)
-    assert isinstance(model.prior, LearnedPrior)
-    result = runner.invoke(cli, ["export", str(run), "--out", str(tmp_path / "w.safetensors")], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    exported, _ = load_run(tmp_path / "w.safetensors")
+    exported, _ = load_run(tmp_path / "w.safetensors", prior="fitted")
     assert isinstance(exported.prior, LearnedPrior)
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     assert torch.equal(exported.generate(2, g()), model.generate(2, g()))  # the same prior, exported

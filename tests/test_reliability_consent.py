@@ -18,7 +18,7 @@ import pytest
 
 from flexae.cli import main
 from flexae.errors import UserError
-from flexae.runs import load_run
+from flexae.app.load import load_run
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "evil-imported.marker"

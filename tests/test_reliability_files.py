@@ -24,7 +24,7 @@ from flexae.errors import UserError
 from flexae.files import atomic_write
 from flexae.runs.checkpoint import load_checkpoint
 from flexae.runs.log import RunLog
-from flexae.training.loop import train
+from flexae.app.train import train
 
 
 def _cfg(model: str = "flexae", steps: int = 2) -> RunConfig:
@@ -209,7 +209,7 @@ def image_run(tmp_path_factory) -> Path:
 
 def test_eval_json_records_the_step_and_refuses_a_run_that_changed(image_run, tmp_path, monkeypatch):
     from flexae.evaluation import run as eval_run
-    from flexae.training.loop import resume
+    from flexae.app.train import resume
 
     run = Path(shutil.copytree(image_run, tmp_path / "images"))
     results = eval_run.evaluate_run(run, n=4, metrics=("pms",), device="cpu", progress=False)
@@ -229,7 +229,7 @@ def test_eval_json_records_the_step_and_refuses_a_run_that_changed(image_run, tm
 
 
 def test_fit_prior_with_a_seed_is_reproducible(run):
-    from flexae.runs.priors import fit_prior, fit_prior_run
+    from flexae.app.fit_prior import fit_prior, fit_prior_run
 
     priors = []
     for global_seed in (1, 2):  # whatever the state of the global generator before

@@ -181,6 +181,9 @@ def fig3(out, seeds, steps, device, quiet) -> None:
 def _table_options(f):
     """Options shared by `reproduce table1/table3/table4`."""
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+    f = click.option("--prior", type=click.Choice(["own", "fitted"]), default="own", show_default=True,
+                     help="Evaluate each run with its own prior, or the one `flexae fit-prior` wrote in its "
+                          "folder (prior.pt; an error where there is none).")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config field of every run, e.g. --set model.bn_momentum=0.1.")(f)
     f = click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")(f)
@@ -202,11 +205,11 @@ def _table_options(f):
 
 
 def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-                    overrides, quiet):
+                    overrides, quiet, prior="own"):
     from flexae.experiments.tables import TableSettings
     return TableSettings(dataset=dataset, steps=steps, out=out, eval_n=eval_n, seed=seed, device=device,
                          data_dir=data_dir, sampler_steps=sampler_steps, sampler_fit_points=sampler_fit_points,
-                         overrides=tuple(overrides), progress=not quiet)
+                         overrides=tuple(overrides), progress=not quiet, prior=prior)
 
 
 def _warn(message: str) -> None:
@@ -221,12 +224,12 @@ def _names(text: str) -> tuple[str, ...]:
 @_table_options
 @click.option("--models", default=None, help="Comma-separated models; default: every Table 1 model.")
 @click.option("--metrics", default="fid,prd", show_default=True, help="Comma-separated: fid, prd.")
-def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides, quiet,
-           models, metrics) -> None:
+def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides, prior,
+           quiet, models, metrics) -> None:
     """Tables 1 and 2: reconstruction/generation FID and precision/recall of every model, same budget."""
     from flexae.experiments.tables import TABLE1_MODELS, reproduce_table1
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet)
+                               data_dir, overrides, quiet, prior)
     chosen = _names(models) if models else TABLE1_MODELS
     click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table1.md'}, {out / 'table1.json'} and sample grids in {out / 'samples'}")
@@ -235,12 +238,12 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @reproduce.command("table3")
 @_table_options
 def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-           overrides, quiet) -> None:
+           overrides, prior, quiet) -> None:
     """Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) and FlexAE-SR at latent sizes m_b,
     2 m_b, 4 m_b (rec./gen. FID)."""
     from flexae.experiments.tables import reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet)
+                               data_dir, overrides, quiet, prior)
     click.echo(reproduce_table3(settings, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
 
@@ -249,11 +252,11 @@ def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @_table_options
 @click.option("--model", default="flexae-sr", show_default=True, help="The model whose samples are scored.")
 def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides,
-           quiet, model) -> None:
+           prior, quiet, model) -> None:
     """Table 4: pixel / Inception memorization scores (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te)."""
     from flexae.experiments.tables import reproduce_table4
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet)
+                               data_dir, overrides, quiet, prior)
     click.echo(reproduce_table4(settings, model, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table4.md'} and {out / 'table4.json'}")
 
@@ -329,7 +332,12 @@ def _use_options(with_data: bool):
     return wrap
 
 
-def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
+def _prior_option(f):
+    return click.option("--prior", type=click.Choice(["own", "fitted"]), default="own", show_default=True,
+                        help="The run's own prior, or the one `flexae fit-prior` wrote (prior.pt).")(f)
+
+
+def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str, prior: str = "own"):
     """Check the output path first (cheap), choose the device once, load the model onto it."""
     from flexae import inference
     from flexae.grids import check_output
@@ -341,7 +349,7 @@ def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str):
         torch_device = resolve_device(device)
     except RuntimeError:  # torch does not know the name
         raise UserError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    model, cfg = load_run(run_dir, torch_device)
+    model, cfg = load_run(run_dir, torch_device, prior=prior)
     inference.model_image_shape(model)  # the commands below need an image model
     return model, cfg
 
@@ -357,13 +365,14 @@ def _nhwc(images):
 @click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=225, show_default=True,
               help="Number of images (225: the 15x15 grids of Fig 6-9).")
 @click.option("--columns", type=_POSITIVE, default=None, help="PNG grid width; default: a square.")
-def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) -> None:
+@_prior_option
+def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns, prior) -> None:
     """Generate N images from the model's prior (Fig 6-9); image i uses seed SEED + i, so it is the
     same whatever N and --batch-size are."""
     from flexae import inference
     from flexae.grids import write_images
 
-    model, _ = _load_for_use(run_dir, out, overwrite, device)
+    model, _ = _load_for_use(run_dir, out, overwrite, device, prior)
     images = inference.sample(model, num, seed, batch_size)
     write_images(out, images, columns, overwrite=overwrite, seeds=inference.seeds_array(seed, num))
     click.echo(f"wrote {num} samples to {out}")
@@ -492,11 +501,12 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export_cmd(run_dir, out, overwrite) -> None:
+@_prior_option
+def export_cmd(run_dir, out, overwrite, prior) -> None:
     """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
     from flexae.app.export import export_weights
 
-    click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+    click.echo(f"wrote {export_weights(run_dir, out, overwrite, prior)}")
 
 
 @cli.command("report")
@@ -565,7 +575,9 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, mode, weights, seed, quiet) -> None:
+@_prior_option
+def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, mode, weights, seed, quiet,
+             prior) -> None:
     """Paper protocol for a trained image model: writes RUN_DIR/eval.json and eval.md."""
     from flexae.app.evaluate import evaluate_run
     from flexae.evaluation import results_markdown
@@ -576,7 +588,7 @@ def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, 
     if not names:  # an empty list would compute nothing and still exit 0
         raise UserError(f"--metrics needs at least one of fid, prd, pms, ims, got {metric_names!r}")
     results = evaluate_run(run_dir, n, names, device, data_dir, batch_size, precision, weights, seed,
-                           progress=not quiet, mode=mode)
+                           progress=not quiet, mode=mode, prior=prior)
     click.echo(results_markdown(results, label=results["model"]), nl=False)
 
 

@@ -15,7 +15,9 @@ from flexae.trust import note_named
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
 CUDA_GRAPHS = ("auto", "on", "off")     # train.cuda_graphs (flexae.training.graphs)
-INCEPTION_MODES = ("pytorch-fid", "tf")  # Inception preprocessing (flexae.metrics.inception.preprocess)
+INCEPTION_MODES = ("pytorch-fid", "tf")
+BATCHNORM_STATS = ("own", "authors")    # train.batchnorm_stats (flexae.training.batchnorm)
+BEST_SPLITS = ("validation", "test")     # train.best_split (flexae.app.image_eval)  # Inception preprocessing (flexae.metrics.inception.preprocess)
 
 
 @dataclass
@@ -166,11 +168,18 @@ class TrainConfig:
     checkpoint_every: int = 1000      # Iterations between checkpoints (the last step always saves).
     eval_samples: int = 1000          # Points per set for the exact latent Wasserstein distance.
     eval_images: int = 0              # Image data: every eval_every iterations, FID and KID of this many
-                                      # generated vs held-out test images (0: off; needs the Inception
+                                      # generated vs held-out reference images (0: off; needs the Inception
                                       # weights; ~4 min per 1000 images on a 2-core CPU, seconds on a GPU).
     best_metric: str = "fid"          # Image runs with eval_images: keep best.pt by this metric ("fid", "kid").
+    best_split: str = "validation"    # Their reference images: "validation", eval_images training images
+                                      # held out from training (chosen by data_seed), or "test" (the test
+                                      # split; biases numbers reported on it, so it warns).
     grid_every: int = 1000            # Image data: iterations between the 8x8 sample and reconstruction
                                       # PNGs in grids/ (0: none; else the last step always writes).
+    batchnorm_stats: str = "own"      # Which passes move the BatchNorm running statistics of E and D: "own"
+                                      # (PyTorch: each train-mode pass of an update) or "authors" (their TF
+                                      # graph: every update refreshes them from all its streams, D(G(n))
+                                      # included; flexae, flexae-sr, wae, wae-gmm; flexae.training.batchnorm).
     tensorboard: bool = False         # Also write the logged numbers and grids to RUN_DIR/tensorboard/.
     data_dir: str | None = None       # Image files folder given at training (reused by resume, sample,
                                       # ...); None: $FLEXAE_DATA_DIR, else ./data.

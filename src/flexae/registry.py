@@ -222,13 +222,19 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     return model
 
 
-def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: Callable[[], Tensor], options: Any = None) -> Any:
+def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: Callable[[], Tensor], options: Any = None,
+                 batchnorm_stats: str = "own", seed: int = 0) -> Any:
     """The trainer of a model built by `build_model`; `options` (precision, memory format) apply
-    to every trainer alike (flexae.training.precision)."""
+    to every trainer alike (flexae.training.precision). `batchnorm_stats` (train.batchnorm_stats,
+    flexae.training.batchnorm) other than "own" needs a source that takes a generator
+    (flexae.data.RandomBatches); `seed` seeds its private draws."""
     name = getattr(model, "model_name", None)
     if name is None:
         raise TypeError(f"{type(model).__name__} was not built by flexae.registry.build_model")
-    return resolve(spec(name).trainer)(model, cfg, batches, options)
+    trainer = resolve(spec(name).trainer)(model, cfg, batches, options)
+    if batchnorm_stats != "own":
+        trainer.use_batchnorm_stats(batchnorm_stats, seed)
+    return trainer
 
 
 def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | None = None, seed: int = 0,

@@ -17,7 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from flexae.config import CUDA_GRAPHS, PRECISIONS, RunConfig
+from flexae.config import BATCHNORM_STATS, BEST_SPLITS, CUDA_GRAPHS, PRECISIONS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import check_image_shape, check_side, is_user_data
 from flexae.errors import UserError
@@ -204,6 +204,11 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     if t.eval_images != 0 and t.eval_images < 2:
         raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
+    _choice("train.best_split", t.best_split, BEST_SPLITS)
+    _choice("train.batchnorm_stats", t.batchnorm_stats, BATCHNORM_STATS)
+    if t.batchnorm_stats not in getattr(spec(m.name).trainer, "batchnorm_stats_choices", ("own",)):
+        raise UserError(f"train.batchnorm_stats={t.batchnorm_stats!r} exists for the models of Algorithm 1 "
+                        f"(flexae, flexae-sr, wae, wae-gmm); {m.name} keeps 'own'")
 
 
 def _validate_image_options(t: Any) -> None:

@@ -45,18 +45,19 @@ def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConf
 
 
 def read_model(path: Path, device: str | torch.device = "cpu", with_sampler: bool = True,
-               learned_prior: bool = True) -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
+               prior: str = "own") -> tuple[AutoEncoder, RunConfig, dict[str, Any]]:
     """(model, its RunConfig, the loaded checkpoint state) from the checkpoint file `path`, checked;
     with `with_sampler` the run's fitted ex-post sampler (sampler.pt) is loaded too, if it has one;
-    with `learned_prior` a prior learned after training (prior.pt, `flexae fit-prior`) replaces the
-    model's own prior, if the run has one."""
+    with prior="fitted" the prior learned after training (prior.pt, `flexae fit-prior`) replaces the
+    model's own prior (a UserError if the run has none fitted to these weights)."""
+    prior_file.check_prior(prior)
     state = load_checkpoint(path, map_location=device)
     model, cfg = model_from_checkpoint(state, path)
     if with_sampler:
         load_into(model, Path(path).parent, state["step"])
-    if learned_prior:
+    if prior == "fitted":
         load_learned_prior(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
-                           cfg.model.latent_dim)
+                           cfg.model.latent_dim, required=True)
     return model, cfg, state
 
 
@@ -69,9 +70,10 @@ def attach_learned_prior(model: nn.Module, noise_dim: int, data_shape: tuple[int
 
 
 def load_learned_prior(model: nn.Module, run_dir: Path, step: int, data_shape: tuple[int, ...],
-                       latent_dim: int) -> bool:
-    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights."""
-    state = prior_file.matching_state(model, run_dir, step)
+                       latent_dim: int, required: bool = False) -> bool:
+    """Swap in RUN_DIR/prior.pt as the model's prior if the run has one fitted to these weights
+    (with `required`, a missing or stale file is a UserError)."""
+    state = prior_file.matching_state(model, run_dir, step, required)
     if state is None:
         return False
     prior = attach_learned_prior(model, state["noise_dim"], data_shape, latent_dim)

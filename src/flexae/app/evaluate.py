@@ -39,10 +39,13 @@ def _fingerprint(paths: tuple[Path, ...]) -> tuple:
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
                  device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
                  precision: str = "auto", weights: str | None = None, seed: int = 0,
-                 progress: bool = True, mode: str = "pytorch-fid", trust_code: bool = False) -> dict:
+                 progress: bool = True, mode: str = "pytorch-fid", prior: str = "own",
+                 trust_code: bool = False) -> dict:
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
-    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess); ``trust_code``: as for `load_run`."""
+    "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess). ``prior``: "own" (the run's) or
+    "fitted" (its prior.pt, `flexae fit-prior`); recorded in the results as "prior". ``trust_code``:
+    as for `load_run`."""
     from flexae.metrics.inception import check_mode, load_extractor
 
     source = Path(run_dir)  # a run folder, or a checkpoint file in one (RUN_DIR/best.pt)
@@ -56,7 +59,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     watched = (path, run_dir / CONFIG_NAME)  # a training run or --overwrite rewrites them
     before = _fingerprint(watched)
     with allowing_code(trust_code):
-        model, cfg, state = read_model(path, torch_device)
+        model, cfg, state = read_model(path, torch_device, prior=prior)
     model = model.to(torch_device).eval()
     data = load_for_config(cfg.train, data_dir)
     if not data.is_image:
@@ -74,7 +77,7 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
         lambda k: model.generate(k, gen), lambda x: model.reconstruct(x.to(torch_device)),
         as_float(data.test), train, n=n, metrics=metrics, extractor=extractor,
         device=torch_device, batch_size=batch_size, seed=seed)
-    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset,
+    results = {"run": str(source), "model": cfg.model.name, "dataset": cfg.train.dataset, "prior": prior,
                "checkpoint": path.name, "step": int(state["step"]), **results}
     if _fingerprint(watched) != before:  # the results describe a model that is no longer the run's
         raise UserError(f"{run_dir} changed while it was evaluated ({path.name} or {CONFIG_NAME} was rewritten, "

@@ -12,7 +12,9 @@ anything. `export_weights` writes the model's state dict with metadata
 
 and `load_weights` (also reached through `flexae.app.load_run(path)`) checks all of it.
 The fitted ex-post sampler of a baseline (`sampler.pt`) is part of the export (it is the model's
-prior), so an exported ae-gmm, rae-gmm, 2s-vae or vq-vae model generates.
+prior), so an exported ae-gmm, rae-gmm, 2s-vae or vq-vae model generates. A prior learned after
+training (`prior.pt`) is exported only with prior="fitted" (`--prior fitted`), recorded as
+`learned_prior` metadata; loading such a file needs prior="fitted" too.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.data import run_data_shape
-from flexae.priors import LearnedPrior
 from flexae.app.build import attach_learned_prior, build_for_config, read_model
-from flexae.runs.layout import PRIOR_NAME
+from flexae.runs import prior_file
 from flexae.runs.checkpoint import check_versions, nonfinite_tensors
 from flexae.runs.folder import checkpoint_path
 from flexae.trust import allowing_code
@@ -40,9 +41,12 @@ FORMAT = "flexae-model"
 SUFFIX = ".safetensors"
 
 
-def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False, trust_code: bool = False) -> Path:
-    """Write the model weights of the run in `run_dir` to the safetensors file `out` (`trust_code`:
-    as for `load_run`)."""
+def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False, prior: str = "own",
+                   trust_code: bool = False) -> Path:
+    """Write the model weights of the run in `run_dir` to the safetensors file `out`; with
+    prior="fitted" its prior is the one learned after training (prior.pt), recorded in the metadata
+    (`trust_code`: as for `load_run`)."""
+    prior_file.check_prior(prior)
     from safetensors.torch import save
 
     run_dir, out = Path(run_dir), Path(out)
@@ -57,7 +61,7 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     # The checks load_weights makes; the fitted ex-post sampler (sampler.pt) is part of the model's
     # state dict (its prior), so the exported file generates like the run does.
     with allowing_code(trust_code):
-        model, _, state = read_model(path)
+        model, _, state = read_model(path, prior=prior)
     if not model.can_generate():
         warnings.warn(f"{run_dir} has no fitted ex-post sampler (run `flexae fit-sampler {run_dir}` first); "
                       f"the exported model encodes and decodes but cannot generate", stacklevel=2)
@@ -65,7 +69,7 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
-    if (run_dir / PRIOR_NAME).is_file() and isinstance(model.prior, LearnedPrior):  # fitted by `flexae fit-prior`
+    if prior == "fitted":  # fitted by `flexae fit-prior`
         metadata["learned_prior"] = json.dumps({"noise_dim": model.prior.noise_dim})
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))
     return out
@@ -103,8 +107,11 @@ def _learned_prior(path: Path) -> int | None:
         raise UserError(f"{path}: garbled learned_prior metadata") from None
 
 
-def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[AutoEncoder, RunConfig]:
-    """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`."""
+def load_weights(path: str | Path, device: str | torch.device = "cpu",
+                 prior: str = "own") -> tuple[AutoEncoder, RunConfig]:
+    """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`;
+    `prior` must name the prior the file holds ("fitted": exported with --prior fitted)."""
+    prior_file.check_prior(prior)
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -114,6 +121,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     cfg = config_from_dict(config, path)
     model = build_for_config(cfg, path)
     learned = _learned_prior(path)
+    held = "own" if learned is None else "fitted"
+    if held != prior:
+        what = "the run's own prior" if held == "own" else "a prior fitted after training"
+        raise UserError(f"{path} holds {what}, not prior={prior!r}; load it with prior={held!r} (--prior {held})")
     if learned is not None:  # a prior learned after training replaces the model's own
         attach_learned_prior(model, learned, run_data_shape(cfg.train, path), cfg.model.latent_dim)
     try:

@@ -64,7 +64,7 @@ def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | N
     run_dir = path.parent
     torch_device = resolve_device(device)
     with allowing_code(trust_code):
-        model, cfg, state = read_model(path, torch_device, with_sampler=False, learned_prior=False)
+        model, cfg, state = read_model(path, torch_device, with_sampler=False)  # the own prior: prior.pt is rewritten
     if cfg.model.name in NOT_SUPPORTED:
         raise UserError(f"fit-prior does not apply to {cfg.model.name}: {NOT_SUPPORTED[cfg.model.name]}")
     if fit_points < 0:

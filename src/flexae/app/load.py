@@ -17,18 +17,21 @@ from flexae.trust import allowing_code
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampler: bool = True,
-             checkpoint: str = "last", learned_prior: bool = True,
+             checkpoint: str = "last", prior: str = "own",
              trust_code: bool = False) -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from `run_dir/checkpoint.pt`, from
     `best.pt` with checkpoint="best" (or a checkpoint file given as `run_dir`), or from an exported
     `.safetensors` file. `with_sampler=False` leaves a baseline's ex-post sampler unfitted instead
-    of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it). A prior learned after
-    training (`prior.pt`, `flexae fit-prior`) is the model's prior unless `learned_prior=False`.
-    A config naming networks of its own ("module:Class") is built only with `trust_code=True`, or
-    when this process named that module itself (flexae.trust): importing it runs its code."""
+    of reading `sampler.pt` (for `flexae fit-sampler`, which rewrites it). `prior="fitted"`: the
+    prior learned after training (`prior.pt`, `flexae fit-prior`) replaces the run's own (a one-line
+    UserError if there is none); the default "own" never reads prior.pt. An exported file holds one
+    prior, and `prior` must name it.
+    A config naming code of its own ("module:Class", or a model "module:Name") is built only with
+    `trust_code=True`, or when this process named that module itself (flexae.trust): importing it
+    runs its code."""
     run_dir = Path(run_dir)
     with allowing_code(trust_code):
         if run_dir.suffix == ".safetensors" and run_dir.is_file():
-            return load_weights(run_dir, device)
-        model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, learned_prior)
+            return load_weights(run_dir, device, prior)
+        model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, prior)
     return model.to(device).eval(), cfg

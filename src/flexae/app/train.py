@@ -35,7 +35,7 @@ from flexae.runs.log import RunLog, rewind_log
 from flexae.app.fit_sampler import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
-from flexae.app.image_eval import ImageEvaluator
+from flexae.app.image_eval import ImageEvaluator, evaluation_split
 from flexae.training.graphs import GraphedTrainer, maybe_graphed
 from flexae.training.precision import set_tf32, step_options
 from flexae.app.previews import Previews, TensorBoard
@@ -95,9 +95,14 @@ class Run:
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model, data.shape).to(device)
         distributed.seed_rank(cfg.train.seed, 0)  # torchrun ranks > 0: their own batches and noise
-        self.batches = RandomBatches(distributed.shard(data.train).to(device), cfg.train.batch_size)
+        # With train.eval_images, a validation slice of the training images is held out (image_eval).
+        tc = cfg.train
+        train_images, reference = evaluation_split(data.train, data.test, tc.eval_images if data.is_image else 0,
+                                                   tc.best_split, tc.data_seed)
+        self.batches = RandomBatches(distributed.shard(train_images).to(device), cfg.train.batch_size)
         set_tf32(cfg.train.tf32, device)
-        trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device))
+        trainer = make_trainer(self.model, cfg.optim, self.batches, step_options(cfg.train, device),
+                               cfg.train.batchnorm_stats, cfg.train.seed)
         # On CUDA one whole iteration is captured once and replayed (flexae.training.graphs).
         self.trainer: Trainer = maybe_graphed(trainer, cfg.train.cuda_graphs, device, cfg.model.name)
         self.step = 0
@@ -108,8 +113,8 @@ class Run:
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
         # FID / KID while training (image runs with train.eval_images), and the best value so far.
-        self.image_eval = (ImageEvaluator(data.test, cfg.train.eval_images, cfg.train.seed, device)
-                           if data.is_image and cfg.train.eval_images else None)
+        self.image_eval = (ImageEvaluator(reference, tc.eval_images, tc.seed, device)
+                           if reference is not None else None)
         self.best: dict[str, Any] | None = None  # {"metric", "value", "step"} of best.pt
 
     def state(self) -> dict[str, Any]:

@@ -176,6 +176,8 @@ class RandomBatches:
     def __init__(self, data: Tensor, batch_size: int):
         self.data, self.batch_size = data, batch_size
 
-    def __call__(self) -> Tensor:
-        idx = torch.randint(0, self.data.shape[0], (self.batch_size,), device=self.data.device)
+    def __call__(self, generator: torch.Generator | None = None) -> Tensor:
+        # generator: a private stream (train.batchnorm_stats="authors"); None: the global RNG.
+        idx = torch.randint(0, self.data.shape[0], (self.batch_size,), device=self.data.device,
+                            generator=generator)
         return as_float(self.data.index_select(0, idx))

@@ -114,7 +114,8 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def results_markdown(results: dict, label: str = "model") -> str:
     """Markdown tables in the paper's layout: Table 1 (FID Rec./Gen.), Table 2 (P/R), Table 4 (PMS/IMS)."""
-    lines = [f"Evaluation on n = {results.get('n', '?')} images.", ""]
+    prior = f", prior: {results['prior']}" if "prior" in results else ""  # the run's own, or fitted after training
+    lines = [f"Evaluation on n = {results.get('n', '?')} images{prior}.", ""]
     if "fid" in results:
         fid = results["fid"]
         lines += ["| Model | FID Rec. | FID Gen. |", "|---|---|---|",

@@ -19,6 +19,7 @@ and biases FID upward).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from flexae.errors import UserError
 from flexae.files import atomic_write_text
 from flexae.data import default_latent_dim, load_for_config
 from flexae.data.user import is_user_data, resolved_name
-from flexae.runs.layout import METRICS_NAME
+from flexae.runs.layout import METRICS_NAME, PRIOR_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vae-iop", "vq-vae",
@@ -117,6 +118,7 @@ class TableSettings:
     sampler_fit_points: int | None = None  # training images encoded for the ex-post fits; None: all
     overrides: tuple[str, ...] = ()   # `section.field=value` applied to every run's config (CLI --set)
     progress: bool = True             # progress bars
+    prior: str = "own"                # evaluation: each run's own prior, or "fitted" (its prior.pt, fit-prior)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,12 +225,13 @@ class Evaluator:
 
         s = self.settings
         step = json.loads((run_dir / METRICS_NAME).read_text())["step"]
-        key = {"run": str(run_dir.name), "step": step, "n": s.eval_n, "metrics": list(self.metrics), "seed": s.seed}
+        key = {"run": str(run_dir.name), "step": step, "n": s.eval_n, "metrics": list(self.metrics), "seed": s.seed,
+               "prior": s.prior, **_fitted_prior_digest(run_dir, s.prior)}
         cache, grid = s.out / "eval" / f"{run_dir.name}.json", s.out / "samples" / f"{run_dir.name}.png"
         stored = _read_json(cache)
         if stored.get("key") == key and grid.is_file():
             return stored["results"]
-        model, _ = load_run(run_dir, device=_eval_device(s.device))
+        model, _ = load_run(run_dir, device=_eval_device(s.device), prior=s.prior)
         write_sample_grid(model, grid, s.seed)
         if stored.get("key") == key:
             return stored["results"]
@@ -239,9 +242,18 @@ class Evaluator:
                                      self.test, self.train, n=s.eval_n, metrics=self.metrics,
                                      extractor=self.extractor(), device=_eval_device(s.device), seed=s.seed)
         results["seconds"] = round(time.time() - started, 1)
+        results["prior"] = s.prior
         cache.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cache, json.dumps({"key": key, "results": results}) + "\n")
         return results
+
+
+def _fitted_prior_digest(run_dir: Path, prior: str) -> dict[str, str]:
+    """{"prior_sha256": ...} of RUN_DIR/prior.pt when the evaluation uses it: a refit invalidates the cache."""
+    path = run_dir / PRIOR_NAME
+    if prior != "fitted" or not path.is_file():
+        return {}
+    return {"prior_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _eval_device(device: str) -> str:
@@ -298,7 +310,7 @@ def _pair(pair: tuple[float, float] | None, digits: int = 2) -> str:
 
 def _header(settings: TableSettings, what: str) -> list[str]:
     return [f"# {what}: {settings.dataset}, {settings.steps} iterations per model, evaluation on "
-            f"n = {settings.eval_n} test images, seed {settings.seed}", ""]
+            f"n = {settings.eval_n} test images, seed {settings.seed}, prior: {settings.prior}", ""]
 
 
 def table1_markdown(rows: list[dict[str, Any]], settings: TableSettings) -> str:

@@ -1,7 +1,8 @@
 """`RUN_DIR/prior.pt`: a FlexAE prior (G_psi) learned after training on the frozen codes of the
-run's encoder (`flexae fit-prior`, flexae.training.prior_fit). When the file is there, `load_run`
-(and so `flexae sample`, `flexae eval`, `flexae export`) generates through it: D(G_psi(n)); pass
-`load_run(..., learned_prior=False)` for the run's own prior. The file holds tensors and plain
+run's encoder (`flexae fit-prior`, flexae.training.prior_fit). It is used only when asked:
+`load_run(..., prior="fitted")` (and `--prior fitted` of `flexae sample`, `eval`, `export` and the
+table evaluations) generates through it, D(G_psi(n)); the default, prior="own", is the run's own
+prior whether or not the file is there, and every evaluation records which. The file holds tensors and plain
 values only (the generator's state dict, its noise size, the training step and a fingerprint of
 the weights it was fitted to, fit statistics), read back with `torch.load(weights_only=True)`.
 """
@@ -21,6 +22,15 @@ from flexae.files import atomic_write, first_line
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.sampler_file import first_stage_fingerprint
+
+
+PRIORS = ("own", "fitted")  # load_run(prior=...), --prior: the run's own prior, or prior.pt
+
+
+def check_prior(prior: str) -> str:
+    if prior not in PRIORS:
+        raise UserError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    return prior
 
 
 def save(run_dir: Path, model: nn.Module, prior: nn.Module, step: int, stats: dict[str, float]) -> Path:
@@ -52,16 +62,23 @@ def read(path: Path) -> dict[str, Any]:
     return checked
 
 
-def matching_state(model: nn.Module, run_dir: Path, step: int) -> dict[str, Any] | None:
+def matching_state(model: nn.Module, run_dir: Path, step: int, required: bool = False) -> dict[str, Any] | None:
     """RUN_DIR/prior.pt, checked, if the run has one fitted to these weights at `step`; None when
-    there is none, or (with a warning) when it was fitted to other weights."""
+    there is none, or (with a warning) when it was fitted to other weights; with `required`
+    (prior="fitted") a missing or stale file is a UserError instead."""
     path = Path(run_dir) / PRIOR_NAME
     if not path.is_file():
+        if required:
+            raise UserError(f"{run_dir} has no fitted prior ({PRIOR_NAME}); run `flexae fit-prior {run_dir}` "
+                            f"first, or use the run's own prior (--prior own)")
         return None
     state = read(path)
     if state["step"] != int(step) or not math.isclose(state["fingerprint"], first_stage_fingerprint(model),
                                                      rel_tol=1e-6):
-        warnings.warn(f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
-                      f"not used: run `flexae fit-prior {run_dir}` again", stacklevel=3)
+        message = (f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
+                   f"run `flexae fit-prior {run_dir}` again")
+        if required:
+            raise UserError(message)
+        warnings.warn(message.replace("; run", "; not used: run"), stacklevel=3)
         return None
     return state

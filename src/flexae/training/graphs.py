@@ -1,7 +1,7 @@
 """CUDA-graph training: one whole training iteration captured once, then replayed.
 
 Why. On a GPU the networks of the paper are small next to the chip: one FlexAE-SR iteration on
-MNIST is ~1,500 kernel launches (13 optimizer steps, five critic rounds with double backward)
+MNIST is ~1,500 kernel launches (14 optimizer steps, five critic rounds with double backward)
 of which most run for microseconds, so eager PyTorch is bound by the host (Python, dispatch,
 launches), not by the GPU. A CUDA graph records the launches of one iteration once and replays
 them with one call: the host cost disappears and what is computed stays exactly the same.

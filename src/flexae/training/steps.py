@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from flexae.config import Adam
+from flexae.errors import UserError
 from flexae.nets.common import requires_grad
 from flexae.training.distributed import average_gradients
 from flexae.training.precision import MixedPrecision, StepOptions, channels_last_batch, to_channels_last
@@ -26,7 +27,7 @@ BatchSource = Callable[[], Tensor]  # returns a fresh real batch (B, ...) on the
 
 def make_adam(params, cfg: Adam) -> torch.optim.Adam:
     """Adam with eps 1e-8. On CPU and CUDA the fused kernel: one pass over parameter, gradient
-    and both moments per tensor (foreach needs ~6 passes; Adam is memory-bound, and the 13 Adam
+    and both moments per tensor (foreach needs ~6 passes; Adam is memory-bound, and the 14 Adam
     steps of a FlexAE-SR iteration touch ~90M parameters). It also lets a GradScaler skip a step
     without a host-device sync."""
     params = list(params)
@@ -99,6 +100,8 @@ class Trainer:
     # Why one iteration cannot be captured in a CUDA graph (it needs the host mid-iteration), or
     # None if it can (flexae.training.graphs; such a trainer trains eagerly, with a warning).
     graph_unsafe: str | None = None
+    # The train.batchnorm_stats values the trainer implements (flexae.training.batchnorm).
+    batchnorm_stats_choices: tuple[str, ...] = ("own",)
 
     def step(self) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -108,7 +111,15 @@ class Trainer:
         options = options or StepOptions()
         to_channels_last(model, options.channels_last)
         self.batches = lambda: channels_last_batch(batches(), options.channels_last)
+        # A batch drawn with a private generator (source: RandomBatches), off the training stream.
+        self.draw_batch = lambda generator: channels_last_batch(batches(generator), options.channels_last)
         self.amp = MixedPrecision(options)
+
+    def use_batchnorm_stats(self, mode: str, seed: int) -> None:
+        """`train.batchnorm_stats` (flexae.training.batchnorm): "own" unless a trainer overrides this."""
+        if mode not in self.batchnorm_stats_choices:
+            raise UserError(f"train.batchnorm_stats={mode!r} exists for the models of Algorithm 1 (flexae, "
+                            f"flexae-sr, wae, wae-gmm); {type(self).__name__} keeps 'own'")
 
     def full_precision(self) -> contextlib.AbstractContextManager:
         """fp32 for everything inside, even within a caller's autocast (wrap the whole step)."""

@@ -19,6 +19,7 @@ from torch import Tensor
 from flexae import losses
 from flexae.config import OptimConfig
 from flexae.models import VAE, AdversarialAE, reparameterise
+from flexae.training.batchnorm import BATCHNORM_STATS, CODE, CODE_1, INTERPOLATION, RECONSTRUCTION, GraphStreams
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, update
 
@@ -28,7 +29,13 @@ class AdversarialTrainer(Trainer):
     - FlexAE: no smoothing critic, so no L_Reg / L_AE_Reg updates.
     - WAE, WAE-GMM: the prior is fixed, so no L_Gen update; everything else is identical, which
       keeps the comparison with FlexAE at equal networks, optimisers and budget.
+
+    Each update first calls `graph_streams` with its feed: a no-op unless
+    `train.batchnorm_stats = "authors"` (flexae.training.batchnorm).
     """
+
+    batchnorm_stats_choices = BATCHNORM_STATS
+    streams: GraphStreams | None = None  # the authors' BatchNorm refreshes, if chosen
 
     def __init__(self, model: AdversarialAE, cfg: OptimConfig, batches: BatchSource,
                  options: StepOptions | None = None):
@@ -45,6 +52,18 @@ class AdversarialTrainer(Trainer):
         if model.smoothing_critic is not None:
             self.optimizers["reg"] = make_adam(model.smoothing_critic.parameters(), cfg.reg)
             self.optimizers["ae_reg"] = make_adam(autoencoder, cfg.ae_reg)
+
+    def use_batchnorm_stats(self, mode: str, seed: int) -> None:
+        if mode == "authors":
+            self.streams = GraphStreams(self.model, self.draw_batch, self.ae_pass, seed,
+                                        interpolations=self.model.smoothing_critic is not None)
+            self.graph_unsafe = ("train.batchnorm_stats='authors' seeds its private draws from a BatchNorm "
+                                 "counter read on the host")
+
+    def graph_streams(self, **feed) -> None:
+        """Refresh BatchNorm from the streams of the authors' graph the update does not compute."""
+        if self.streams is not None:
+            self.streams.refresh(**feed)
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self) -> dict[str, Tensor]:
@@ -71,6 +90,7 @@ class AdversarialTrainer(Trainer):
     # -- the updates ---------------------------------------------------------------------------
     def update_ae(self, x: Tensor) -> Tensor:
         """Minimise L_AE, update E and D."""
+        self.graph_streams(x=x, own=(CODE, RECONSTRUCTION))
         loss = losses.reconstruction_loss(self.ae_pass(self.model.reconstruct, x), x)
         return update(self.optimizers["ae"], loss, self.scalers["ae"])
 
@@ -78,11 +98,13 @@ class AdversarialTrainer(Trainer):
         """Minimise L_Critic, update C_kappa. Codes are "real", prior samples "fake"."""
         with torch.no_grad():
             z, z_hat = self.ae_pass(self.model.encode, x), self.model.sample_latent(x.shape[0])
+        self.graph_streams(x=x, z_hat=z_hat, own=(CODE,))
         loss, w = losses.wasserstein_critic_loss(self.model.latent_critic, z, z_hat, self.cfg.gp_weight)
         return update(self.optimizers["critic"], loss), w
 
     def update_reg(self, x: Tensor, x_k: Tensor) -> Tensor:
         """Minimise L_Reg, update C_zeta: real images vs decoded interpolations of two batches' codes."""
+        self.graph_streams(x=x, x_1=x_k, own=(CODE, CODE_1, INTERPOLATION))
         with torch.no_grad():
             z_inp = losses.interpolate(self.ae_pass(self.model.encode, x), self.ae_pass(self.model.encode, x_k))
             x_inp = self.ae_pass(self.model.decode, z_inp)
@@ -91,6 +113,7 @@ class AdversarialTrainer(Trainer):
 
     def update_ae_reg(self, x_j: Tensor, x_k: Tensor) -> Tensor:
         """Minimise L_AE_Reg, update E and D so decoded interpolations look real to C_zeta."""
+        self.graph_streams(x=x_j, x_1=x_k, own=(CODE, CODE_1, INTERPOLATION))
         z_inp = losses.interpolate(self.ae_pass(self.model.encode, x_j), self.ae_pass(self.model.encode, x_k))
         with frozen(self.model.smoothing_critic):
             loss = losses.generator_loss(self.model.smoothing_critic, self.ae_pass(self.model.decode, z_inp))
@@ -98,12 +121,15 @@ class AdversarialTrainer(Trainer):
 
     def update_gen(self, n: int) -> Tensor:
         """Minimise L_Gen, update G_psi: prior samples move toward the encoder codes."""
+        z_hat = self.model.sample_latent(n)
+        self.graph_streams(z_hat=z_hat.detach())
         with frozen(self.model.latent_critic):
-            loss = losses.generator_loss(self.model.latent_critic, self.model.sample_latent(n))
+            loss = losses.generator_loss(self.model.latent_critic, z_hat)
         return update(self.optimizers["gen"], loss)
 
     def update_enc(self, x: Tensor) -> Tensor:
         """Minimise L_Enc, update E: encoder codes move toward the prior (tiny learning rate)."""
+        self.graph_streams(x=x, own=(CODE,))
         with frozen(self.model.latent_critic):
             loss = losses.encoder_pull_loss(self.model.latent_critic, self.ae_pass(self.model.encode, x))
         return update(self.optimizers["enc"], loss, self.scalers["enc"])
