@@ -18,9 +18,11 @@ from typing import Callable
 
 from torch import Tensor, nn
 
+from flexae.baselines.alae import ALAETrainer, build_alae
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
 from flexae.baselines.deterministic import RAETrainer, WAEMMDTrainer, build_expost_gmm_ae, build_wae_mmd, fit_gmm
 from flexae.baselines.maskaae import MaskAAETrainer, build_mask_aae
+from flexae.baselines.pioneer import PioneerTrainer, build_pioneer
 from flexae.baselines.variational import (IAFTrainer, TwoStageTrainer, VampTrainer, build_iaf, build_two_stage,
                                           build_vamp, fit_second_stage)
 from flexae.baselines.vqvae import VQVAETrainer, build_vqvae, fit_code_prior
@@ -68,11 +70,14 @@ for _name, _spec in {
     "iaf-vae": ModelSpec(build_iaf, IAFTrainer),
     "vq-vae": ModelSpec(build_vqvae, VQVAETrainer, fit_code_prior),
     "mask-aae": ModelSpec(build_mask_aae, MaskAAETrainer),
+    "pioneer": ModelSpec(build_pioneer, PioneerTrainer),
+    "alae": ModelSpec(build_alae, ALAETrainer),
 }.items():
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
-BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
+BASELINE_NAMES = ("wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae", "pioneer",
+                  "alae")
 
 
 def model_names() -> tuple[str, ...]:
@@ -88,10 +93,14 @@ def spec(name: str) -> ModelSpec:
 
 POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
             "vq_codebook_size", "vq_embedding_dim", "vq_prior_width", "vq_prior_layers", "vq_prior_lr",
-            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size")
+            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size", "alae_mapping_layers",
+            "alae_mapping_width", "alae_head_layers", "alae_lr", "pioneer_generator_steps", "pioneer_lr")
 NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
                 "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
-                "sampler_fit_points")
+                "sampler_fit_points", "alae_r1_gamma", "alae_beta1", "alae_beta2", "pioneer_real_kl_weight",
+                "pioneer_fake_kl_weight", "pioneer_image_weight", "pioneer_code_weight", "pioneer_beta1",
+                "pioneer_beta2")
+BETAS = ("alae_beta1", "alae_beta2", "pioneer_beta1", "pioneer_beta2")  # Adam betas: also < 1
 
 
 def validate_baseline_config(hp: BaselineConfig) -> None:
@@ -102,6 +111,9 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
     for name in NON_NEGATIVE:
         if not getattr(hp, name) >= 0:
             raise UserError(f"model.baseline.{name} must be >= 0, got {getattr(hp, name)}")
+    for name in BETAS:
+        if not getattr(hp, name) < 1:
+            raise UserError(f"model.baseline.{name} must be < 1, got {getattr(hp, name)}")
     if hp.vq_prior_width % 4:
         raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
                         f"got {hp.vq_prior_width}")

@@ -1,0 +1,121 @@
+"""ALAE: the Adversarial Latent Autoencoder (Pidhorskyi, Adjeroh, Doretto, CVPR 2020), on the
+paper's networks.
+
+Four parts: a mapping F (z (B, m) ~ N(0, I) -> w (B, m)), a generator G (w -> x, the Table 7
+decoder), an encoder E (x -> w, the Table 7 encoder) and a discriminator D(x) = head(E(x)) whose
+head is a small linear stack on w. One iteration is the original's three updates in its order
+(`train_alae.py`): D (E + head) on the logistic loss with R1 on real images; G (G + F) on the
+non-saturating loss, E and head frozen; then E, G and F together on the latent reconstruction
+||E(G(F(z))) - sg[F(z)]||^2. Generation: G(F(z)); reconstruction: G(E(x)). docs/baselines.md
+lists what is kept from the original and what differs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flexae.baselines import losses as bl
+from flexae.baselines.common import update_together
+from flexae.config import Adam, ModelConfig, OptimConfig
+from flexae.models import AutoEncoder
+from flexae.nets.factory import encoder_decoder, linear_head, mapping_network
+from flexae.training.precision import StepOptions
+from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, update
+
+
+class MappedNormalPrior(nn.Module):
+    """w = F(z), z ~ N(0, I_m): ALAE's latent distribution. F is trained by the generator and
+    latent-reconstruction updates of ALAE, not by L_Gen (`trained_by_gen` False)."""
+
+    trained_by_gen = False
+
+    def __init__(self, mapping: nn.Module, latent_dim: int):
+        super().__init__()
+        self.mapping = mapping
+        self.latent_dim = latent_dim
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # tracks the device
+
+    def forward(self, z: Tensor) -> Tensor:
+        """F: (N, m) -> (N, m)."""
+        return self.mapping(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(n, self.latent_dim, device=self._anchor.device, generator=generator)
+        return self(z)
+
+
+class ALAE(AutoEncoder):
+    """E (the encoder, x -> w), G (the decoder, w -> x), F (inside `prior`) and the D head on w."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, mapping: nn.Module, head: nn.Module,
+                 latent_dim: int):
+        super().__init__(encoder, decoder, MappedNormalPrior(mapping, latent_dim))
+        self.discriminator_head = head
+
+    def score(self, w: Tensor) -> Tensor:
+        """The D head: w (B, m) -> (B,) logits."""
+        return self.discriminator_head(w).squeeze(1)
+
+
+class ALAETrainer(Trainer):
+    """One iteration = the original's three updates: discriminator, generator, latent
+    reconstruction (`train_alae.py`); only the first sees real data (one fresh batch)."""
+
+    def __init__(self, model: ALAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
+        self.set_step_options(model, batches, options)
+        self.model, self.hp = model, model.baseline_config
+        hp = self.hp
+        adam = Adam(hp.alae_lr, hp.alae_beta1, hp.alae_beta2)
+        # The original's two optimizers: "encoder" (E + D head) and "decoder" (G + F).
+        self.optimizers = {"encoder": make_adam([*model.encoder.parameters(),
+                                                 *model.discriminator_head.parameters()], adam),
+                           "decoder": make_adam([*model.decoder.parameters(), *model.prior.parameters()], adam)}
+        self.scalers = {name: self.grad_scaler() for name in ("d", "g", "latent")}  # fp16 only
+        # ALAE feeds images in [-1, 1]; flexae's are in [0, 1] (synthetic data already in [-1, 1]).
+        self.input_scale = 2.0 if len(model.data_shape) == 3 else 1.0
+
+    def step(self) -> dict[str, Tensor]:
+        with self.full_precision():  # E and G passes in the step's precision, F, the head and losses in fp32
+            x = self.batches()
+            loss_d, r1 = self.update_discriminator(x)
+            return {"loss_d": loss_d, "r1": r1, "loss_g": self.update_generator(x.shape[0]),
+                    "loss_latent": self.update_latent(x.shape[0])}
+
+    def _generated(self, n: int) -> Tensor:
+        """G(F(z)) (n, ...), z ~ N(0, I)."""
+        return self.ae_pass(self.model.decode, self.model.sample_latent(n))
+
+    def update_discriminator(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """softplus(D(G(F(z)))) + softplus(-D(x)) + R1 on x; updates E and the head."""
+        m = self.model
+        with torch.no_grad():
+            fake = self._generated(x.shape[0])
+        x = x.detach().requires_grad_(True)  # R1 differentiates D(x) with respect to x
+        d_real = m.score(self.ae_pass(m.encoder, x))  # real first, then fake: the original's order
+        d_fake = m.score(self.ae_pass(m.encoder, fake))
+        r1 = bl.r1_penalty(d_real, x, self.hp.alae_r1_gamma, self.input_scale)
+        loss = bl.alae_discriminator_loss(d_fake, d_real) + r1
+        return update(self.optimizers["encoder"], loss, self.scalers["d"]), r1.detach()
+
+    def update_generator(self, n: int) -> Tensor:
+        """softplus(-D(G(F(z)))); updates G and F (E and the head frozen, as the original)."""
+        m = self.model
+        with frozen(m.encoder), frozen(m.discriminator_head):
+            loss = bl.alae_generator_loss(m.score(self.ae_pass(m.encoder, self._generated(n))))
+        return update(self.optimizers["decoder"], loss, self.scalers["g"])
+
+    def update_latent(self, n: int) -> Tensor:
+        """||E(G(w)) - sg[w]||^2, w = F(z); updates E, G and F (both optimizers step)."""
+        m = self.model
+        w = m.sample_latent(n)  # (n, m), differentiable with respect to F
+        w_rec = self.ae_pass(m.encoder, self.ae_pass(m.decode, w))
+        loss = bl.latent_reconstruction_loss(w_rec, w)
+        return update_together((self.optimizers["encoder"], self.optimizers["decoder"]), loss, self.scalers["latent"])
+
+
+def build_alae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> ALAE:
+    m, hp = cfg.latent_dim, cfg.baseline
+    encoder, decoder = encoder_decoder(data_shape, cfg, m, m)
+    mapping = mapping_network(m, hp.alae_mapping_width, hp.alae_mapping_layers, m)
+    return ALAE(encoder, decoder, mapping, linear_head(m, hp.alae_head_layers), m)
