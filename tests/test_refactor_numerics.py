@@ -92,10 +92,14 @@ def test_three_iterations_unchanged(key):
     assert_same(got["images"], want["images"])
 
 
+# Models added after the recording: no pre-refactor numbers exist for them (their own tests check them).
+ADDED_AFTER_RECORDING = {"pioneer", "alae"}
+
+
 def test_every_model_was_recorded():
     from flexae.registry import PAPER_MODELS, BASELINE_NAMES
     recorded = {key.split("/")[0] for key in RECORDED["runs"]}
-    assert recorded == set(PAPER_MODELS) | set(BASELINE_NAMES)
+    assert recorded == (set(PAPER_MODELS) | set(BASELINE_NAMES)) - ADDED_AFTER_RECORDING
 
 
 @pytest.mark.parametrize("name", ["flexae", "ae-gmm"])

@@ -45,7 +45,7 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--model", default=_MODEL.name, show_default=True,
               help="flexae, flexae-sr, wae, wae-gmm, vae, or a baseline: wae-mmd, ae-gmm, rae-gmm, 2s-vae, "
-                   "vamp-vae, iaf-vae, vq-vae, mask-aae (docs/baselines.md).")
+                   "vamp-vae, iaf-vae, vq-vae, mask-aae, pioneer, alae (docs/baselines.md).")
 @click.option("--dataset", default=_TRAIN.dataset, show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "
                    "folder:PATH (PNG/JPEG), npz:PATH, npy:PATH (uint8 N x H x W [x C]); docs/data.md.")
