@@ -188,3 +188,12 @@ def test_trains_resumes_exactly_samples_and_loads_on_mnist(name, tmp_path, share
         x = torch.rand(2, 1, 28, 28)
         assert model.reconstruct(x).shape == x.shape
     assert samples.shape == (6, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+
+
+def test_table1_has_both_rows_with_the_papers_numbers():
+    from flexae.experiments.tables import IMAGE_DATASETS, PAPER_TABLE1, PAPER_TABLE2, TABLE1_MODELS
+    order = TABLE1_MODELS
+    assert order.index("mask-aae") < order.index("pioneer") < order.index("alae") < order.index("flexae")
+    assert all({"pioneer", "alae"} <= set(PAPER_TABLE1[d]) for d in IMAGE_DATASETS)
+    assert PAPER_TABLE1["mnist"]["pioneer"] == (8.17, 7.30) and PAPER_TABLE1["celeba"]["alae"] == (24.39, 26.15)
+    assert PAPER_TABLE2["cifar10"]["alae"] == (0.73, 0.85) and "pioneer" not in PAPER_TABLE2["mnist"]
