@@ -52,7 +52,7 @@ def test_latent_reconstruction_loss_known_value_and_stopped_target():
     w = torch.zeros(1, 2, requires_grad=True)
     w_rec = torch.tensor([[1.0, 2.0]], requires_grad=True)
     loss = bl.latent_reconstruction_loss(w_rec, w)
-    assert float(loss) == pytest.approx((1 + 4) / 2)  # mean over dimensions and batch
+    assert float(loss.detach()) == pytest.approx((1 + 4) / 2)  # mean over dimensions and batch
     loss.backward()
     assert w.grad is None and torch.allclose(w_rec.grad, torch.tensor([[1.0, 2.0]]))
 
@@ -197,3 +197,19 @@ def test_table1_has_both_rows_with_the_papers_numbers():
     assert all({"pioneer", "alae"} <= set(PAPER_TABLE1[d]) for d in IMAGE_DATASETS)
     assert PAPER_TABLE1["mnist"]["pioneer"] == (8.17, 7.30) and PAPER_TABLE1["celeba"]["alae"] == (24.39, 26.15)
     assert PAPER_TABLE2["cifar10"]["alae"] == (0.73, 0.85) and "pioneer" not in PAPER_TABLE2["mnist"]
+
+
+def test_alae_optimizers_give_each_layer_the_originals_equalised_step():
+    from flexae.baselines.alae import equalized_lr_groups
+    net = torch.nn.Sequential(torch.nn.Linear(8, 3), torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4))
+    groups = equalized_lr_groups(((net, 0.1),), lr=1.0)
+    lrs = [(tuple(g["params"][0].shape), g["lr"]) for g in groups]
+    assert lrs == [((3, 8), pytest.approx(math.sqrt(2 / 8) * 0.1)), ((3,), pytest.approx(0.1)),
+                   ((4, 2, 3, 3), pytest.approx(math.sqrt(2 / 18) * 0.1)), ((4,), pytest.approx(0.1)),
+                   ((4,), pytest.approx(0.1))]  # the BatchNorm weight and bias share the last group
+    model, trainer = _model_and_trainer("alae")
+    n_params = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for o in trainer.optimizers.values() for g in o.param_groups for p in g["params"]) == n_params
+    model.baseline_config.alae_equalized_lr = False
+    plain = make_trainer(model, OptimConfig(), lambda: torch.rand(8, 128))
+    assert {g["lr"] for o in plain.optimizers.values() for g in o.param_groups} == {0.0015}

@@ -51,6 +51,7 @@ class BaselineConfig:
     alae_lr: float = 0.0015               # alae: Adam learning rate of both optimizers (their MNIST config).
     alae_beta1: float = 0.0               # alae: Adam beta1 (theirs: 0.0).
     alae_beta2: float = 0.99              # alae: Adam beta2 (theirs: 0.99).
+    alae_equalized_lr: bool = True        # alae: per-layer Adam steps lr*sqrt(2/fan_in)*lrmul as their LREQAdam (False: lr).
     pioneer_generator_steps: int = 2      # pioneer: decoder updates per encoder update (their n_generator).
     pioneer_real_kl_weight: float = 0.1   # pioneer: weight of KL(e(x)) in the encoder loss (their real_x_KL_scale).
     pioneer_fake_kl_weight: float = 0.1   # pioneer: weight of KL(e(g(z))), maximised by e, minimised by g (fake_*_KL_scale).

@@ -12,6 +12,8 @@ lists what is kept from the original and what differs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -58,6 +60,45 @@ class ALAE(AutoEncoder):
         return self.discriminator_head(w).squeeze(1)
 
 
+HE_GAIN = math.sqrt(2.0)  # the gain of ALAE's equalised-learning-rate layers (`lreq.py`)
+
+
+def equalized_lr_groups(parts: tuple[tuple[nn.Module, float], ...], lr: float) -> list[dict]:
+    """Adam parameter groups that give ordinary layers the per-tensor step sizes of ALAE's LREQAdam
+    (`custom_adam.py`: the step of a parameter is multiplied by its `lr_equalization_coef`, set in
+    `lreq.py`): weights of Linear / Conv layers lr * sqrt(2) / sqrt(fan_in) * lrmul, their biases
+    lr * lrmul; other parameters (BatchNorm, which ALAE's layers do not have) lr * lrmul.
+    `parts`: (module, lrmul) pairs."""
+    groups: list[dict] = []
+    for module, lrmul in parts:
+        seen: set[int] = set()
+        for layer in module.modules():
+            if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in = layer.weight.shape[1] if isinstance(layer, nn.Linear) else \
+                    (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+                groups.append({"params": [layer.weight], "lr": lr * HE_GAIN / math.sqrt(fan_in) * lrmul})
+                seen.add(id(layer.weight))
+                if layer.bias is not None:
+                    groups.append({"params": [layer.bias], "lr": lr * lrmul})
+                    seen.add(id(layer.bias))
+        rest = [p for p in module.parameters() if id(p) not in seen]
+        if rest:
+            groups.append({"params": rest, "lr": lr * lrmul})
+    return groups
+
+
+def alae_adam(parts: tuple[tuple[nn.Module, float], ...], cfg: Adam, equalized: bool) -> torch.optim.Adam:
+    """One of ALAE's two optimizers over `parts` ((module, lrmul) pairs): Adam with the original's
+    per-layer step sizes (`equalized_lr_groups`), or one learning rate for all (`equalized` False)."""
+    if not equalized:
+        return make_adam([p for module, _ in parts for p in module.parameters()], cfg)
+    groups = equalized_lr_groups(parts, cfg.lr)
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,  # as make_adam
+                            fused=fused, foreach=None if fused else True)
+
+
 class ALAETrainer(Trainer):
     """One iteration = the original's three updates: discriminator, generator, latent
     reconstruction (`train_alae.py`); only the first sees real data (one fresh batch)."""
@@ -67,10 +108,12 @@ class ALAETrainer(Trainer):
         self.model, self.hp = model, model.baseline_config
         hp = self.hp
         adam = Adam(hp.alae_lr, hp.alae_beta1, hp.alae_beta2)
-        # The original's two optimizers: "encoder" (E + D head) and "decoder" (G + F).
-        self.optimizers = {"encoder": make_adam([*model.encoder.parameters(),
-                                                 *model.discriminator_head.parameters()], adam),
-                           "decoder": make_adam([*model.decoder.parameters(), *model.prior.parameters()], adam)}
+        # The original's two optimizers: "encoder" (E + D head) and "decoder" (G + F); E and G at
+        # lrmul 1, F and the head at 0.1 (`net.py`), which only matters with `alae_equalized_lr`.
+        self.optimizers = {"encoder": alae_adam(((model.encoder, 1.0), (model.discriminator_head, 0.1)), adam,
+                                                hp.alae_equalized_lr),
+                           "decoder": alae_adam(((model.decoder, 1.0), (model.prior, 0.1)), adam,
+                                                hp.alae_equalized_lr)}
         self.scalers = {name: self.grad_scaler() for name in ("d", "g", "latent")}  # fp16 only
         # ALAE feeds images in [-1, 1]; flexae's are in [0, 1] (synthetic data already in [-1, 1]).
         self.input_scale = 2.0 if len(model.data_shape) == 3 else 1.0
