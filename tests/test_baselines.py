@@ -108,6 +108,8 @@ MOVES = {
     "iaf-vae": {"encoder", "decoder", "flows"},
     "vq-vae": {"encoder", "decoder", "quantizer"},          # the code prior is fitted ex post
     "mask-aae": {"encoder", "decoder", "latent_critic", "prior"},  # prior holds the mask
+    "pioneer": {"encoder", "decoder"},
+    "alae": {"encoder", "decoder", "prior", "discriminator_head"},  # prior holds the mapping F
 }
 MOVES["vae-iop"] = {"encoder", "decoder", "prior"}  # the prior holds the density-ratio estimator T
 

@@ -120,8 +120,8 @@ def test_three_iterations_unchanged(key):
     assert_same(got["images"], want["images"], same_kernels)
 
 
-# Models registered after the recording (they had no pre-refactor numbers to keep).
-ADDED_AFTER_RECORDING = {"vae-iop"}
+# Models registered after the recording: no pre-refactor numbers exist for them (their own tests check them).
+ADDED_AFTER_RECORDING = {"vae-iop", "pioneer", "alae"}
 
 
 def test_every_model_was_recorded():

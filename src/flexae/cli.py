@@ -61,7 +61,7 @@ def _trust_code_option(f):
 @click.option("--model", default=_MODEL.name, show_default=True,
               help="flexae, flexae-sr, wae (FlexAE with its prior fixed to N(0, I), the paper's ablation), "
                    "wae-gmm (the same, prior fixed to a Gaussian mixture), vae, or a baseline: wae-gan, wae-mmd, "
-                   "ae-gmm, rae-gmm, 2s-vae, vamp-vae, iaf-vae, vq-vae, mask-aae, vae-iop (docs/baselines.md); "
+                   "ae-gmm, rae-gmm, 2s-vae, vamp-vae, iaf-vae, vq-vae, mask-aae, vae-iop, pioneer, alae (docs/baselines.md); "
                    "or module:Name of your own (docs/architecture.md).")
 @click.option("--dataset", default=_TRAIN.dataset, show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "

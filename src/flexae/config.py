@@ -71,6 +71,22 @@ class BaselineConfig:
     iop_ratio_lr: float = 1e-3            # vae-iop: Adam learning rate of T (betas 0.9, 0.999).
     iop_ratio_steps: int = 10             # vae-iop: T updates per VAE update (authors: 10 epochs of T per VAE epoch).
     iop_sir_candidates: int = 100         # vae-iop: N(0, I) proposals per generated code (importance resampling).
+    alae_mapping_layers: int = 4          # alae: layers of the mapping F (their MNIST config: 4; faces: 8).
+    alae_mapping_width: int = 1024        # alae: width of F's hidden layers (theirs: the latent size; 1024 as Table 8).
+    alae_head_layers: int = 3             # alae: Linear layers of the D head on w, no activation between (theirs: 3).
+    alae_r1_gamma: float = 10.0           # alae: gamma of the R1 penalty (gamma/2)||grad D(x)||^2, in their [-1, 1] range.
+    alae_lr: float = 0.0015               # alae: Adam learning rate of both optimizers (their MNIST config).
+    alae_beta1: float = 0.0               # alae: Adam beta1 (theirs: 0.0).
+    alae_beta2: float = 0.99              # alae: Adam beta2 (theirs: 0.99).
+    alae_equalized_lr: bool = True        # alae: per-layer Adam steps lr*sqrt(2/fan_in)*lrmul as their LREQAdam (False: lr).
+    pioneer_generator_steps: int = 2      # pioneer: decoder updates per encoder update (their n_generator).
+    pioneer_real_kl_weight: float = 0.1   # pioneer: weight of KL(e(x)) in the encoder loss (their real_x_KL_scale).
+    pioneer_fake_kl_weight: float = 0.1   # pioneer: weight of KL(e(g(z))), maximised by e, minimised by g (fake_*_KL_scale).
+    pioneer_image_weight: float = 1.5     # pioneer: weight of the mean L1 |g(e(x)) - x| (match_x 1 x 1.5 when stable).
+    pioneer_code_weight: float = 100.0    # pioneer: weight of the cosine code loss of e(g(z)) to z (their match_z).
+    pioneer_lr: float = 0.001             # pioneer: Adam learning rate of encoder and decoder (their --lr).
+    pioneer_beta1: float = 0.0            # pioneer: Adam beta1 (theirs: 0.0).
+    pioneer_beta2: float = 0.99           # pioneer: Adam beta2 (theirs: 0.99).
     sampler_steps: int = 5000             # Iterations of an ex-post sampler fit (2s-vae stage 2, VQ prior).
     sampler_batch_size: int = 128         # Minibatch size of that fit.
     sampler_fit_points: int = 0           # Training images encoded for the ex-post fit; 0 = all of them.

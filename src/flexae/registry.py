@@ -23,7 +23,9 @@ from torch import Tensor, nn
 from flexae.baselines.common import ExPostFit, fit_expost_sampler
 from flexae.baselines.deterministic import build_expost_gmm_ae, build_wae_mmd
 from flexae.baselines.iop import build_iop
+from flexae.baselines.alae import build_alae
 from flexae.baselines.maskaae import build_mask_aae
+from flexae.baselines.pioneer import build_pioneer
 from flexae.baselines.variational import build_iaf, build_two_stage, build_vamp
 from flexae.baselines.vqvae import build_vqvae
 from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES, build_wae_gan
@@ -90,12 +92,14 @@ for _name, _spec in {
     "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior"),
     "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer"),
     "vae-iop": ModelSpec(build_iop, f"{_B}.iop_train:IOPTrainer"),
+    "pioneer": ModelSpec(build_pioneer, f"{_B}.pioneer_train:PioneerTrainer"),
+    "alae": ModelSpec(build_alae, f"{_B}.alae_train:ALAETrainer"),
 }.items():
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 BASELINE_NAMES = ("wae-gan", "wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
-BASELINE_NAMES += ("vae-iop",)  # issue 19: the Table 1 rows added after the refactoring
+BASELINE_NAMES += ("vae-iop", "pioneer", "alae")  # issue 19: the Table 1 rows added after the refactoring
 
 
 def is_reference(name: str) -> bool:
@@ -169,6 +173,11 @@ NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_st
                 "sampler_fit_points", "wae_input_noise", "wae_gan_weight")
 POSITIVE += ("iop_ratio_width", "iop_ratio_lr", "iop_ratio_steps", "iop_sir_candidates")  # vae-iop
 NON_NEGATIVE += ("iop_ratio_depth", "iop_ratio_dropout")  # vae-iop
+POSITIVE += ("alae_mapping_layers", "alae_mapping_width", "alae_head_layers", "alae_lr",  # alae, pioneer
+             "pioneer_generator_steps", "pioneer_lr")
+NON_NEGATIVE += ("alae_r1_gamma", "alae_beta1", "alae_beta2", "pioneer_real_kl_weight", "pioneer_fake_kl_weight",
+                 "pioneer_image_weight", "pioneer_code_weight", "pioneer_beta1", "pioneer_beta2")
+BETAS = ("alae_beta1", "alae_beta2", "pioneer_beta1", "pioneer_beta2")  # Adam betas: also < 1
 
 
 def validate_baseline_config(hp: BaselineConfig) -> None:
@@ -186,6 +195,9 @@ def validate_baseline_config(hp: BaselineConfig) -> None:
                         f"got {hp.wae_gan_schedule!r}")
     if not hp.iop_ratio_dropout < 1:
         raise UserError(f"model.baseline.iop_ratio_dropout must be below 1, got {hp.iop_ratio_dropout}")
+    for name in BETAS:
+        if not getattr(hp, name) < 1:
+            raise UserError(f"model.baseline.{name} must be < 1, got {getattr(hp, name)}")
     if hp.vq_prior_width % 4:
         raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
                         f"got {hp.vq_prior_width}")

@@ -13,6 +13,8 @@ synthetic data), trained through the same loop, checkpoints and CLI as FlexAE.
 | `vq-vae`   | van den Oord et al., NeurIPS 2017   | vqvae           |
 | `mask-aae` | Mondal et al., UAI 2020             | maskaae         |
 | `vae-iop`  | Takahashi et al., AAAI 2019         | iop             |
+| `pioneer`  | Heljakka et al., ACCV 2018 (AGE)    | pioneer         |
+| `alae`     | Pidhorskyi et al., CVPR 2020        | alae            |
 
 `ae-gmm`, `rae-gmm`, `2s-vae` and `vq-vae` generate through an *ex-post* sampler (a GMM, a
 second-stage VAE, an autoregressive prior over code indices), defined next to its model and

@@ -158,3 +158,60 @@ def relative_ess(log_weights: Tensor) -> Tensor:
     (sum w)^2 / (n sum w^2), in (0, 1]; 1 when all weights are equal."""
     log_w = log_weights - log_weights.max()
     return torch.exp(2 * torch.logsumexp(log_w, 0) - torch.logsumexp(2 * log_w, 0)) / log_weights.shape[0]
+
+
+# -- ALAE (Pidhorskyi, Adjeroh, Doretto, CVPR 2020; the original's `losses.py`) -------------------
+# d_real, d_fake (B,): discriminator scores D(x) = head(E(x)) of real and generated images.
+
+def alae_discriminator_loss(d_fake: Tensor, d_real: Tensor) -> Tensor:
+    """Non-saturating logistic loss of D: mean of softplus(D(G(F(z)))) + softplus(-D(x))."""
+    return (F.softplus(d_fake) + F.softplus(-d_real)).mean()
+
+
+def r1_penalty(d_real: Tensor, x: Tensor, gamma: float, input_scale: float = 1.0) -> Tensor:
+    """R1: (gamma / 2) ||grad_x D(x)||^2 on real data, summed over each image, averaged over the
+    batch; x (B, ...) must require grad and d_real (B,) be computed from it (graph kept for the
+    update). `input_scale`: the gradient is taken with respect to x * input_scale, the original's
+    data range (2 for images in [0, 1], which ALAE feeds in [-1, 1]): ||grad||^2 / input_scale^2."""
+    (grad,) = torch.autograd.grad(d_real.sum(), x, create_graph=True)
+    return 0.5 * gamma * grad.pow(2).flatten(1).sum(dim=1).mean() / input_scale ** 2
+
+
+def alae_generator_loss(d_fake: Tensor) -> Tensor:
+    """Non-saturating generator loss: mean softplus(-D(G(F(z))))."""
+    return F.softplus(-d_fake).mean()
+
+
+def latent_reconstruction_loss(w_rec: Tensor, w: Tensor) -> Tensor:
+    """ALAE's L_ae: mean over batch and dimensions of (E(G(w)) - sg[w])^2, w = F(z) (B, m) with its
+    gradient stopped as in the original (`model.py`, `s.detach()`); gradients reach E, G and F
+    (through G's input)."""
+    return (w_rec - w.detach()).pow(2).mean()
+
+
+# -- Pioneer / AGE (Heljakka, Solin, Kannala, ACCV 2018; Ulyanov, Vedaldi, Lempitsky, CVPR 2018) ---
+
+def age_kl(codes: Tensor) -> Tensor:
+    """AGE's KL estimate of a batch of codes (B, m) to N(0, I): the batch's per-dimension Gaussian
+    fit N(mean_j, var_j) (biased variance), KL(N(mean_j, var_j) || N(0, 1)) averaged over j, in
+    Pioneer's form (its `train.py` KLN01Loss, direction "qp"):
+    mean_j [(var_j + mean_j^2) / 2 - log(var_j) / 2 - 1/2]."""
+    mean = codes.mean(dim=0)
+    var = (codes - mean).pow(2).mean(dim=0)
+    return ((var + mean.pow(2)) / 2 - 0.5 * var.log() - 0.5).mean()
+
+
+def pioneer_image_loss(recon: Tensor, x: Tensor, input_scale: float = 1.0) -> Tensor:
+    """Pioneer's image reconstruction error: mean |g(e(x)) - x| over every value (its L1
+    `mismatch`), measured in the original's data range (`input_scale` 2 for images in [0, 1],
+    which Pioneer feeds in [-1, 1])."""
+    return input_scale * (recon - x).abs().mean()
+
+
+def pioneer_code_loss(codes: Tensor, z: Tensor) -> Tensor:
+    """Pioneer's latent reconstruction error (its "cos" `mismatch`): mean over batch and
+    dimensions of 2 - u_j v_j, u, v the codes (B, m) and z projected on the unit sphere; note the
+    mean over j, so the loss is 2 - cos(u, v) / m, as in the original."""
+    u = codes / codes.norm(dim=1, keepdim=True)
+    v = z / z.norm(dim=1, keepdim=True)
+    return (2 - u * v).mean(dim=1).mean()

@@ -39,7 +39,8 @@ from flexae.runs.layout import METRICS_NAME, PRIOR_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vae-iop", "vq-vae",
-                 "wae-gan", "wae", "wae-mmd", "2s-vae", "ae-gmm", "rae-gmm", "mask-aae", "flexae", "flexae-sr")
+                 "wae-gan", "wae", "wae-mmd", "2s-vae", "ae-gmm", "rae-gmm", "mask-aae", "pioneer", "alae",
+                 "flexae", "flexae-sr")
 # ^ the paper's row order; `wae` (FlexAE with its prior fixed to N(0, I)) and wae-mmd are extra rows
 TABLE3_MODELS = ("wae-gan", "wae", "flexae-sr")  # the paper's Table 3 "WAE" is its Table 1 WAE-GAN
 TABLE3_BASE_DIM = {"mnist": 32, "fashion-mnist": 32, "cifar10": 64, "celeba": 64}  # m_b
@@ -53,35 +54,41 @@ LABELS = {"vae": "VAE", "iaf-vae": "VAE + Flow (IAF)", "vamp-vae": "VAE-VampPrio
           "ae-gmm": "AE + GMM", "rae-gmm": "RAE + GMM (L2)", "mask-aae": "MaskAAE", "flexae": "FlexAE",
           "flexae-sr": "FlexAE-SR"}
 LABELS["vae-iop"] = "VAE-IOP"  # issue 19 rows
+LABELS["pioneer"], LABELS["alae"] = "Pioneer (fixed resolution)", "ALAE"
 
 # The paper's numbers (Tables 1-4), for side-by-side comparison: dataset -> model -> values.
 PAPER_TABLE1 = {  # (rec. FID, gen. FID)
     "mnist": {"vae": (52.14, 56.07), "iaf-vae": (28.12, 33.27), "vamp-vae": (21.27, 55.76),
               "vq-vae": (10.95, 12.07), "wae-gan": (10.48, 13.60), "2s-vae": (10.83, 11.91),
               "ae-gmm": (9.69, 14.70), "rae-gmm": (9.25, 10.80), "mask-aae": (9.53, 10.12),
+              "pioneer": (8.17, 7.30), "alae": (7.97, 7.07),
               "flexae": (8.28, 7.28), "flexae-sr": (7.63, 6.75)},
     "fashion-mnist": {"vae": (55.90, 63.01), "iaf-vae": (34.87, 49.32), "vamp-vae": (31.11, 50.56),
                       "vq-vae": (22.47, 25.73), "wae-gan": (25.93, 30.21), "2s-vae": (22.43, 28.57),
                       "ae-gmm": (21.59, 26.74), "rae-gmm": (19.71, 25.50), "mask-aae": (21.59, 27.29),
+                      "pioneer": (15.91, 17.25), "alae": (13.25, 16.87),
                       "flexae": (14.68, 14.81), "flexae-sr": (14.17, 14.41)},
     "cifar10": {"vae": (166.45, 143.31), "iaf-vae": (90.98, 123.25), "vamp-vae": (109.43, 141.12),
                 "vq-vae": (52.11, 85.98), "wae-gan": (51.36, 92.30), "2s-vae": (73.07, 94.57),
                 "ae-gmm": (51.45, 95.77), "rae-gmm": (50.84, 90.40), "mask-aae": (71.40, 88.82),
+                "pioneer": (51.07, 59.12), "alae": (50.93, 57.36),
                 "flexae": (69.63, 74.45), "flexae-sr": (50.36, 54.61)},
     "celeba": {"vae": (56.66, 63.85), "iaf-vae": (39.21, 45.89), "vamp-vae": (51.31, 60.16),
                "vq-vae": (34.23, 42.15), "wae-gan": (32.49, 45.58), "2s-vae": (37.60, 44.85),
                "ae-gmm": (30.16, 43.79), "rae-gmm": (34.35, 44.72), "mask-aae": (39.75, 46.79),
+               "pioneer": (25.35, 27.94), "alae": (24.39, 26.15),
                "flexae": (35.31, 36.99), "flexae-sr": (23.94, 25.78)},
 }
-PAPER_TABLE2 = {  # (precision, recall)
+PAPER_TABLE2 = {  # (precision, recall); the paper's Table 2 has no Pioneer row
     "mnist": {"vae": (0.68, 0.74), "2s-vae": (0.95, 0.98), "rae-gmm": (0.96, 0.97), "mask-aae": (0.94, 0.96),
-              "flexae": (0.98, 0.99), "flexae-sr": (0.98, 0.99)},
+              "alae": (0.98, 0.99), "flexae": (0.98, 0.99), "flexae-sr": (0.98, 0.99)},
     "fashion-mnist": {"vae": (0.61, 0.66), "2s-vae": (0.80, 0.78), "rae-gmm": (0.78, 0.77),
-                      "mask-aae": (0.71, 0.83), "flexae": (0.98, 0.98), "flexae-sr": (0.98, 0.99)},
+                      "mask-aae": (0.71, 0.83), "alae": (0.97, 0.96),
+                      "flexae": (0.98, 0.98), "flexae-sr": (0.98, 0.99)},
     "cifar10": {"vae": (0.28, 0.44), "2s-vae": (0.44, 0.61), "rae-gmm": (0.49, 0.59), "mask-aae": (0.45, 0.62),
-                "flexae": (0.65, 0.80), "flexae-sr": (0.79, 0.87)},
+                "alae": (0.73, 0.85), "flexae": (0.65, 0.80), "flexae-sr": (0.79, 0.87)},
     "celeba": {"vae": (0.48, 0.57), "2s-vae": (0.72, 0.78), "rae-gmm": (0.67, 0.75), "mask-aae": (0.65, 0.62),
-               "flexae": (0.71, 0.76), "flexae-sr": (0.85, 0.88)},
+               "alae": (0.84, 0.81), "flexae": (0.71, 0.76), "flexae-sr": (0.85, 0.88)},
 }
 PAPER_TABLE3 = {  # multiple of m_b -> (rec. WAE(-GAN), rec. FlexAE-SR, gen. WAE(-GAN), gen. FlexAE-SR)
     "mnist": {1: (7.98, 6.19, 15.34, 5.86), 2: (5.61, 3.10, 24.58, 3.37), 4: (3.99, 1.64, 37.16, 2.79)},

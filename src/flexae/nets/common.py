@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def mlp(in_dim: int, hidden: int, depth: int, out_dim: int,
@@ -17,6 +18,18 @@ def mlp(in_dim: int, hidden: int, depth: int, out_dim: int,
         width = hidden
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean_j x_j^2 + eps) over the feature dimension, (N, d) -> (N, d): each row rescaled to
+    unit root-mean-square (the input normalisation of StyleGAN's and ALAE's mapping networks)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
 
 
 def glorot_init_(module: nn.Module) -> nn.Module:
@@ -39,4 +52,4 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["mlp", "glorot_init_", "requires_grad", "count_parameters"]
+__all__ = ["mlp", "PixelNorm", "glorot_init_", "requires_grad", "count_parameters"]

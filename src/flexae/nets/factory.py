@@ -121,3 +121,23 @@ def prior_networks(data_shape: tuple[int, ...], latent_dim: int, noise_dim: int)
                 glorot_init_(nets.synthetic_latent_critic(latent_dim)))
     from flexae.nets.image import LatentCritic, PriorGenerator
     return PriorGenerator(noise_dim, latent_dim), LatentCritic(latent_dim)
+
+
+def mapping_network(in_dim: int, width: int, layers: int, out_dim: int) -> nn.Module:
+    """ALAE's mapping F (z (N, in_dim) -> w (N, out_dim)): PixelNorm, then `layers` x [Linear ->
+    LeakyReLU(0.2)], the last Linear of size out_dim and followed by the activation too, as in the
+    original (`net.py` MappingF, MappingBlock). Glorot-initialised like the other MLPs here."""
+    from flexae.nets.common import PixelNorm, glorot_init_
+    blocks: list[nn.Module] = [PixelNorm()]
+    for i in range(layers):
+        blocks += [nn.Linear(in_dim if i == 0 else width, out_dim if i == layers - 1 else width),
+                   nn.LeakyReLU(0.2)]
+    return glorot_init_(nn.Sequential(*blocks))
+
+
+def linear_head(dim: int, layers: int) -> nn.Module:
+    """ALAE's discriminator head on w (N, dim) -> (N, 1): `layers` Linear layers of width dim with no
+    activation between them, the last with one output (the original's MappingD, `net.py`)."""
+    from flexae.nets.common import glorot_init_
+    blocks = [nn.Linear(dim, 1 if i == layers - 1 else dim) for i in range(layers)]
+    return glorot_init_(nn.Sequential(*blocks))

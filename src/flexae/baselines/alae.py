@@ -1,0 +1,66 @@
+"""ALAE: the Adversarial Latent Autoencoder (Pidhorskyi, Adjeroh, Doretto, CVPR 2020), on the
+paper's networks.
+
+Four parts: a mapping F (z (B, m) ~ N(0, I) -> w (B, m)), a generator G (w -> x, the Table 7
+decoder), an encoder E (x -> w, the Table 7 encoder) and a discriminator D(x) = head(E(x)) whose
+head is a small linear stack on w. One iteration is the original's three updates in its order
+(`train_alae.py`): D (E + head) on the logistic loss with R1 on real images; G (G + F) on the
+non-saturating loss, E and head frozen; then E, G and F together on the latent reconstruction
+||E(G(F(z))) - sg[F(z)]||^2. Generation: G(F(z)); reconstruction: G(E(x)). docs/baselines.md
+lists what is kept from the original and what differs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from flexae.config import ModelConfig
+from flexae.models import AutoEncoder
+from flexae.nets.factory import encoder_decoder, linear_head, mapping_network
+
+
+class MappedNormalPrior(nn.Module):
+    """w = F(z), z ~ N(0, I_m): ALAE's latent distribution. F is trained by the generator and
+    latent-reconstruction updates of ALAE, not by L_Gen (`trained_by_gen` False)."""
+
+    trained_by_gen = False
+
+    def __init__(self, mapping: nn.Module, latent_dim: int):
+        super().__init__()
+        self.mapping = mapping
+        self.latent_dim = latent_dim
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # tracks the device
+
+    def forward(self, z: Tensor) -> Tensor:
+        """F: (N, m) -> (N, m)."""
+        return self.mapping(z)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(n, self.latent_dim, device=self._anchor.device, generator=generator)
+        return self(z)
+
+
+class ALAE(AutoEncoder):
+    """E (the encoder, x -> w), G (the decoder, w -> x), F (inside `prior`) and the D head on w."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, mapping: nn.Module, head: nn.Module,
+                 latent_dim: int):
+        super().__init__(encoder, decoder, MappedNormalPrior(mapping, latent_dim))
+        self.discriminator_head = head
+
+    def score(self, w: Tensor) -> Tensor:
+        """The D head: w (B, m) -> (B,) logits."""
+        return self.discriminator_head(w).squeeze(1)
+
+
+HE_GAIN = math.sqrt(2.0)  # the gain of ALAE's equalised-learning-rate layers (`lreq.py`)
+
+
+def build_alae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> ALAE:
+    m, hp = cfg.latent_dim, cfg.baseline
+    encoder, decoder = encoder_decoder(data_shape, cfg, m, m)
+    mapping = mapping_network(m, hp.alae_mapping_width, hp.alae_mapping_layers, m)
+    return ALAE(encoder, decoder, mapping, linear_head(m, hp.alae_head_layers), m)
