@@ -116,11 +116,10 @@ def reproduce() -> None:
     """Re-run one table or figure of the paper."""
 
 
-def _reproduce_options(default_steps: int, default_seeds: int = 1):
+def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
     def wrap(f):
         f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")(f)
-        f = click.option("--seeds", type=int, default=default_seeds, show_default=True,
-                         help="Seeds 0..K-1 per model.")(f)
+        f = click.option("--seeds", type=int, default=default_seeds, show_default=True, help=seeds_help)(f)
         f = click.option("--steps", type=int, default=default_steps, show_default=True,
                          help="Training iterations per run.")(f)
         f = click.option("--device", default="auto", show_default=True)(f)
@@ -130,7 +129,8 @@ def _reproduce_options(default_steps: int, default_seeds: int = 1):
 
 
 @reproduce.command("fig2")
-@_reproduce_options(3000)
+@_reproduce_options(3000, 1, "Seeds 0..K-1 per model; 1 is a few-minute look with no spread "
+                             "(--seeds 5 for a mean ± std over seeds; docs/synthetic.md).")
 def fig2(out, seeds, steps, device, quiet) -> None:
     """Fig 2: WAE vs FlexAE on synthetic-5d (m = 50): latent W1 over training, final FD."""
     from flexae.experiments.synthetic import reproduce_fig2

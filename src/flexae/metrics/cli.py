@@ -171,13 +171,18 @@ def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: 
 @click.option("--subsets", type=click.IntRange(min=1), default=100, show_default=True,
               help="Random subsets averaged.")
 @click.option("--subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
-              help="Samples per subset and set (capped at the smaller set's size).")
+              help="Samples per subset and set; larger than either set is an error (as in torch-fidelity).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset draws.")
 @_user_errors
 def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size: int, seed: int,
                 **network: object) -> None:
     """Kernel Inception Distance (unbiased MMD^2, cubic kernel) between A (generated) and B (real)."""
-    features_a, features_b, extractor = _features(a, b, data_dir, "KID", **network)
+    images_a, images_b = _image_pair(a, b, data_dir, "KID")
+    if subset_size > min(len(images_a), len(images_b)):  # refused before the slow Inception passes
+        raise UserError(f"KID subset size {subset_size} exceeds the sets ({len(images_a)} in A, "
+                        f"{len(images_b)} in B); pass --subset-size {min(len(images_a), len(images_b))} or less")
+    extractor = _extractor(**network)  # type: ignore[arg-type]
+    features_a, features_b = extractor(images_a), extractor(images_b)
     result = kid_from_features(features_a, features_b, subsets, subset_size, seed)
     _emit({"kid": result.mean, "kid_std": result.std, "subsets": result.subsets,
            "subset_size": result.subset_size,
