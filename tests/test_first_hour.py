@@ -1,5 +1,6 @@
 """Issue 24 (the first hour with flexae): honest defaults, skip reasons, a light `--help`, light exports."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,77 @@ def test_one_data_dir_type_and_one_inception_batch_size():
     # written out in the metrics CLI so that its options import no torch
     assert metrics_cli.PRECISION_CHOICES == inception.PRECISION_CHOICES
     assert (metrics_cli.RESIZE_MODE, metrics_cli.RESIZE_MODES) == (inception.RESIZE_MODE, inception.RESIZE_MODES)
+
+
+def test_export_writes_generation_weights_by_default_and_critics_on_request(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from flexae import ModelConfig, RunConfig, TrainConfig, load_run, load_weights, sample, train
+    from flexae.cli import main
+
+    # A FlexAE-SR run on MNIST-shaped images (28 x 28 greyscale, the Table 7 networks), one iteration.
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (16, 28, 28), dtype=np.uint8))
+    cfg = RunConfig(ModelConfig("flexae-sr", latent_dim=8),
+                    train=TrainConfig(dataset=f"npy:{tmp_path / 'x.npy'}", steps=1, batch_size=4, grid_every=0,
+                                      device="cpu"))
+    run = train(cfg, tmp_path / "run", progress=False)
+    light, full = tmp_path / "gen.safetensors", tmp_path / "full.safetensors"
+    main(["export", str(run), "--out", str(light)])
+    main(["export", str(run), "--out", str(full), "--with-critics"])
+
+    with safe_open(str(light), framework="pt") as f:
+        light_keys, meta = set(f.keys()), f.metadata()
+    with safe_open(str(full), framework="pt") as f:
+        full_keys = set(f.keys())
+    assert {k.split(".")[0] for k in full_keys - light_keys} == {"latent_critic", "smoothing_critic"}
+    assert not any("critic" in k for k in light_keys) and {"encoder", "decoder", "prior"} <= {
+        k.split(".")[0] for k in light_keys}
+    assert json.loads(meta["without"]) == ["latent_critic", "smoothing_critic"]
+    assert light.stat().st_size < full.stat().st_size
+
+    original, _ = load_run(run)
+    expected = sample(original, 8, seed=3)
+    for path in (light, full):
+        model, loaded_cfg = load_run(path)
+        assert torch.equal(sample(model, 8, seed=3), expected), path
+        assert loaded_cfg.model.name == "flexae-sr"
+    # the full file is every weight of the run's model
+    model, _ = load_weights(full)
+    for (name, a), b in zip(model.state_dict().items(), original.state_dict().values()):
+        assert torch.equal(a, b), name
+    # `flexae sample` takes the file, and says so
+    main(["sample", str(light), "-n", "4", "--out", str(tmp_path / "s.npz"), "--device", "cpu"])
+    assert np.load(tmp_path / "s.npz")["images"].shape == (4, 28, 28, 1)
+    help_text = " ".join(CliRunner().invoke(cli, ["sample", "--help"]).output.split())
+    assert ".safetensors file written by `flexae export`" in help_text
+
+
+def test_a_file_missing_weights_it_does_not_declare_is_refused(tmp_path):
+    import pytest
+    from safetensors.torch import load_file, save_file
+
+    from flexae import ModelConfig, RunConfig, TrainConfig, load_weights, train
+    from flexae.cli import main
+    from flexae.errors import UserError
+
+    cfg = RunConfig(ModelConfig("flexae", latent_dim=2),
+                    train=TrainConfig(dataset="synthetic-2d", steps=1, batch_size=8, eval_samples=10, device="cpu"))
+    run = train(cfg, tmp_path / "run", progress=False)
+    main(["export", str(run), "--out", str(tmp_path / "m.safetensors")])
+    meta = _metadata(tmp_path / "m.safetensors")
+    dropped = {k: v for k, v in load_file(str(tmp_path / "m.safetensors")).items() if not k.startswith("decoder.")}
+    save_file(dropped, tmp_path / "bad.safetensors", meta)
+    with pytest.raises(UserError, match=r"do not fit the model .*missing decoder\."):
+        load_weights(tmp_path / "bad.safetensors")
+    meta["without"] = '["decoder"]'  # only critics may be left out
+    save_file(dropped, tmp_path / "bad2.safetensors", meta)
+    with pytest.raises(UserError, match="garbled 'without' metadata"):
+        load_weights(tmp_path / "bad2.safetensors")
+
+
+def _metadata(path: Path) -> dict:
+    """A safetensors file's header metadata."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata())

@@ -13,7 +13,7 @@ from flexae.version import __version__
 
 _LAZY = {
     "train": "flexae.training.loop", "resume": "flexae.training.loop",
-    "load_run": "flexae.runs", "export_weights": "flexae.runs.export",
+    "load_run": "flexae.runs", "export_weights": "flexae.runs.export", "load_weights": "flexae.runs.export",
     "build_model": "flexae.registry", "register": "flexae.registry", "ModelSpec": "flexae.registry",
     "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
     "load_dataset": "flexae.data",

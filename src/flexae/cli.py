@@ -340,7 +340,8 @@ def _nhwc(images):
 @click.option("--columns", type=_POSITIVE, default=None, help="PNG grid width; default: a square.")
 def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns) -> None:
     """Generate N images from the model's prior (Fig 6-9); image i uses seed SEED + i, so it is the
-    same whatever N and --batch-size are."""
+    same whatever N and --batch-size are. RUN_DIR is a run folder, a checkpoint file in one, or a
+    .safetensors file written by `flexae export`."""
     from flexae import inference
     from flexae.grids import write_images
 
@@ -472,11 +473,14 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def export_cmd(run_dir, out, overwrite) -> None:
-    """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
+@click.option("--with-critics", is_flag=True,
+              help="Also write the critics (every weight of the model); default: what generation uses.")
+def export_cmd(run_dir, out, overwrite, with_critics) -> None:
+    """Write a run's generation weights (encoder, decoder, prior or fitted sampler; config as
+    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it."""
     from flexae.runs.export import export_weights
 
-    click.echo(f"wrote {export_weights(run_dir, out, overwrite)}")
+    click.echo(f"wrote {export_weights(run_dir, out, overwrite, with_critics=with_critics)}")
 
 
 @cli.command("report")
