@@ -115,16 +115,34 @@ def test_kid_matches_a_direct_implementation_of_the_formula():
     assert result.std == pytest.approx(np.std(values), rel=1e-8)
 
 
-def test_kid_subset_size_is_capped_and_the_full_set_is_one_exact_estimate():
+def test_kid_refuses_a_subset_larger_than_either_set_and_the_full_set_is_one_exact_estimate():
     rng = np.random.default_rng(1)
     gen, real = rng.normal(size=(9, 5)), rng.normal(size=(15, 5))
-    result = kid_from_features(torch.from_numpy(gen), real, num_subsets=3, subset_size=1000)
+    # Shrinking 1000 to 9 silently gave subsets that all hold every generated sample (as torch-fidelity,
+    # refuse; the message names the largest size allowed).
+    with pytest.raises(UserError, match=r"subset size 1000 exceeds the sets \(9 generated, 15 real\).*at most 9"):
+        kid_from_features(torch.from_numpy(gen), real, num_subsets=3, subset_size=1000)
+    with pytest.raises(UserError, match="subset size 10 exceeds"):
+        kid_from_features(gen, real, num_subsets=3, subset_size=10)
+    result = kid_from_features(torch.from_numpy(gen), real, num_subsets=3, subset_size=9)  # asked for
     assert result.subset_size == 9
     # Every subset holds all 9 generated samples; only the real ones differ between subsets.
     assert result.std > 0
-    full = kid_from_features(gen, gen[::-1].copy(), num_subsets=3, subset_size=1000)
+    full = kid_from_features(gen, gen[::-1].copy(), num_subsets=3, subset_size=9)
     assert full.std == pytest.approx(0.0, abs=1e-12)
     assert full.mean == pytest.approx(slow_mmd2_unbiased(gen, gen), rel=1e-10)
+
+
+def test_kid_command_refuses_a_large_subset_in_one_line_before_the_network(tmp_path):
+    digits = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", digits[:3])
+    np.save(tmp_path / "b.npy", digits)
+    # --weights names no file: reaching the network would fail otherwise; the refusal comes first.
+    result = run("kid", "--quiet", "--device", "cpu", "--weights", tmp_path / "absent.pt",
+                 tmp_path / "a.npy", tmp_path / "b.npy")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == ["Error: KID subset size 1000 exceeds the sets (3 in A, 4 in B); pass --subset-size 3 or less"]
 
 
 def test_kid_is_near_zero_for_one_distribution_and_large_for_two():
@@ -357,7 +375,7 @@ def test_stats_fid_and_kid_commands_with_provenance(tmp_path, cache, digits):
     assert list(payload) == ["fid", *expected] and payload["fid"] > 1.0
     assert {k: payload[k] for k in expected} == expected
 
-    kid = run("kid", *args, "--subsets", "5", tmp_path / "gen", tmp_path / "real.npy")
+    kid = run("kid", *args, "--subsets", "5", "--subset-size", "3", tmp_path / "gen", tmp_path / "real.npy")
     assert kid.exit_code == 0, kid.output
     payload = json.loads(kid.stdout)
     assert list(payload) == ["kid", "kid_std", "subsets", "subset_size", *expected]

@@ -145,7 +145,7 @@ def test_tf_mode_through_the_command_line_and_mixed_modes_refused(tmp_path, digi
     mixed = runner.invoke(metrics, ["fid", *args, str(tmp_path / "a.npy"), str(tmp_path / "tf.npz")])
     assert mixed.exit_code == 2
     assert "different Inception resize (pytorch-fid vs tf)" in mixed.output and "--mode" in mixed.output
-    kid = runner.invoke(metrics, ["kid", *args, "--mode", "tf", "--subsets", "2",
+    kid = runner.invoke(metrics, ["kid", *args, "--mode", "tf", "--subsets", "2", "--subset-size", str(len(digits)),
                                   str(tmp_path / "a.npy"), str(tmp_path / "a.npy")])
     assert kid.exit_code == 0, kid.output
     assert json.loads(kid.stdout)["resize"] == "tf"

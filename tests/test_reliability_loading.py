@@ -196,7 +196,7 @@ def test_export_round_trip_and_checks(tmp_path, capsys):
 
     run = _save_raw(tmp_path / "run", _state())
     out = tmp_path / "model.safetensors"
-    main_args = ["export", str(run), "--out", str(out)]
+    main_args = ["export", str(run), "--out", str(out), "--with-critics"]  # every weight
     main(main_args)  # returns on success (errors exit with status 2)
     exported, cfg = load_run(out)
     original, _ = load_run(run)

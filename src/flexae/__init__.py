@@ -13,7 +13,7 @@ from flexae.version import __version__
 
 _LAZY = {
     "train": "flexae.app.train", "resume": "flexae.app.train",
-    "load_run": "flexae.app.load", "export_weights": "flexae.app.export",
+    "load_run": "flexae.app.load", "export_weights": "flexae.app.export", "load_weights": "flexae.app.export",
     "build_model": "flexae.registry", "register": "flexae.registry", "ModelSpec": "flexae.registry",
     "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
     "load_dataset": "flexae.data",

@@ -12,12 +12,14 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from flexae.config import CUDA_GRAPHS, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig
+from flexae.config import CUDA_GRAPHS, INCEPTION_BATCH_SIZE, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.training.signals import TrainingStopped
 
 # Defaults come from the config dataclasses, so the CLI and the Python API never disagree.
 _MODEL, _TRAIN = ModelConfig(), TrainConfig()
+_DATA_DIR = click.Path()  # --data-dir of every command (a str, as the loaders and configs take it)
+_DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -66,14 +68,16 @@ def _trust_code_option(f):
 @click.option("--dataset", default=_TRAIN.dataset, show_default=True,
               help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "
                    "folder:PATH (PNG/JPEG), npz:PATH, npy:PATH (uint8 N x H x W [x C]); docs/data.md.")
-@click.option("--image-size", type=click.IntRange(min=0), default=0,
+@click.option("--image-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Images of your own: resize to this square side (train.image_size); 0: keep their size.")
 @click.option("--latent-dim", type=int, default=None,
               help="m; default: the paper's value for the data set (your images: 20 greyscale, 64 colour).")
 @click.option("--noise-dim", type=int, default=None, help="m', the prior generator's noise size; default m.")
-@click.option("--steps", type=int, default=None, help="Training iterations (total, also with --resume).")
-@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
-@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True)
+@click.option("--steps", type=int, default=None, show_default=f"{_TRAIN.steps}, or the run's own with --resume",
+              help="Training iterations (total, also with --resume).")
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True, help="Images or points per update.")
+@click.option("--seed", type=int, default=_TRAIN.seed, show_default=True,
+              help="Seed of initialisation, minibatches and noise.")
 @click.option("--device", default=_TRAIN.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
               help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
@@ -81,7 +85,7 @@ def _trust_code_option(f):
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="Continue the run in this folder from its checkpoint.")
-@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set optim.gen.lr=2e-4 --set train.eval_every=100.")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs to RUN_DIR/tensorboard/.")
@@ -133,21 +137,21 @@ def reproduce() -> None:
     """Re-run one table or figure of the paper."""
 
 
-def _reproduce_options(default_steps: int, default_seeds: int = 1):
+def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
     def wrap(f):
         f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")(f)
-        f = click.option("--seeds", type=int, default=default_seeds, show_default=True,
-                         help="Seeds 0..K-1 per model.")(f)
+        f = click.option("--seeds", type=int, default=default_seeds, show_default=True, help=seeds_help)(f)
         f = click.option("--steps", type=int, default=default_steps, show_default=True,
                          help="Training iterations per run.")(f)
-        f = click.option("--device", default="auto", show_default=True)(f)
+        f = click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)(f)
         f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
         return _trust_code_option(f)
     return wrap
 
 
 @reproduce.command("fig2")
-@_reproduce_options(3000)
+@_reproduce_options(3000, 1, "Seeds 0..K-1 per model; 1 is a few-minute look with no spread "
+                             "(--seeds 5 for a mean ± std over seeds; docs/synthetic.md).")
 def fig2(out, seeds, steps, device, quiet) -> None:
     """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
     latent W1 over training, final FD."""
@@ -186,8 +190,8 @@ def _table_options(f):
                           "folder (prior.pt; an error where there is none).")(f)
     f = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                      help="Override a config field of every run, e.g. --set model.bn_momentum=0.1.")(f)
-    f = click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")(f)
-    f = click.option("--device", default="auto", show_default=True)(f)
+    f = click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")(f)
+    f = click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)(f)
     f = click.option("--seed", type=int, default=0, show_default=True, help="Training and evaluation seed.")(f)
     f = click.option("--sampler-fit-points", type=int, default=None,
                      help="Training images encoded for the ex-post sampler fits; default: all.")(f)
@@ -266,8 +270,8 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
 @click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
-@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
@@ -288,8 +292,8 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 @click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training images encoded for the fit; 0 = all.")
 @click.option("--noise-dim", type=click.IntRange(min=1), default=None, help="m' of G_psi; default: the run's, else m.")
-@click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
 @click.option("--seed", type=int, default=None, help="Default: the run's seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
@@ -322,7 +326,7 @@ def _use_options(with_data: bool):
                      help="Images per forward pass."),
     ]
     if with_data:
-        options.append(click.option("--data-dir", default=None,
+        options.append(click.option("--data-dir", type=_DATA_DIR, default=None,
                                     help="Image data folder; default: the run's, else $FLEXAE_DATA_DIR."))
 
     def wrap(f):
@@ -368,7 +372,8 @@ def _nhwc(images):
 @_prior_option
 def sample_cmd(run_dir, out, overwrite, seed, device, batch_size, num, columns, prior) -> None:
     """Generate N images from the model's prior (Fig 6-9); image i uses seed SEED + i, so it is the
-    same whatever N and --batch-size are."""
+    same whatever N and --batch-size are. RUN_DIR is a run folder, a checkpoint file in one, or a
+    .safetensors file written by `flexae export`."""
     from flexae import inference
     from flexae.grids import write_images
 
@@ -462,7 +467,7 @@ def bench() -> None:
 @click.option("--dataset", default="mnist", show_default=True,
               help="Data set whose shape (and default latent size) is used; random data, no files read.")
 @click.option("--latent-dim", type=int, default=None, help="m; default: the paper's value for the data set.")
-@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True)
+@click.option("--batch-size", type=int, default=_TRAIN.batch_size, show_default=True, help="Examples per timed iteration.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
               help="fp16 needs CUDA.")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True, help="Timed iterations.")
@@ -474,7 +479,7 @@ def bench() -> None:
               help="Replay one captured iteration (auto: on for CUDA).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads; 0: as `flexae train` (all cores for image data).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the model and its random data.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override any config field, e.g. --set optim.feed=authors --set train.channels_last=off.")
 def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, warmup, profile, device,
@@ -502,11 +507,14 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @_prior_option
-def export_cmd(run_dir, out, overwrite, prior) -> None:
-    """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
+@click.option("--with-critics", is_flag=True,
+              help="Also write the critics (every weight of the model); default: what generation uses.")
+def export_cmd(run_dir, out, overwrite, prior, with_critics) -> None:
+    """Write a run's generation weights (encoder, decoder, prior or fitted sampler; config as
+    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it."""
     from flexae.app.export import export_weights
 
-    click.echo(f"wrote {export_weights(run_dir, out, overwrite, prior)}")
+    click.echo(f"wrote {export_weights(run_dir, out, overwrite, prior, with_critics=with_critics)}")
 
 
 @cli.command("report")
@@ -528,7 +536,7 @@ def data() -> None:
 
 @data.command("fetch")
 @click.argument("name")
-@click.option("--data-dir", default=None, help="Where to put the files (default $FLEXAE_DATA_DIR, else ./data).")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Where to put the files (default $FLEXAE_DATA_DIR, else ./data).")
 def data_fetch(name, data_dir) -> None:
     """Download data set NAME with torchvision (checksums verified) unless its files are present."""
     from flexae.data.images import SPLITS, load_images
@@ -546,7 +554,7 @@ def data_fetch(name, data_dir) -> None:
 @click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=None, help="The first N images (default: all).")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="The .npz to write: uint8 N x H x W x C under 'images', as `flexae sample` writes.")
-@click.option("--data-dir", default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def data_export(name, split, num, out, data_dir, overwrite) -> None:
     """Write a split of data set NAME to an .npz, e.g. the real images for `flexae metrics fid`."""
@@ -565,15 +573,17 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
               help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")
 @click.option("--metrics", "metric_names", default="fid,prd,pms,ims", show_default=True,
               help="Comma-separated subset of fid, prd, pms, ims.")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--data-dir", default=None, help="Image data folder, if not the one recorded at training.")
-@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Image data folder, if not the one recorded at training.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=INCEPTION_BATCH_SIZE, show_default=True,
+              help="Images per Inception pass and per generation batch (as `flexae metrics`).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Inception precision; auto = bf16 on CPUs with bf16 units, else fp32 (docs/metrics.md).")
 @click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
               help="Inception preprocessing: pytorch-fid's resize, or tf (the TF1 FID graph's; docs/metrics.md).")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the generated samples, the training subsets and PRD's k-means.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_prior_option
 def eval_cmd(run_dir, n, metric_names, device, data_dir, batch_size, precision, mode, weights, seed, quiet,

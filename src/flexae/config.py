@@ -15,9 +15,13 @@ from flexae.trust import note_named
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
 CUDA_GRAPHS = ("auto", "on", "off")     # train.cuda_graphs (flexae.training.graphs)
-INCEPTION_MODES = ("pytorch-fid", "tf")
+INCEPTION_MODES = ("pytorch-fid", "tf")  # Inception preprocessing (flexae.metrics.inception.preprocess)
+# Images per Inception forward pass (and per generation batch of `flexae eval`), the one default of
+# `flexae eval` and `flexae metrics`: pytorch-fid's default (50), whose 299 x 299 x 3 float32 inputs
+# (54 MB) and activations stay small on a CPU; a GPU may take more (--batch-size).
+INCEPTION_BATCH_SIZE = 50
 BATCHNORM_STATS = ("own", "authors")    # train.batchnorm_stats (flexae.training.batchnorm)
-BEST_SPLITS = ("validation", "test")     # train.best_split (flexae.app.image_eval)  # Inception preprocessing (flexae.metrics.inception.preprocess)
+BEST_SPLITS = ("validation", "test")     # train.best_split (flexae.app.image_eval)
 
 
 @dataclass

@@ -16,6 +16,13 @@ LABELS = {"flexae": "FlexAE", "wae": "FlexAE, prior fixed to N(0,I)",
           "flexae-sr": "FlexAE-SR", "wae-gmm-supplement": "FlexAE, prior fixed to GMM (true mixture)"}
 
 
+def final_fd_label(fd: np.ndarray) -> str:
+    """The legend's FD of one model over seeds (fd: (seeds,)); one seed has no spread to show."""
+    if len(fd) == 1:
+        return f"final FD {fd[0]:.2f}, 1 seed"
+    return f"final FD {fd.mean():.2f} ± {fd.std():.2f}, {len(fd)} seeds"
+
+
 def plot_latent_distance(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
                          final_fd: dict[str, list[float]], path: Path) -> None:
     """Fig 2: W1(prior samples, codes) against training step; one line per model (mean over seeds,
@@ -25,7 +32,7 @@ def plot_latent_distance(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
         steps = runs[0][0]
         values = np.stack([w for _, w in runs])
         fd = np.array(final_fd[model])
-        label = f"{LABELS.get(model, model)} (final FD {fd.mean():.2f} ± {fd.std():.2f}, {len(fd)} seeds)"
+        label = f"{LABELS.get(model, model)} ({final_fd_label(fd)})"
         line, = ax.plot(steps, values.mean(0), label=label)
         if len(runs) > 1:
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)

@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from flexae.errors import UserError  # noqa: E402
 from flexae.files import atomic_write, atomic_write_text, save_figure  # noqa: E402
@@ -124,11 +125,20 @@ def _keys(runs: list[RunRecords], attribute: str, skip: tuple[str, ...]) -> list
     return list(keys)
 
 
-def curves_png(runs: list[RunRecords], attribute: str, path: Path) -> Path | None:
-    """One panel per logged quantity (a loss per update, or a metric), one line per run."""
+def run_colours(runs: list[RunRecords]) -> dict[str, str]:
+    """One colour per run (matplotlib's cycle, by the run's place in the list), the same in every
+    panel: a run that logs a quantity others do not (FlexAE's loss_gen beside WAE) keeps its own."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {run.name: cycle[i % len(cycle)] for i, run in enumerate(runs)}
+
+
+def curves_figure(runs: list[RunRecords], attribute: str) -> plt.Figure | None:
+    """One panel per logged quantity (a loss per update, or a metric), one line per run in the
+    run's colour (:func:`run_colours`); None when nothing was logged. The caller closes it."""
     keys = _keys(runs, attribute, skip=("step", "time", "kind"))
     if not keys:
         return None
+    colours = run_colours(runs)
     columns = min(3, len(keys))
     rows = -(-len(keys) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows), squeeze=False)
@@ -136,15 +146,25 @@ def curves_png(runs: list[RunRecords], attribute: str, path: Path) -> Path | Non
         for run in runs:
             steps, values = _series(getattr(run, attribute), key)
             if steps:
-                ax.plot(steps, values, label=run.name, marker="." if len(steps) < 30 else None)
+                ax.plot(steps, values, label=run.name, color=colours[run.name],
+                        marker="." if len(steps) < 30 else None)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    if len(runs) > 1:
-        axes.flat[0].legend(fontsize=7)
+    if len(runs) > 1:  # every run in the legend, even one absent from the first panel
+        handles = [Line2D([], [], color=colours[run.name], label=run.name) for run in runs]
+        axes.flat[0].legend(handles=handles, fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def curves_png(runs: list[RunRecords], attribute: str, path: Path) -> Path | None:
+    """:func:`curves_figure` written to `path` (PNG); None when nothing was logged."""
+    fig = curves_figure(runs, attribute)
+    if fig is None:
+        return None
     save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
@@ -172,19 +192,60 @@ def _summary_rows(runs: list[RunRecords]) -> list[tuple[str, list[str]]]:
             ("precision / device", [f"{get(r, 'train', 'precision')} / {r.config.get('device', '')}" for r in runs]),
             ("timing", [_timing(r) for r in runs])]
     for key in sorted({k for r in runs for k in r.final if k != "step"}):
-        rows.append((f"final {key}", [_fmt(r.final.get(key)) for r in runs]))
+        rows.append((f"final {key}", [_with_n(r.final.get(key), metric_n(r, key)) for r in runs]))
     for r_index, run in enumerate(runs):
         for metric, value in _flatten(run.evaluation).items():
             row = next((row for row in rows if row[0] == f"eval {metric}"), None)
             if row is None:
                 row = (f"eval {metric}", [""] * len(runs))
                 rows.append(row)
-            row[1][r_index] = _fmt(value)
+            row[1][r_index] = _with_n(value, _eval_n(run, metric))
     stopped = [next((f"{e['event']} at step {e.get('step')}" for e in reversed(r.events) if "event" in e), "")
                for r in runs]
     if any(stopped):
         rows.append(("last event", stopped))
     return rows
+
+
+def metric_n(run: RunRecords, key: str) -> int | None:
+    """Samples behind a metric the training loop logged (None: not a metric, or unknown).
+
+    fid / kid: train.eval_images generated vs test images; fd: every synthetic test point
+    (flexae.app.train.synthetic_metrics); w_latent: train.eval_samples codes vs prior samples."""
+    train = run.config.get("train", {})
+    base = key.split(".")[0]
+    if base in ("fid", "kid", "kid_std") and train.get("eval_images"):
+        return int(train["eval_images"])
+    if base in ("fd", "w_latent") and str(train.get("dataset", "")).startswith("synthetic"):
+        from flexae.data.synthetic import NUM_TEST
+        return NUM_TEST if base == "fd" else min(int(train.get("eval_samples", NUM_TEST)), NUM_TEST)
+    return None
+
+
+def _eval_n(run: RunRecords, metric: str) -> int | None:
+    """eval.json: every metric but its own n and seed is computed on n images."""
+    n = run.evaluation.get("n")
+    return n if isinstance(n, int) and metric not in ("n", "seed") else None
+
+
+def _with_n(value: Any, n: int | None) -> str:
+    return _fmt(value) if n is None or value is None else f"{_fmt(value)} (n = {n})"
+
+
+def fid_warnings(runs: list[RunRecords]) -> list[str]:
+    """One line per run whose FID (logged or in eval.json) comes from fewer than 2048 images,
+    in the words `flexae metrics fid` warns with."""
+    from flexae.metrics.fid import fid_bias_warning
+    from flexae.metrics.inception import FEATURE_DIM
+
+    lines = []
+    for run in runs:
+        logged = "fid" in run.final or any("fid" in r for r in run.metrics)
+        sizes = {metric_n(run, "fid")} if logged else set()
+        sizes |= {_eval_n(run, m) for m in _flatten(run.evaluation) if m.startswith("fid")}
+        for n in sorted(n for n in sizes if n is not None and n < FEATURE_DIM):
+            lines.append(f"{run.name}: {fid_bias_warning(n, FEATURE_DIM)}")
+    return lines
 
 
 def _flatten(evaluation: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -229,6 +290,7 @@ def render_html(runs: list[RunRecords], figures: dict[str, Path]) -> str:
         parts.append(f"<tr><td>{html.escape(label)}</td>" + "".join(f"<td>{html.escape(v)}</td>" for v in values)
                      + "</tr>")
     parts.append("</table>")
+    parts += [f"<p class='warning'>warning: {html.escape(line)}</p>" for line in fid_warnings(runs)]
     for heading, key in (("Losses per update", "losses"), ("Metrics", "metrics")):
         if key in figures:
             parts.append(f"<h2>{heading}</h2><img alt='{key}' src='{_data_uri(figures[key])}'>")
@@ -250,6 +312,8 @@ def render_markdown(runs: list[RunRecords], figures: dict[str, Path], out: Path)
     lines = ["# flexae report: " + ", ".join(r.name for r in runs), "",
              "| | " + " | ".join(r.name for r in runs) + " |", "|---|" + "---|" * len(runs)]
     lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in _summary_rows(runs)]
+    warned = fid_warnings(runs)
+    lines += [""] + [f"> warning: {line}" for line in warned] if warned else []
     for heading, key in (("Losses per update", "losses"), ("Metrics", "metrics")):
         if key in figures:
             lines += ["", f"## {heading}", "", f"![{key}]({figures[key].relative_to(out)})"]

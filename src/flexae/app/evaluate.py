@@ -14,6 +14,7 @@ from typing import Iterable
 
 import torch
 
+from flexae.config import INCEPTION_BATCH_SIZE
 from flexae.data import as_float, load_for_config
 from flexae.devices import resolve_device
 from flexae.errors import UserError
@@ -37,7 +38,7 @@ def _fingerprint(paths: tuple[Path, ...]) -> tuple:
 
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
-                 device: str = "auto", data_dir: str | None = None, batch_size: int = 500,
+                 device: str = "auto", data_dir: str | None = None, batch_size: int = INCEPTION_BATCH_SIZE,
                  precision: str = "auto", weights: str | None = None, seed: int = 0,
                  progress: bool = True, mode: str = "pytorch-fid", prior: str = "own",
                  trust_code: bool = False) -> dict:

@@ -9,6 +9,14 @@ anything. `export_weights` writes the model's state dict with metadata
     config    the run's RunConfig as JSON (the model is rebuilt from it, never unpickled)
     versions  flexae / torch / Python versions that wrote the run, as JSON
     step      the training iteration of the weights
+    without   JSON list of the model's modules left out (its critics; absent: none left out)
+
+By default only what generation uses is written: encoder, decoder and prior (a learned prior G, or
+a baseline's fitted sampler); the WGAN-GP critics (`latent_critic`, FlexAE-SR's `smoothing_critic`)
+serve training only, and were 37% of a FlexAE-SR export. `with_critics=True` (`flexae export
+--with-critics`) writes every weight, the full model of a training state. A file without critics
+loads into a model whose critics keep their fresh initialisation: it encodes, decodes and
+generates exactly as the run does, but is not a state to train on.
 
 and `load_weights` (also reached through `flexae.app.load_run(path)`) checks all of it.
 The fitted ex-post sampler of a baseline (`sampler.pt`) is part of the export (it is the model's
@@ -41,9 +49,15 @@ FORMAT = "flexae-model"
 SUFFIX = ".safetensors"
 
 
+def critic_modules(model: AutoEncoder) -> list[str]:
+    """Names of the model's top-level critic modules (training only: generation never calls them)."""
+    return [name for name, _ in model.named_children() if "critic" in name]
+
+
 def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False, prior: str = "own",
-                   trust_code: bool = False) -> Path:
-    """Write the model weights of the run in `run_dir` to the safetensors file `out`; with
+                   trust_code: bool = False, with_critics: bool = False) -> Path:
+    """Write the generation weights of the run in `run_dir` (encoder, decoder, prior or sampler) to
+    the safetensors file `out`; `with_critics` adds the critics (every weight of the model). With
     prior="fitted" its prior is the one learned after training (prior.pt), recorded in the metadata
     (`trust_code`: as for `load_run`)."""
     prior_file.check_prior(prior)
@@ -66,9 +80,13 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
         warnings.warn(f"{run_dir} has no fitted ex-post sampler (run `flexae fit-sampler {run_dir}` first); "
                       f"the exported model encodes and decodes but cannot generate", stacklevel=2)
     # Own, dense copies: safetensors refuses views and tensors sharing storage.
-    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()}
+    left_out = [] if with_critics else critic_modules(model)
+    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()
+               if name.split(".")[0] not in left_out}
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
+    if left_out:
+        metadata["without"] = json.dumps(left_out)
     if prior == "fitted":  # fitted by `flexae fit-prior`
         metadata["learned_prior"] = json.dumps({"noise_dim": model.prior.noise_dim})
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))
@@ -92,6 +110,33 @@ def _metadata(path: Path) -> tuple[dict, int]:
         raise UserError(f"{path}: garbled flexae metadata (config, versions or step)") from None
     check_versions(found_versions, path)
     return config, step
+
+
+def _left_out(path: Path) -> list[str]:
+    """The critic modules `export_weights` left out of the file (metadata "without"), checked."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        raw = (f.metadata() or {}).get("without")
+    try:
+        names = [] if raw is None else json.loads(raw)
+    except ValueError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) and "critic" in n for n in names):
+        raise UserError(f"{path}: garbled 'without' metadata (expected a list of critic modules)")
+    return names
+
+
+def _load_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out: list[str], path: Path) -> None:
+    """Load the file's tensors; only the weights of the modules it says it left out may be missing."""
+    try:
+        result = model.load_state_dict(tensors, strict=False)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{path}: weights do not fit the model its config describes ({first_line(exc)})") from None
+    missing = [k for k in result.missing_keys if k.split(".")[0] not in left_out]
+    if missing or result.unexpected_keys:
+        problem = (f"missing {missing[0]}" if missing else f"unexpected {result.unexpected_keys[0]}")
+        raise UserError(f"{path}: weights do not fit the model its config describes ({problem}; "
+                        f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected)")
 
 
 def _learned_prior(path: Path) -> int | None:
@@ -133,8 +178,5 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
         raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
     if nonfinite_tensors(tensors):
         raise UserError(f"{path}: weights hold NaN or infinity ({nonfinite_tensors(tensors)[0]})")
-    try:
-        model.load_state_dict(tensors)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"{path}: weights do not fit the model its config describes ({first_line(exc)})") from None
+    _load_tensors(model, tensors, _left_out(path), path)
     return model.to(device).eval(), cfg

@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from flexae.config import INCEPTION_BATCH_SIZE
 from flexae.errors import UserError
 from flexae.metrics.fid import fid_from_features
 from flexae.metrics.inception import InceptionExtractor, load_extractor
@@ -56,7 +57,7 @@ def evaluate_generator(generate: Callable[[int], torch.Tensor] | None,
                        test_images: torch.Tensor, train_images: torch.Tensor | None = None,
                        n: int = 10000, metrics: Iterable[str] = METRICS,
                        extractor: InceptionExtractor | None = None,
-                       device: str | torch.device = "auto", batch_size: int = 500,
+                       device: str | torch.device = "auto", batch_size: int = INCEPTION_BATCH_SIZE,
                        seed: int = 0, prd_runs: int = 10) -> dict:
     """Run the paper protocol; returns a JSON-ready dict (see :func:`results_markdown`).
 

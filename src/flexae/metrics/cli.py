@@ -16,20 +16,23 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from typing import TYPE_CHECKING
+
 import click
 
-import torch
-
+from flexae.config import INCEPTION_BATCH_SIZE, INCEPTION_MODES
 from flexae.errors import UserError
-from flexae.metrics.fid import fid_from_stats
-from flexae.devices import resolve_device
-from flexae.metrics.inception import (PRECISION_CHOICES, RESIZE_MODE, RESIZE_MODES, InceptionExtractor,
-                                      load_extractor)
-from flexae.metrics.io import load_images_input, load_input
-from flexae.metrics.kid import kid_from_features
-from flexae.metrics.memorization import memorization_score, pms
-from flexae.metrics.prd import prd_from_features
-from flexae.metrics.stats import UNKNOWN, FeatureStats, common_provenance, save_stats
+
+if TYPE_CHECKING:  # the modules below import torch (and PRD scikit-learn): loaded inside the commands,
+    import torch   # so that `flexae --help` starts in well under a second
+
+    from flexae.metrics.inception import InceptionExtractor
+    from flexae.metrics.stats import FeatureStats
+
+# flexae.metrics.inception's PRECISION_CHOICES and RESIZE_MODE, written out so that building the
+# options imports no torch (tests/test_first_hour.py keeps them equal).
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+RESIZE_MODES, RESIZE_MODE = INCEPTION_MODES, INCEPTION_MODES[0]
 
 
 class MetricsError(click.ClickException):
@@ -58,7 +61,7 @@ _files = [click.argument("a"), click.argument("b"), _data_dir]
 _network_options = [
     click.option("--device", default="auto", show_default=True,
                  help="auto = cuda if available, else mps, else cpu."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True,
+    click.option("--batch-size", type=click.IntRange(min=1), default=INCEPTION_BATCH_SIZE, show_default=True,
                  help="Images per Inception forward pass."),
     click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
                  help="Inception features in fp32 or bf16 autocast; auto = bf16 on CPUs with bf16 units "
@@ -88,6 +91,8 @@ def _apply(options: list) -> Callable:
 
 def _extractor(device: str, batch_size: int, precision: str, mode: str, weights: Path | None, download: bool,
                cache_dir: Path | None, no_cache: bool, quiet: bool) -> InceptionExtractor:
+    from flexae.metrics.inception import load_extractor
+
     return load_extractor(weights, download=download, device=device, batch_size=batch_size,
                           precision=precision, cache_dir=cache_dir, use_cache=not no_cache,
                           progress=not quiet, mode=mode)  # type: ignore[arg-type]
@@ -106,6 +111,8 @@ def _extractor_provenance(n_a: int, n_b: int, extractor: InceptionExtractor) -> 
 def _precision(a: FeatureStats, b: FeatureStats) -> str:
     """The features' precision; one side's if the other's is unknown; "A/B" when they differ
     (fid_from_stats has warned)."""
+    from flexae.metrics.stats import UNKNOWN
+
     if UNKNOWN in (a.precision, b.precision) or a.precision == b.precision:
         return b.precision if a.precision == UNKNOWN else a.precision
     return f"{a.precision}/{b.precision}"
@@ -113,6 +120,8 @@ def _precision(a: FeatureStats, b: FeatureStats) -> str:
 
 def _image_pair(a: str, b: str, data_dir: Path | None, needed_by: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Both inputs as images (fail fast on bad input, before the network is loaded)."""
+    from flexae.metrics.io import load_images_input
+
     return load_images_input(a, data_dir, needed_by), load_images_input(b, data_dir, needed_by)
 
 
@@ -133,6 +142,10 @@ def metrics() -> None:
 @_user_errors
 def fid_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
     """Fréchet Inception Distance between A (generated) and B (real); either may be a statistics file."""
+    from flexae.metrics.fid import fid_from_stats
+    from flexae.metrics.io import load_input
+    from flexae.metrics.stats import FeatureStats, common_provenance
+
     inputs = [load_input(spec, data_dir) for spec in (a, b)]
     if all(isinstance(x, FeatureStats) for x in inputs):
         stats_a, stats_b = inputs  # two statistics files need no network
@@ -145,6 +158,8 @@ def fid_command(a: str, b: str, data_dir: Path | None, **network: object) -> Non
 
 
 def _stats(images: torch.Tensor, extractor: InceptionExtractor) -> FeatureStats:
+    from flexae.metrics.stats import FeatureStats
+
     return FeatureStats.from_features(extractor(images).numpy(), extractor.weights_id, extractor.resize,
                                       extractor.precision)
 
@@ -157,6 +172,9 @@ def _stats(images: torch.Tensor, extractor: InceptionExtractor) -> FeatureStats:
 @_user_errors
 def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: object) -> None:
     """Save INPUT's Inception feature statistics, for `flexae metrics fid` against a fixed reference."""
+    from flexae.metrics.io import load_images_input
+    from flexae.metrics.stats import save_stats
+
     if out.suffix.lower() != ".npz":  # checked before the slow part
         raise UserError(f"--out {out}: statistics files must end in .npz")
     images = load_images_input(input_spec, data_dir, "a statistics file")
@@ -171,13 +189,20 @@ def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: 
 @click.option("--subsets", type=click.IntRange(min=1), default=100, show_default=True,
               help="Random subsets averaged.")
 @click.option("--subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
-              help="Samples per subset and set (capped at the smaller set's size).")
+              help="Samples per subset and set; larger than either set is an error (as in torch-fidelity).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset draws.")
 @_user_errors
 def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size: int, seed: int,
                 **network: object) -> None:
     """Kernel Inception Distance (unbiased MMD^2, cubic kernel) between A (generated) and B (real)."""
-    features_a, features_b, extractor = _features(a, b, data_dir, "KID", **network)
+    from flexae.metrics.kid import kid_from_features
+
+    images_a, images_b = _image_pair(a, b, data_dir, "KID")
+    if subset_size > min(len(images_a), len(images_b)):  # refused before the slow Inception passes
+        raise UserError(f"KID subset size {subset_size} exceeds the sets ({len(images_a)} in A, "
+                        f"{len(images_b)} in B); pass --subset-size {min(len(images_a), len(images_b))} or less")
+    extractor = _extractor(**network)  # type: ignore[arg-type]
+    features_a, features_b = extractor(images_a), extractor(images_b)
     result = kid_from_features(features_a, features_b, subsets, subset_size, seed)
     _emit({"kid": result.mean, "kid_std": result.std, "subsets": result.subsets,
            "subset_size": result.subset_size,
@@ -194,6 +219,8 @@ def prd_command(a: str, b: str, data_dir: Path | None, runs: int, seed: int, **n
 
     Prints the paper's pair: precision = max F_1/8, recall = max F_8.
     """
+    from flexae.metrics.prd import prd_from_features
+
     images_a, images_b = _image_pair(a, b, data_dir, "precision/recall")
     if len(images_a) != len(images_b):
         raise UserError(f"precision/recall needs A and B of equal size, got {len(images_a)} and "
@@ -210,6 +237,9 @@ def prd_command(a: str, b: str, data_dir: Path | None, runs: int, seed: int, **n
 @_user_errors
 def pms_command(a: str, b: str, data_dir: Path | None, device: str) -> None:
     """Pixel Memorization Score: mean L2 distance from each image of A to its nearest image in B."""
+    from flexae.devices import resolve_device
+    from flexae.metrics.memorization import pms
+
     images_a, images_b = _image_pair(a, b, data_dir, "PMS")
     _emit({"pms": pms(images_a, images_b, device=resolve_device(device))})
 
@@ -219,5 +249,7 @@ def pms_command(a: str, b: str, data_dir: Path | None, device: str) -> None:
 @_user_errors
 def ims_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
     """Inception Memorization Score: as PMS, on Inception pool3 features."""
+    from flexae.metrics.memorization import memorization_score
+
     features_a, features_b, extractor = _features(a, b, data_dir, "IMS", **network)
     _emit({"ims": memorization_score(features_a, features_b, device=extractor.device)})

@@ -63,14 +63,18 @@ def fid_from_stats(generated: FeatureStats, real: FeatureStats) -> float:
     return _fid(generated.mu, generated.sigma, real.mu, real.sigma, smallest=min(known, default=None))
 
 
+def fid_bias_warning(n: int, dim: int = 2048) -> str:
+    """The one-line warning for an FID from n < dim samples (printed by the CLI, shown in reports)."""
+    return (f"FID from {n} samples of {dim}-d features: covariance is rank deficient "
+            f"and the value biased; use at least as many samples as dimensions ({dim})")
+
+
 def _fid(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
          smallest: int | None) -> float:
     """Clamped FID of checked statistics; warns when ``smallest`` (sample count) < dimensions."""
     dim = len(mu1)
     if smallest is not None and smallest < dim:
-        warnings.warn(f"FID from {smallest} samples of {dim}-d features: covariance is rank deficient "
-                      f"and the value biased; use at least as many samples as dimensions ({dim})",
-                      stacklevel=3)
+        warnings.warn(fid_bias_warning(smallest, dim), stacklevel=3)
     return max(frechet_distance(mu1, sigma1, mu2, sigma2), 0.0)  # negatives are round-off only
 
 

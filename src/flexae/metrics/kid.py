@@ -11,6 +11,11 @@ As in the paper's code (and torch-fidelity, clean-fid), the estimate is averaged
 subsets: ``num_subsets`` pairs of ``subset_size`` generated and real samples, each drawn without
 replacement from a generator seeded with ``seed``; the mean and the standard deviation over
 subsets are reported. The estimate can be slightly negative when the sets match.
+
+A subset larger than either set is refused, as torch-fidelity does (`kid_subset_size` larger than a
+feature set raises there): shrinking it silently to the set size makes every subset the whole set,
+so the reported std is ~1e-16 and says nothing of the estimate's spread. Ask for a smaller
+``subset_size`` explicitly.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ class KIDResult:
     mean: float         # MMD^2 averaged over the subsets: the KID
     std: float          # standard deviation of the subset estimates
     subsets: int        # number of subsets averaged
-    subset_size: int    # samples per subset and set (capped at the smaller set's size)
+    subset_size: int    # samples per subset and set (at most the smaller set's size)
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -54,7 +59,10 @@ def kid_from_features(generated: ArrayLike, real: ArrayLike, num_subsets: int = 
     if num_subsets < 1 or subset_size < 2:
         raise UserError(f"KID needs at least 1 subset of at least 2 samples, got {num_subsets} of {subset_size}")
     gen, ref = check_feature_pair(generated, real)  # float64: the kernel cubes dot products
-    size = min(subset_size, len(gen), len(ref))
+    if subset_size > min(len(gen), len(ref)):
+        raise UserError(f"KID subset size {subset_size} exceeds the sets ({len(gen)} generated, {len(ref)} real); "
+                        f"ask for a subset size of at most {min(len(gen), len(ref))} (--subset-size)")
+    size = subset_size
     rng = np.random.default_rng(seed)
     values = np.empty(num_subsets)
     for i in range(num_subsets):
