@@ -32,7 +32,8 @@ from flexae.priors import LearnedPrior
 from flexae.runs import prior_file
 from flexae.runs.build import build_for_config, read_model
 from flexae.runs.layout import PRIOR_NAME
-from flexae.runs.checkpoint import check_versions, nonfinite_tensors
+from flexae.finite import require_finite
+from flexae.runs.checkpoint import check_versions
 from flexae.runs.folder import checkpoint_path
 from flexae.validation import config_from_dict
 
@@ -61,6 +62,8 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
                       f"the exported model encodes and decodes but cannot generate", stacklevel=2)
     # Own, dense copies: safetensors refuses views and tensors sharing storage.
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()}
+    require_finite(tensors, run_dir, "not exported (its checkpoint, prior.pt or sampler.pt is damaged; fit "
+                   "or train it again)")
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
     if (run_dir / PRIOR_NAME).is_file() and isinstance(model.prior, LearnedPrior):  # fitted by `flexae fit-prior`
@@ -118,8 +121,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes
         raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
-    if nonfinite_tensors(tensors):
-        raise UserError(f"{path}: weights hold NaN or infinity ({nonfinite_tensors(tensors)[0]})")
+    require_finite(tensors, path, "these weights cannot be used (export the run again)")
     try:
         model.load_state_dict(tensors)
     except (RuntimeError, ValueError) as exc:
