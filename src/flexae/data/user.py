@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from flexae.data.pixels import to_8bit
 from flexae.errors import UserError
 
 KINDS = ("folder", "npz", "npy")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 16-bit / float: flexae.data.pixels
 MIN_SIDE, MAX_SIDE = 8, 128  # two stride-2 stages need side % 4 == 0; past 128 the decoder's FC explodes
 TEST_FRACTION = 0.1
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -221,7 +222,7 @@ def _decode(path: Path, side: int, channels: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = to_8bit(image, path).convert("L" if channels == 1 else "RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read image ({' '.join(str(exc).split())})") from None
     w, h = image.size
