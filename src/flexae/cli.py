@@ -19,6 +19,20 @@ from flexae.training.signals import TrainingStopped
 _MODEL, _TRAIN = ModelConfig(), TrainConfig()
 
 
+class _NonEmptyPath(click.Path):
+    """A path argument or option; '' is refused (as a pathlib.Path it would be the working directory)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            name = param.opts[0] if param is not None and param.opts and param.opts[0].startswith("-") else \
+                (param.name.upper() if param is not None else "path")
+            raise UserError(f"{name} is empty (''); give a path")
+        return super().convert(value, param, ctx)
+
+
+_PATH = _NonEmptyPath(path_type=Path)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="flexae")
 def cli() -> None:
@@ -60,9 +74,9 @@ def _refuse_with_resume(names: tuple[str, ...]) -> None:
 @click.option("--device", default=_TRAIN.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
               help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
+@click.option("--out", type=_PATH, default=None, help="Run folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--resume", "resume_dir", type=_PATH, default=None,
               help="Continue the run in this folder from its checkpoint.")
 @click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -104,6 +118,8 @@ def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, 
             cfg.train.data_dir = str(Path(data_dir).expanduser().resolve())
         for item in overrides:
             _apply_override(cfg, item)
+        from flexae.validation import check_settings_read
+        check_settings_read(cfg, overrides)
         if latent_dim is None and not any(item.strip().startswith("model.latent_dim=") for item in overrides):
             # after --set, whose train.image_size may decide the images' shape (hence m's default)
             cfg.model.latent_dim = default_latent_dim(cfg.train.dataset, cfg.train.image_size)
@@ -118,7 +134,7 @@ def reproduce() -> None:
 
 def _reproduce_options(default_steps: int, default_seeds: int = 1):
     def wrap(f):
-        f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")(f)
+        f = click.option("--out", type=_PATH, required=True, help="Output folder.")(f)
         f = click.option("--seeds", type=int, default=default_seeds, show_default=True,
                          help="Seeds 0..K-1 per model.")(f)
         f = click.option("--steps", type=int, default=default_steps, show_default=True,
@@ -178,7 +194,7 @@ def _table_options(f):
                      help="Training iterations per model (paper: 130,000).")(f)
     f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10, celeba, or images of your "
                                                       "own: folder:PATH, npz:PATH, npy:PATH (docs/data.md).")(f)
-    f = click.option("--out", type=click.Path(path_type=Path), required=True,
+    f = click.option("--out", type=_PATH, required=True,
                      help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
     return f
 
@@ -240,7 +256,7 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 
 
 @cli.command("fit-sampler")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
 @click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
 @click.option("--data-dir", default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
@@ -256,7 +272,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 
 
 @cli.command("fit-prior")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Codes per update; default: the run's.")
@@ -285,8 +301,8 @@ _POSITIVE = click.IntRange(min=1)
 def _use_options(with_data: bool):
     """RUN_DIR and the options shared by sample, reconstruct, interpolate and traverse."""
     options = [
-        click.argument("run_dir", type=click.Path(path_type=Path)),
-        click.option("--out", type=click.Path(path_type=Path), required=True,
+        click.argument("run_dir", type=_PATH),
+        click.option("--out", type=_PATH, required=True,
                      help="Output file: .png (grid) or .npz (uint8 N x H x W x C under 'images')."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
@@ -465,8 +481,8 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 
 
 @cli.command("export")
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
+@click.argument("run_dir", type=_PATH)
+@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def export_cmd(run_dir, out, overwrite) -> None:
     """Write a run's model weights to a .safetensors file (config as metadata), for publishing."""
@@ -476,8 +492,8 @@ def export_cmd(run_dir, out, overwrite) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.argument("run_dirs", nargs=-1, required=True, type=_PATH)
+@click.option("--out", type=_PATH, default=None,
               help="Report folder (default RUN_DIR/report; needed to compare several runs).")
 def report_cmd(run_dirs, out) -> None:
     """One HTML page (and report.md) of a run, or of several side by side: config, loss and metric
@@ -510,7 +526,7 @@ def data_fetch(name, data_dir) -> None:
 @click.argument("name")
 @click.option("--split", default="test", show_default=True, help="Data split.")
 @click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=None, help="The first N images (default: all).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=_PATH, required=True,
               help="The .npz to write: uint8 N x H x W x C under 'images', as `flexae sample` writes.")
 @click.option("--data-dir", default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -525,7 +541,7 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 
 
 @cli.command("eval")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("-n", "--n", "n", type=int, default=10_000, show_default=True,
               help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")
 @click.option("--metrics", "metric_names", default="fid,prd,pms,ims", show_default=True,

@@ -26,6 +26,7 @@ from flexae.baselines.variational import (IAFTrainer, TwoStageTrainer, VampTrain
 from flexae.baselines.vqvae import VQVAETrainer, build_vqvae, fit_code_prior
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
+from flexae.ranges import validate_baseline_config
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer
@@ -40,9 +41,22 @@ class ModelSpec:
     trainer: TrainerFactory                                       # (model, optim, batches, options)
     fit_sampler: ExPostFit | None = None                          # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
+    # The model.* settings it reads beyond COMMON_MODEL_SETTINGS ("gmm_std", "baseline.mmd_weight"):
+    # a --set of any other is an error. None: not declared (models registered from outside), not checked.
+    settings: tuple[str, ...] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
+
+# model.* settings every model reads (its networks and code size); the rest is declared per model.
+COMMON_MODEL_SETTINGS = ("name", "latent_dim", "noise_dim", "decoder_variant", "bn_momentum", "bn_eps",
+                         "encoder", "decoder")
+_GMM_PRIOR = ("gmm_layout", "gmm_components", "gmm_radius", "gmm_std")
+_SAMPLER_FIT = ("baseline.sampler_steps", "baseline.sampler_batch_size", "baseline.sampler_fit_points")
+
+
+def _baseline(*names: str) -> tuple[str, ...]:
+    return tuple(f"baseline.{n}" for n in names)
 
 
 def register(name: str, spec: ModelSpec) -> None:
@@ -54,20 +68,28 @@ def register(name: str, spec: ModelSpec) -> None:
 
 for _name, _spec in {
     # The paper's models (flexae.models, trainers in flexae.training.trainers).
-    "flexae": ModelSpec(build_flexae, AdversarialTrainer),
-    "flexae-sr": ModelSpec(build_flexae, AdversarialTrainer, images_only=True),
-    "wae": ModelSpec(build_wae, AdversarialTrainer),
-    "wae-gmm": ModelSpec(build_wae, AdversarialTrainer),
-    "vae": ModelSpec(build_vae, VAETrainer),
+    "flexae": ModelSpec(build_flexae, AdversarialTrainer, settings=()),
+    "flexae-sr": ModelSpec(build_flexae, AdversarialTrainer, images_only=True, settings=()),
+    "wae": ModelSpec(build_wae, AdversarialTrainer, settings=()),
+    "wae-gmm": ModelSpec(build_wae, AdversarialTrainer, settings=_GMM_PRIOR),
+    "vae": ModelSpec(build_vae, VAETrainer, settings=()),
     # The baselines of Table 1 (flexae.baselines).
-    "wae-mmd": ModelSpec(build_wae_mmd, WAEMMDTrainer),
-    "ae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm),
-    "rae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm),
-    "2s-vae": ModelSpec(build_two_stage, TwoStageTrainer, fit_second_stage),
-    "vamp-vae": ModelSpec(build_vamp, VampTrainer),
-    "iaf-vae": ModelSpec(build_iaf, IAFTrainer),
-    "vq-vae": ModelSpec(build_vqvae, VQVAETrainer, fit_code_prior),
-    "mask-aae": ModelSpec(build_mask_aae, MaskAAETrainer),
+    "wae-mmd": ModelSpec(build_wae_mmd, WAEMMDTrainer, settings=_baseline("mmd_weight", "prior_std")),
+    "ae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm,
+                        settings=_baseline("expost_gmm_components", "sampler_fit_points")),
+    "rae-gmm": ModelSpec(build_expost_gmm_ae, RAETrainer, fit_gmm,
+                         settings=_baseline("expost_gmm_components", "rae_code_weight", "rae_decoder_decay",
+                                            "sampler_fit_points")),
+    "2s-vae": ModelSpec(build_two_stage, TwoStageTrainer, fit_second_stage,
+                        settings=_baseline("second_stage_width", "second_stage_depth", "second_stage_lr") + _SAMPLER_FIT),
+    "vamp-vae": ModelSpec(build_vamp, VampTrainer,
+                          settings=_baseline("vamp_pseudo_inputs", "vamp_init_mean", "vamp_init_std")),
+    "iaf-vae": ModelSpec(build_iaf, IAFTrainer, settings=_baseline("iaf_steps", "iaf_hidden")),
+    "vq-vae": ModelSpec(build_vqvae, VQVAETrainer, fit_code_prior,
+                        settings=_baseline("vq_codebook_size", "vq_embedding_dim", "vq_commitment", "vq_prior_width",
+                                           "vq_prior_layers", "vq_prior_lr") + _SAMPLER_FIT),
+    "mask-aae": ModelSpec(build_mask_aae, MaskAAETrainer,
+                          settings=_baseline("mask_variance_weight", "mask_rec_weight", "mask_lr", "mask_schedule")),
 }.items():
     register(_name, _spec)
 
@@ -84,27 +106,6 @@ def spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     return MODELS[name]
-
-
-POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
-            "vq_codebook_size", "vq_embedding_dim", "vq_prior_width", "vq_prior_layers", "vq_prior_lr",
-            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size")
-NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
-                "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
-                "sampler_fit_points")
-
-
-def validate_baseline_config(hp: BaselineConfig) -> None:
-    """One-line UserErrors for out-of-range baseline hyper-parameters."""
-    for name in POSITIVE:
-        if not getattr(hp, name) > 0:
-            raise UserError(f"model.baseline.{name} must be positive, got {getattr(hp, name)}")
-    for name in NON_NEGATIVE:
-        if not getattr(hp, name) >= 0:
-            raise UserError(f"model.baseline.{name} must be >= 0, got {getattr(hp, name)}")
-    if hp.vq_prior_width % 4:
-        raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
-                        f"got {hp.vq_prior_width}")
 
 
 def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type | str | None = None,

@@ -103,6 +103,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """The explicit directory, else $FLEXAE_DATA_DIR, else ./data."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or "data"
+    if not str(data_dir).strip():  # Path("") is the working directory
+        raise UserError("the data folder is empty (''); give a folder, or leave --data-dir out")
     return Path(data_dir).expanduser()
 
 
