@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
-import click
-from click.core import ParameterSource
 
-from flexae.config import CUDA_GRAPHS, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig
-from flexae.errors import UserError
-from flexae.training.signals import TrainingStopped
+def _interrupted_at_start_up(signum, frame) -> None:
+    """Ctrl-C while the imports below (torch: seconds) run: one line and 130, not a traceback."""
+    sys.stderr.write("flexae: interrupted during start-up\n")
+    sys.stderr.flush()
+    os._exit(128 + signal.SIGINT)
+
+
+# Only where Ctrl-C would raise a bare KeyboardInterrupt (the default handler), and only until this
+# module is imported; `main` and the training loop handle it from then on.
+_START_UP_SIGINT = (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _START_UP_SIGINT:
+    signal.signal(signal.SIGINT, _interrupted_at_start_up)
+
+import click  # noqa: E402
+from click.core import ParameterSource  # noqa: E402
+
+from flexae.config import CUDA_GRAPHS, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from flexae.errors import UserError  # noqa: E402
+from flexae.training.signals import TrainingStopped  # noqa: E402
 
 # Defaults come from the config dataclasses, so the CLI and the Python API never disagree.
 _MODEL, _TRAIN = ModelConfig(), TrainConfig()
@@ -118,11 +135,12 @@ def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, 
             cfg.train.data_dir = str(Path(data_dir).expanduser().resolve())
         for item in overrides:
             _apply_override(cfg, item)
-        from flexae.validation import check_settings_read
-        check_settings_read(cfg, overrides)
         if latent_dim is None and not any(item.strip().startswith("model.latent_dim=") for item in overrides):
             # after --set, whose train.image_size may decide the images' shape (hence m's default)
             cfg.model.latent_dim = default_latent_dim(cfg.train.dataset, cfg.train.image_size)
+        from flexae.validation import check_settings_read, validate_config
+        validate_config(cfg)  # values first (their message is the more precise one), then who reads them
+        check_settings_read(cfg, overrides)
         run_dir = loop.train(cfg, out, overwrite=overwrite, data_dir=data_dir, progress=not quiet)
     click.echo(f"run written to {run_dir}")
 
@@ -578,6 +596,8 @@ def _register_metrics() -> None:
 
 
 _register_metrics()
+if _START_UP_SIGINT:  # imports done: Ctrl-C is a KeyboardInterrupt again (click: Abort, exit 130)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:

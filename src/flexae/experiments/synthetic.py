@@ -17,6 +17,7 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
+from flexae.files import first_line
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
 from flexae.runs import load_run
 from flexae.runs.layout import CHECKPOINT_NAME
@@ -66,12 +67,29 @@ def _run_config(exp: SyntheticExperiment, row: str, seed: int, steps: int, devic
                                        checkpoint_every=max(1, steps // 4)))
 
 
+def _read_json(path: Path, numbers: tuple[str, ...] = ()) -> dict:
+    """A run's config.json / metrics.json as a dict (with finite numbers under `numbers`), or a
+    one-line UserError naming the damaged file (an earlier run edited or cut short)."""
+    fix = f"delete {path.parent} to train that run again"
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not readable JSON ({first_line(exc)}); {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}; {fix}")
+    for key in numbers:
+        if not isinstance(value.get(key), (int, float)) or isinstance(value.get(key), bool) \
+                or not np.isfinite(value[key]):
+            raise UserError(f"{path}: no number under {key!r} (got {value.get(key)!r:.40}); {fix}")
+    return value
+
+
 def _finished(run_dir: Path, cfg: RunConfig) -> bool:
     """A run counts as finished if its metrics exist for the same config (versions aside)."""
     config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
     if not (config_path.is_file() and metrics_path.is_file()):
         return False
-    saved = json.loads(config_path.read_text())
+    saved = _read_json(config_path)
     return all(saved.get(k) == v for k, v in cfg.to_dict().items())
 
 
@@ -84,16 +102,17 @@ def ensure_run(exp: SyntheticExperiment, row: str, seed: int, steps: int, out: P
     if _finished(run_dir, cfg):
         return run_dir
     if (run_dir / CHECKPOINT_NAME).is_file() and (run_dir / "config.json").is_file():
-        saved = json.loads((run_dir / "config.json").read_text())
+        saved = _read_json(run_dir / "config.json")
         same = {k: v for k, v in saved.items() if k in ("model", "optim")} == {
             k: v for k, v in cfg.to_dict().items() if k in ("model", "optim")}
-        if same and saved["train"]["steps"] <= steps:
+        if same and isinstance(saved.get("train"), dict) and isinstance(saved["train"].get("steps"), int) \
+                and saved["train"]["steps"] <= steps:
             return resume(run_dir, steps, progress=progress, device=device)
     return train(cfg, run_dir, overwrite=True, progress=progress)
 
 
 def _record(model: str, seed: int, run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = _read_json(run_dir / "metrics.json", numbers=("fd", "w_latent"))
     return {"model": model, "seed": seed, "fd": metrics["fd"], "w_latent": metrics["w_latent"]}
 
 
