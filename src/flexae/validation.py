@@ -19,7 +19,7 @@ from typing import Any
 
 from flexae.config import CUDA_GRAPHS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
-from flexae.data.user import check_image_shape, check_side, is_user_data
+from flexae.data.user import MEMORY, check_image_shape, check_side, is_user_data, user_data_path
 from flexae.errors import UserError
 from flexae.ranges import MAX_BATCH, MAX_DIM, MAX_SEED, MAX_THREADS_PER_CPU, RANGES, Range, check_ranges, validate_baseline_config
 from flexae.registry import COMMON_MODEL_SETTINGS, model_names, spec
@@ -106,8 +106,8 @@ def check_settings_read(cfg: RunConfig, keys: Any) -> None:
 
 def _check_paths(t: Any) -> None:
     """Empty paths ('', 'folder:') would silently mean the working directory."""
-    if is_user_data(t.dataset) and not t.dataset.split(":", 1)[1].strip():
-        raise UserError(f"--dataset {t.dataset} needs a path after the colon, e.g. {t.dataset}./my-images")
+    if is_user_data(t.dataset) and t.dataset != MEMORY:
+        user_data_path(t.dataset)  # "folder:" refused
     if t.data_dir is not None and not str(t.data_dir).strip():
         raise UserError("train.data_dir is empty; give a folder, or leave it out")
 

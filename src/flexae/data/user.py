@@ -50,12 +50,20 @@ def is_user_data(name: Any) -> bool:
     return name == MEMORY or (":" in name and name.partition(":")[0] in KINDS)
 
 
+def user_data_path(name: str) -> Path:
+    """The PATH of "folder:PATH" / "npz:PATH" / "npy:PATH"; an empty one ("folder:") is refused, since
+    Path("") would be the working directory."""
+    kind, _, raw = name.partition(":")
+    if not raw.strip():
+        raise UserError(f"--dataset {kind}: needs a path after the colon, e.g. {kind}:./my-images")
+    return Path(raw).expanduser()
+
+
 def resolved_name(name: str) -> str:
     """"folder:imgs" -> "folder:/abs/imgs": runs record absolute paths, so they work from anywhere."""
     if name == MEMORY:
         return name
-    kind, _, path = name.partition(":")
-    return f"{kind}:{Path(path).expanduser().resolve()}"
+    return f"{name.partition(':')[0]}:{user_data_path(name).resolve()}"
 
 
 def check_side(side: int, what: str) -> int:
@@ -260,8 +268,7 @@ def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tenso
     """(train, test) uint8 (N, C, S, S) of "folder:PATH", "npz:PATH" or "npy:PATH"."""
     if name == MEMORY:
         raise UserError(MEMORY_ERROR)
-    kind, _, raw = name.partition(":")
-    path = Path(raw).expanduser()
+    kind, path = name.partition(":")[0], user_data_path(name)
     if kind == "folder":
         return load_folder_data(path, image_size, seed)
     return load_array_data(kind, path, image_size, seed)
@@ -272,8 +279,7 @@ def user_image_shape(name: str, image_size: int = 0) -> tuple[int, int, int]:
     same errors as loading it: for defaults chosen before training (the latent size)."""
     if name == MEMORY:
         raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
-    kind, _, raw = name.partition(":")
-    path = Path(raw).expanduser()
+    kind, path = name.partition(":")[0], user_data_path(name)
     if kind == "folder":
         _, _, channels, side = folder_layout(path, image_size)
         return channels, side, side
