@@ -89,6 +89,8 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
             fields = {key: archive[key] for key in archive.files}
     except Exception as exc:  # BadZipFile, zlib.error, ValueError (object arrays), ...
         raise UserError(f"{path}: not a readable statistics file ({first_line(exc)})") from None
+    if "mu" not in fields or "sigma" not in fields:
+        raise UserError(f"{path}: not a statistics file (it lacks mu or sigma)")
     mu, sigma = fields["mu"], fields["sigma"]
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} should be (d,) and (d, d)")
