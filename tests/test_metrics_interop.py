@@ -283,7 +283,7 @@ def _truncated_png() -> bytes:
     ("empty", "no PNG or JPEG images"),
     ("mixed-sizes", "002.png: image is 30x28 but 000.png is 28x28"),
     ("truncated", "002.png: cannot read image"),
-    ("16-bit", "002.png: image mode I;16"),
+    ("float-255", "002.tiff: float image with values outside [0, 1]"),
     ("one-image", "need at least 2 images, got 1"),
 ])
 def test_bad_image_folders_are_one_line_errors_naming_the_file(capsys, tmp_path, digits, case, message):
@@ -295,8 +295,8 @@ def test_bad_image_folders_are_one_line_errors_naming_the_file(capsys, tmp_path,
         Image.fromarray(np.zeros((28, 30), np.uint8)).save(folder / "002.png")
     elif case == "truncated":
         (folder / "002.png").write_bytes(_truncated_png())
-    elif case == "16-bit":
-        Image.fromarray(np.zeros((28, 28), np.uint16)).save(folder / "002.png")
+    elif case == "float-255":  # a float image in [0, 255]: refused, not clipped to 0 / 1
+        Image.fromarray(np.full((28, 28), 200.0, np.float32)).save(folder / "002.tiff")
     np.save(tmp_path / "good.npy", digits)
     line = one_line_error(capsys, "metrics", "pms", folder, tmp_path / "good.npy")
     assert line.startswith("flexae: error:") and message in line

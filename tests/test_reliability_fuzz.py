@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import warnings
 from pathlib import Path
@@ -121,6 +122,17 @@ def _cases(root: Path) -> dict[str, tuple[bytes, Path, Callable[[Path], Any]]]:
     published.mkdir()
     cases["safetensors"] = (_safetensors(run, published / "model.safetensors"), published / "model.safetensors",
                             load_run)
+    from flexae.experiments.synthetic import _read_json
+    from flexae.metrics.stats import load_stats
+    from flexae.report import read_run
+
+    edited = root / "edited"
+    edited.mkdir()
+    cases["run config json"] = (json.dumps(RunConfig().to_dict()).encode(), edited / "config.json",
+                                lambda p: read_run(p.parent))
+    cases["metrics json"] = (b'{"step": 2, "fd": 1.5, "w_latent": 0.25}', root / "fig2" / "metrics.json",
+                             lambda p: _read_json(p, ("fd", "w_latent")))
+    cases["stats npz"] = (_npz(mu=np.zeros(4), sigma=np.eye(4), n=np.int64(10)), root / "stats" / "s.npz", load_stats)
     reader = _metrics_loader()
     if reader is not None:
         images = np.zeros((3, 8, 8), np.uint8)
@@ -153,7 +165,8 @@ def mutations(valid: bytes) -> st.SearchStrategy[bytes]:
 
 
 CASE_NAMES = ["idx images raw", "idx images gz", "idx labels gz", "cifar batch", "celeba partition",
-              "celeba attributes", "png", "jpeg", "checkpoint", "safetensors", "npy", "npz"]
+              "celeba attributes", "png", "jpeg", "checkpoint", "safetensors", "npy", "npz",
+              "run config json", "metrics json", "stats npz"]
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -203,3 +216,39 @@ def test_damaged_celeba_cache_is_rebuilt(tmp_path: Path) -> None:
             again = image_data.load_images("celeba", "train", root)
         assert torch.equal(again.images, first.images)
         assert cache.read_bytes() == good  # rewritten from the decoded images
+
+
+# Bad command-line arguments that once ended in a traceback (issue 25): each is one line, exit 2.
+BAD_ARGUMENTS = [
+    ["train", "--set", "train.cpu_threads=100000"],
+    ["train", "--set", "model.gmm_components=100000000", "--model", "wae-gmm"],
+    ["train", "--set", "train.log_every=1e18"],
+    ["train", "--set", "model.bn_eps=1e-320"],
+    ["train", "--set", "model.gmm_std=1e-320", "--model", "wae-gmm"],
+    ["train", "--set", "model.baseline.vq_codebook_size=0"],
+    ["train", "--resume", ""],
+    ["train", "--data-dir", ""],
+    ["train", "--dataset", "folder:"],
+    ["train", "--dataset", "npy:"],
+    ["train", "--out", ""],
+    ["sample", "", "--out", "x.npz"],
+    ["report", ""],
+    ["export", "", "--out", "x.safetensors"],
+    ["train", "--set", "train.eval_samples=1e12"],
+    ["train", "--set", "optim.critic_steps=1e9"],
+    ["train", "--set", "model.baseline.sampler_batch_size=1e9", "--model", "2s-vae"],
+    ["train", "--set", "train.grid_every=-1"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_ARGUMENTS, ids=lambda a: " ".join(a) or "''")
+def test_bad_arguments_give_one_line(tmp_path, capsys, monkeypatch, args):
+    from flexae.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = ["--out", str(tmp_path / "run")] if args[0] == "train" and "--resume" not in args and "--out" not in args else []
+    with pytest.raises(SystemExit) as info:
+        main([*args, *out])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("flexae: error:"), err
+    assert not (tmp_path / "run").exists()

@@ -156,3 +156,75 @@ def test_seed_makes_cpu_runs_bit_identical_and_the_folder_records_everything(tmp
     assert RunConfig.from_dict(recorded).to_dict() == recorded
     assert recorded["train"]["seed"] == 5 and recorded["model"]["latent_dim"] == 4
     assert checkpoint["versions"] == config["versions"]
+
+
+# --- declared ranges, settings a model reads, empty paths (issue 25, item 8) ----------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "wae-gmm", "--set", "model.gmm_components=100000000"], "model.gmm_components must be at most 10000"),
+    (["--set", "train.log_every=1e18"], "train.log_every must be at most 1000000000"),
+    (["--set", "model.bn_eps=1e-320"], "model.bn_eps must be >= 1e-10, got 1e-320"),
+    (["--model", "wae-gmm", "--set", "model.gmm_std=1e-320"], "model.gmm_std must be >= 1e-06"),
+    (["--set", "train.cpu_threads=100000"], "train.cpu_threads must be at most"),
+    (["--set", f"train.cpu_threads={40 * (__import__('os').cpu_count() or 1)}"], "per CPU of this machine"),
+    (["--set", "train.eval_samples=100000000"], "train.eval_samples must be at most 100000"),
+    (["--set", "optim.critic_steps=100000"], "optim.critic_steps must be at most 1000"),
+    (["--model", "vq-vae", "--set", "model.baseline.vq_codebook_size=0"],
+     "model.baseline.vq_codebook_size must be positive, got 0"),
+    (["--model", "wae-mmd", "--set", "model.baseline.mmd_weight=1e300"], "model.baseline.mmd_weight must be at most"),
+    (["--set", "model.baseline.vq_codebook_size=16"], "flexae does not read model.baseline.vq_codebook_size "
+                                                       "(read by: vq-vae); leave it out"),
+    (["--model", "wae", "--set", "model.gmm_std=2"], "wae does not read model.gmm_std (read by: wae-gmm)"),
+    (["--model", "ae-gmm", "--set", "model.baseline.mmd_weight=3"], "ae-gmm does not read model.baseline.mmd_weight"),
+    (["--resume", ""], "--resume is empty"),
+    (["--data-dir", ""], "--data-dir is empty"),
+    (["--dataset", "folder:"], "--dataset folder: needs a path after the colon"),
+    (["--dataset", "npz: "], "needs a path after the colon"),
+])
+def test_absurd_values_unread_settings_and_empty_paths_are_refused(tmp_path, capsys, args, message):
+    out = [] if "--resume" in args else ["--out", tmp_path / "run"]
+    code, err = _cli(capsys, "train", *out, "--steps", "2", "--quiet", *args)
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["sample", "", "--out", "x.npz"], ["export", "", "--out", "m.safetensors"],
+                                     ["fit-sampler", ""], ["fit-prior", ""], ["eval", ""], ["report", ""]])
+def test_empty_run_folder_is_refused_everywhere(tmp_path, capsys, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)  # '' would otherwise mean this folder
+    code, err = _cli(capsys, *command)
+    assert code == 2 and len(err.splitlines()) == 1 and "is empty" in err, err
+
+
+def test_every_numeric_field_has_a_declared_range_and_every_default_passes():
+    from flexae.ranges import check_ranges, numeric_fields, range_of
+    from flexae.registry import COMMON_MODEL_SETTINGS, MODELS
+
+    cfg = RunConfig()
+    keys = [key for key, _ in numeric_fields(cfg)]
+    assert len(keys) > 40 and not [k for k in keys if range_of(k) is None]
+    check_ranges(cfg)  # the defaults
+    validate_config(cfg, check_device=False)
+    model_fields = {key[len("model."):] for key in _all_keys(cfg) if key.startswith("model.")}
+    for name, entry in MODELS.items():  # each model's declared settings are fields of ModelConfig
+        assert entry.settings is None or set(entry.settings) <= model_fields, name
+        assert set(COMMON_MODEL_SETTINGS) <= model_fields
+
+
+def _all_keys(node, prefix=""):
+    import dataclasses
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _all_keys(value, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}"
+
+
+def test_ranges_guard_models_built_in_python():
+    from flexae.registry import build_model
+
+    cfg = ModelConfig(name="vq-vae", latent_dim=4)
+    cfg.baseline.vq_prior_layers = 10**6
+    with pytest.raises(UserError, match="model.baseline.vq_prior_layers must be at most 1000"):
+        build_model(cfg, (1, 28, 28))

@@ -4,22 +4,53 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
-import click
-from click.core import ParameterSource
 
-from flexae.config import CUDA_GRAPHS, INCEPTION_BATCH_SIZE, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig
-from flexae.errors import UserError
-from flexae.training.signals import TrainingStopped
+def _interrupted_at_start_up(signum, frame) -> None:
+    """Ctrl-C while the imports below (torch: seconds) run: one line and 130, not a traceback."""
+    sys.stderr.write("flexae: interrupted during start-up\n")
+    sys.stderr.flush()
+    os._exit(128 + signal.SIGINT)
+
+
+# Only where Ctrl-C would raise a bare KeyboardInterrupt (the default handler), and only until this
+# module is imported; `main` and the training loop handle it from then on.
+_START_UP_SIGINT = (threading.current_thread() is threading.main_thread()
+                    and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+if _START_UP_SIGINT:
+    signal.signal(signal.SIGINT, _interrupted_at_start_up)
+
+import click  # noqa: E402
+from click.core import ParameterSource  # noqa: E402
+
+from flexae.config import CUDA_GRAPHS, INCEPTION_BATCH_SIZE, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from flexae.errors import UserError  # noqa: E402
+from flexae.training.signals import TrainingStopped  # noqa: E402
 
 # Defaults come from the config dataclasses, so the CLI and the Python API never disagree.
 _MODEL, _TRAIN = ModelConfig(), TrainConfig()
 _DATA_DIR = click.Path()  # --data-dir of every command (a str, as the loaders and configs take it)
 _DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps."
+
+
+class _NonEmptyPath(click.Path):
+    """A path argument or option; '' is refused (as a pathlib.Path it would be the working directory)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            name = param.opts[0] if param is not None and param.opts and param.opts[0].startswith("-") else \
+                (param.name.upper() if param is not None else "path")
+            raise UserError(f"{name} is empty (''); give a path")
+        return super().convert(value, param, ctx)
+
+
+_PATH = _NonEmptyPath(path_type=Path)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -81,9 +112,9 @@ def _trust_code_option(f):
 @click.option("--device", default=_TRAIN.device, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_TRAIN.precision, show_default=True,
               help="fp32, bf16 or fp16 (CUDA): encoder/decoder passes in that precision (docs/performance.md).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
+@click.option("--out", type=_PATH, default=None, help="Run folder to create.")
 @click.option("--overwrite", is_flag=True, help="Replace the files of an existing run folder.")
-@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--resume", "resume_dir", type=_PATH, default=None,
               help="Continue the run in this folder from its checkpoint.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -128,6 +159,9 @@ def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, 
         if latent_dim is None and not any(item.strip().startswith("model.latent_dim=") for item in overrides):
             # after --set, whose train.image_size may decide the images' shape (hence m's default)
             cfg.model.latent_dim = default_latent_dim(cfg.train.dataset, cfg.train.image_size)
+        from flexae.validation import check_settings_read, validate_config
+        validate_config(cfg)  # values first (their message is the more precise one), then who reads them
+        check_settings_read(cfg, overrides)
         run_dir = loop.train(cfg, out, overwrite=overwrite, data_dir=data_dir, progress=not quiet)
     click.echo(f"run written to {run_dir}")
 
@@ -139,7 +173,7 @@ def reproduce() -> None:
 
 def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
     def wrap(f):
-        f = click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")(f)
+        f = click.option("--out", type=_PATH, required=True, help="Output folder.")(f)
         f = click.option("--seeds", type=int, default=default_seeds, show_default=True, help=seeds_help)(f)
         f = click.option("--steps", type=int, default=default_steps, show_default=True,
                          help="Training iterations per run.")(f)
@@ -203,7 +237,7 @@ def _table_options(f):
                      help="Training iterations per model (paper: 130,000).")(f)
     f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10, celeba, or images of your "
                                                       "own: folder:PATH, npz:PATH, npy:PATH (docs/data.md).")(f)
-    f = click.option("--out", type=click.Path(path_type=Path), required=True,
+    f = click.option("--out", type=_PATH, required=True,
                      help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
     return _trust_code_option(f)
 
@@ -267,7 +301,7 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 
 @cli.command("fit-sampler")
 @_trust_code_option
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
 @click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
@@ -285,7 +319,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 
 @cli.command("fit-prior")
 @_trust_code_option
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Codes per update; default: the run's.")
@@ -315,8 +349,8 @@ _POSITIVE = click.IntRange(min=1)
 def _use_options(with_data: bool):
     """RUN_DIR and the options shared by sample, reconstruct, interpolate and traverse."""
     options = [
-        click.argument("run_dir", type=click.Path(path_type=Path)),
-        click.option("--out", type=click.Path(path_type=Path), required=True,
+        click.argument("run_dir", type=_PATH),
+        click.option("--out", type=_PATH, required=True,
                      help="Output file: .png (grid) or .npz (uint8 N x H x W x C under 'images')."),
         click.option("--overwrite", is_flag=True, help="Replace an existing output file."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
@@ -503,8 +537,8 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 
 @cli.command("export")
 @_trust_code_option
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The .safetensors file to write.")
+@click.argument("run_dir", type=_PATH)
+@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 @_prior_option
 @click.option("--with-critics", is_flag=True,
@@ -518,8 +552,8 @@ def export_cmd(run_dir, out, overwrite, prior, with_critics) -> None:
 
 
 @cli.command("report")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.argument("run_dirs", nargs=-1, required=True, type=_PATH)
+@click.option("--out", type=_PATH, default=None,
               help="Report folder (default RUN_DIR/report; needed to compare several runs).")
 def report_cmd(run_dirs, out) -> None:
     """One HTML page (and report.md) of a run, or of several side by side: config, loss and metric
@@ -552,7 +586,7 @@ def data_fetch(name, data_dir) -> None:
 @click.argument("name")
 @click.option("--split", default="test", show_default=True, help="Data split.")
 @click.option("-n", "--n", "--num", "num", type=_POSITIVE, default=None, help="The first N images (default: all).")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", type=_PATH, required=True,
               help="The .npz to write: uint8 N x H x W x C under 'images', as `flexae sample` writes.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Image data folder (default $FLEXAE_DATA_DIR, else ./data).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -568,7 +602,7 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
 
 @cli.command("eval")
 @_trust_code_option
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=_PATH)
 @click.option("-n", "--n", "n", type=int, default=10_000, show_default=True,
               help="Generated / test images per metric (the paper uses 10k; FID needs >= 2048).")
 @click.option("--metrics", "metric_names", default="fid,prd,pms,ims", show_default=True,
@@ -609,6 +643,8 @@ def _register_metrics() -> None:
 
 
 _register_metrics()
+if _START_UP_SIGINT:  # imports done: Ctrl-C is a KeyboardInterrupt again (click: Abort, exit 130)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> None:

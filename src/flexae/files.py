@@ -69,6 +69,19 @@ def _new_file(tmp: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+# torch.save turns a failed write (a full disk) into RuntimeErrors of its zip writer with these texts.
+_TORCH_WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter", "file write failed")
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, for a one-line error; None for errors that are not write failures."""
+    if isinstance(exc, OSError):
+        return " ".join(str(exc.strerror or exc).split())
+    if isinstance(exc, RuntimeError) and any(text in str(exc) for text in _TORCH_WRITE_FAILURES):
+        return f"the write failed, is the disk full? torch: {first_line(exc)}"
+    return None
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write `path` through `write(file)` so that readers only ever see the old or the new content."""
     path = Path(path)
@@ -85,8 +98,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:  # e.g. a read-only file system, where the temporary was never created
             pass
-        if isinstance(exc, OSError):  # disk full, permissions: the old file is still intact
-            raise UserError(f"cannot write {path} ({exc.strerror or exc}); its previous version is kept") from None
+        reason = _write_failure(exc)
+        if reason is not None:  # disk full, permissions: the old file is still intact
+            kept = "its previous version is kept" if path.exists() else "nothing was written"
+            raise UserError(f"cannot write {path} ({reason}); {kept}") from None
         raise
     _fsync_folder(path.parent)
 

@@ -32,6 +32,7 @@ from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES, build_wae_g
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.trust import check_import
+from flexae.ranges import validate_baseline_config
 from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
 
 # (model, optim config, batch source, StepOptions | None) -> a flexae.training.steps.Trainer
@@ -49,6 +50,9 @@ class ModelSpec:
     fit_sampler: ExPostFit | str | None = None                    # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
     options: type | None = None                                   # dataclass of the model's own settings
+    # The model.* settings it reads beyond COMMON_MODEL_SETTINGS ("gmm_std", "baseline.mmd_weight"):
+    # a --set of any other is an error. None: not declared (models registered from outside), not checked.
+    settings: tuple[str, ...] | None = None
 
 
 def resolve(reference: Any) -> Any:
@@ -60,6 +64,16 @@ def resolve(reference: Any) -> Any:
 
 
 MODELS: dict[str, ModelSpec] = {}
+
+# model.* settings every model reads (its networks and code size); the rest is declared per model.
+COMMON_MODEL_SETTINGS = ("name", "latent_dim", "noise_dim", "decoder_variant", "init", "bn_momentum", "bn_eps",
+                         "encoder", "decoder", "options")
+_GMM_PRIOR = ("gmm_layout", "gmm_components", "gmm_radius", "gmm_std")
+_SAMPLER_FIT = ("baseline.sampler_steps", "baseline.sampler_batch_size", "baseline.sampler_fit_points")
+
+
+def _baseline(*names: str) -> tuple[str, ...]:
+    return tuple(f"baseline.{n}" for n in names)
 
 
 def register(name: str, spec: ModelSpec) -> None:
@@ -73,27 +87,27 @@ _T = "flexae.training.trainers"  # the paper's trainers (Algorithm 1 and the VAE
 _B = "flexae.baselines"          # each baseline family's training side: flexae.baselines.<family>_train
 for _name, _spec in {
     # The paper's models (flexae.models, trainers in flexae.training.trainers).
-    "flexae": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer"),
-    "flexae-sr": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", images_only=True),
-    "wae": ModelSpec(build_wae, f"{_T}:AdversarialTrainer"),
-    "wae-gmm": ModelSpec(build_wae, f"{_T}:AdversarialTrainer"),
-    "vae": ModelSpec(build_vae, f"{_T}:VAETrainer"),
+    "flexae": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", settings=()),
+    "flexae-sr": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", images_only=True, settings=()),
+    "wae": ModelSpec(build_wae, f"{_T}:AdversarialTrainer", settings=()),
+    "wae-gmm": ModelSpec(build_wae, f"{_T}:AdversarialTrainer", settings=_GMM_PRIOR),
+    "vae": ModelSpec(build_vae, f"{_T}:VAETrainer", settings=()),
     # The baselines of Table 1 (flexae.baselines).
-    "wae-gan": ModelSpec(build_wae_gan, f"{_B}.wae_gan_train:WAEGANTrainer"),
-    "wae-mmd": ModelSpec(build_wae_mmd, f"{_B}.deterministic_train:WAEMMDTrainer"),
+    "wae-gan": ModelSpec(build_wae_gan, f"{_B}.wae_gan_train:WAEGANTrainer", settings=_baseline('wae_gan_weight', 'wae_gan_lr', 'wae_gan_adversary_lr', 'wae_gan_beta1', 'wae_gan_prior_trick', 'wae_gan_schedule', 'wae_gan_schedule_steps', 'wae_cost_scale', 'wae_input_noise', 'prior_std')),
+    "wae-mmd": ModelSpec(build_wae_mmd, f"{_B}.deterministic_train:WAEMMDTrainer", settings=_baseline("mmd_weight", "prior_std", "wae_cost_scale", "wae_input_noise")),
     "ae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
-                        f"{_B}.deterministic_train:fit_gmm"),
+                        f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "sampler_fit_points")),
     "rae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
-                         f"{_B}.deterministic_train:fit_gmm"),
+                         f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "rae_code_weight", "rae_decoder_decay", "sampler_fit_points")),
     "2s-vae": ModelSpec(build_two_stage, f"{_B}.variational_train:TwoStageTrainer",
-                        f"{_B}.variational_train:fit_second_stage"),
-    "vamp-vae": ModelSpec(build_vamp, f"{_B}.variational_train:VampTrainer"),
-    "iaf-vae": ModelSpec(build_iaf, f"{_B}.variational_train:IAFTrainer"),
-    "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior"),
-    "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer"),
-    "vae-iop": ModelSpec(build_iop, f"{_B}.iop_train:IOPTrainer"),
-    "pioneer": ModelSpec(build_pioneer, f"{_B}.pioneer_train:PioneerTrainer"),
-    "alae": ModelSpec(build_alae, f"{_B}.alae_train:ALAETrainer"),
+                        f"{_B}.variational_train:fit_second_stage", settings=_baseline("second_stage_width", "second_stage_depth", "second_stage_lr") + _SAMPLER_FIT),
+    "vamp-vae": ModelSpec(build_vamp, f"{_B}.variational_train:VampTrainer", settings=_baseline("vamp_pseudo_inputs", "vamp_init_mean", "vamp_init_std")),
+    "iaf-vae": ModelSpec(build_iaf, f"{_B}.variational_train:IAFTrainer", settings=_baseline("iaf_steps", "iaf_hidden")),
+    "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior", settings=_baseline("vq_codebook_size", "vq_embedding_dim", "vq_commitment", "vq_prior_width", "vq_prior_layers", "vq_prior_lr") + _SAMPLER_FIT),
+    "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer", settings=_baseline("mask_variance_weight", "mask_rec_weight", "mask_lr", "mask_schedule")),
+    "vae-iop": ModelSpec(build_iop, f"{_B}.iop_train:IOPTrainer", settings=_baseline('iop_ratio_width', 'iop_ratio_depth', 'iop_ratio_dropout', 'iop_ratio_lr', 'iop_ratio_steps', 'iop_sir_candidates')),
+    "pioneer": ModelSpec(build_pioneer, f"{_B}.pioneer_train:PioneerTrainer", settings=_baseline('pioneer_generator_steps', 'pioneer_real_kl_weight', 'pioneer_fake_kl_weight', 'pioneer_image_weight', 'pioneer_code_weight', 'pioneer_lr', 'pioneer_beta1', 'pioneer_beta2')),
+    "alae": ModelSpec(build_alae, f"{_B}.alae_train:ALAETrainer", settings=_baseline('alae_mapping_layers', 'alae_mapping_width', 'alae_head_layers', 'alae_r1_gamma', 'alae_lr', 'alae_beta1', 'alae_beta2', 'alae_equalized_lr')),
 }.items():
     register(_name, _spec)
 
@@ -164,45 +178,6 @@ def model_options(cfg: ModelConfig) -> Any:
     return options_type(**given)
 
 
-POSITIVE = ("prior_std", "expost_gmm_components", "second_stage_width", "vamp_pseudo_inputs", "iaf_hidden",
-            "vq_codebook_size", "vq_embedding_dim", "vq_prior_width", "vq_prior_layers", "vq_prior_lr",
-            "second_stage_lr", "mask_lr", "sampler_steps", "sampler_batch_size", "wae_cost_scale", "wae_gan_lr",
-            "wae_gan_adversary_lr", "wae_gan_schedule_steps")
-NON_NEGATIVE = ("mmd_weight", "rae_code_weight", "rae_decoder_decay", "second_stage_depth", "vamp_init_std",
-                "iaf_steps", "vq_commitment", "mask_variance_weight", "mask_rec_weight", "mask_schedule",
-                "sampler_fit_points", "wae_input_noise", "wae_gan_weight")
-POSITIVE += ("iop_ratio_width", "iop_ratio_lr", "iop_ratio_steps", "iop_sir_candidates")  # vae-iop
-NON_NEGATIVE += ("iop_ratio_depth", "iop_ratio_dropout")  # vae-iop
-POSITIVE += ("alae_mapping_layers", "alae_mapping_width", "alae_head_layers", "alae_lr",  # alae, pioneer
-             "pioneer_generator_steps", "pioneer_lr")
-NON_NEGATIVE += ("alae_r1_gamma", "alae_beta1", "alae_beta2", "pioneer_real_kl_weight", "pioneer_fake_kl_weight",
-                 "pioneer_image_weight", "pioneer_code_weight", "pioneer_beta1", "pioneer_beta2")
-BETAS = ("alae_beta1", "alae_beta2", "pioneer_beta1", "pioneer_beta2")  # Adam betas: also < 1
-
-
-def validate_baseline_config(hp: BaselineConfig) -> None:
-    """One-line UserErrors for out-of-range baseline hyper-parameters."""
-    for name in POSITIVE:
-        if not getattr(hp, name) > 0:
-            raise UserError(f"model.baseline.{name} must be positive, got {getattr(hp, name)}")
-    for name in NON_NEGATIVE:
-        if not getattr(hp, name) >= 0:
-            raise UserError(f"model.baseline.{name} must be >= 0, got {getattr(hp, name)}")
-    if not 0 <= hp.wae_gan_beta1 < 1:
-        raise UserError(f"model.baseline.wae_gan_beta1 must be in [0, 1), got {hp.wae_gan_beta1}")
-    if hp.wae_gan_schedule not in WAE_GAN_SCHEDULES:
-        raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
-                        f"got {hp.wae_gan_schedule!r}")
-    if not hp.iop_ratio_dropout < 1:
-        raise UserError(f"model.baseline.iop_ratio_dropout must be below 1, got {hp.iop_ratio_dropout}")
-    for name in BETAS:
-        if not getattr(hp, name) < 1:
-            raise UserError(f"model.baseline.{name} must be < 1, got {getattr(hp, name)}")
-    if hp.vq_prior_width % 4:
-        raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
-                        f"got {hp.vq_prior_width}")
-
-
 def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type | str | None = None,
                 decoder: type | str | None = None) -> AutoEncoder:
     """Model `cfg.name` for data of shape `data_shape` ((128,) synthetic, (C, H, W) images); it
@@ -223,6 +198,9 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)
+        if cfg.baseline.wae_gan_schedule not in WAE_GAN_SCHEDULES:
+            raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
+                            f"got {cfg.baseline.wae_gan_schedule!r}")
     options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
     if options is not None:
         cfg.options = options  # (models without settings of their own keep {}, as config.json has it)

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from flexae.errors import UserError  # noqa: E402
-from flexae.files import atomic_write, atomic_write_text, save_figure  # noqa: E402
+from flexae.files import atomic_write, atomic_write_text, first_line, save_figure  # noqa: E402
 from flexae.runs.layout import CONFIG_NAME, EVAL_JSON, GRIDS_DIR, LOG_NAME, METRICS_NAME  # noqa: E402
 from flexae.runs.log import read_log  # noqa: E402
 
@@ -87,7 +87,10 @@ def read_run(folder: str | Path) -> RunRecords:
     try:
         config = json.loads((folder / CONFIG_NAME).read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{folder / CONFIG_NAME}: unreadable ({exc})") from None
+        raise UserError(f"{folder / CONFIG_NAME}: unreadable ({first_line(exc)})") from None
+    if not isinstance(config, dict):  # an edited file: a list, a string, null
+        raise UserError(f"{folder / CONFIG_NAME}: not a flexae config (expected a JSON object with sections "
+                        f"model, optim and train, got {type(config).__name__})")
     run = RunRecords(folder.resolve().name, folder, config)
     if (folder / LOG_NAME).exists() and _refuse_symlink(folder, folder / LOG_NAME):
         for record in read_log(folder):
@@ -112,7 +115,8 @@ def _json_or_empty(path: Path) -> dict[str, Any]:
 # --- figures -----------------------------------------------------------------------------------
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
-    points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    points = [(r["step"], r[key]) for r in records  # records of an edited log may lack either
+              if isinstance(r.get(key), (int, float)) and isinstance(r.get("step"), (int, float))]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -183,7 +187,8 @@ def _timing(run: RunRecords) -> str:
 
 def _summary_rows(runs: list[RunRecords]) -> list[tuple[str, list[str]]]:
     def get(run: RunRecords, section: str, key: str) -> str:
-        return str(run.config.get(section, {}).get(key, ""))
+        values = run.config.get(section)  # an edited config may hold anything here
+        return str(values.get(key, "")) if isinstance(values, dict) else ""
 
     rows = [("model", [get(r, "model", "name") for r in runs]),
             ("data set", [get(r, "train", "dataset") for r in runs]),

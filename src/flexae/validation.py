@@ -19,9 +19,10 @@ from typing import Any
 
 from flexae.config import BATCHNORM_STATS, BEST_SPLITS, CUDA_GRAPHS, PRECISIONS, RunConfig
 from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
-from flexae.data.user import check_image_shape, check_side, is_user_data
+from flexae.data.user import MEMORY, check_image_shape, check_side, is_user_data, user_data_path
 from flexae.errors import UserError
-from flexae.registry import is_reference, model_options, spec
+from flexae.ranges import MAX_THREADS_PER_CPU, check_ranges, validate_baseline_config
+from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, spec
 from flexae.trust import check_import, mark_from_file
 
 CHANNELS_LAST = ("auto", "on", "off")
@@ -30,9 +31,6 @@ DECODER_VARIANTS = ("paper", "authors")
 GMM_LAYOUTS = ("circle", "supplement")
 INITS = ("glorot-uniform", "authors")
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-MAX_DIM = 65_536            # latent and noise sizes; beyond this an allocation fails, not a check
-MAX_BATCH = 1_000_000
-MAX_SEED = 2**63 - 1        # torch.manual_seed and numpy's default_rng both accept 0 .. 2**63 - 1
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -91,6 +89,30 @@ def _check_types(node: Any, prefix: str) -> None:
 
 
 # --- ranges ---------------------------------------------------------------------------------------
+
+def check_settings_read(cfg: RunConfig, keys: Any) -> None:
+    """A `--set KEY=...` of a model setting the chosen model does not read is an error, not ignored
+    (each model's settings are declared once, in its registry entry: `ModelSpec.settings`)."""
+    entry = spec(cfg.model.name)
+    for key in keys:
+        key = key.split("=", 1)[0].strip()
+        if not key.startswith("model.") or entry.settings is None:
+            continue
+        name = key[len("model."):]
+        if name.startswith("options."):  # the model's own settings: model_options checks them
+            continue
+        if name not in COMMON_MODEL_SETTINGS and name not in entry.settings:
+            readers = [n for n in model_names() if spec(n).settings is not None and name in spec(n).settings]
+            raise UserError(f"{cfg.model.name} does not read {key}" + (f" (read by: {', '.join(readers)})" if readers else "")
+                            + "; leave it out")
+
+
+def _check_paths(t: Any) -> None:
+    """Empty paths ('', 'folder:') would silently mean the working directory."""
+    if is_user_data(t.dataset) and t.dataset != MEMORY:
+        user_data_path(t.dataset)  # "folder:" refused
+    if t.data_dir is not None and not str(t.data_dir).strip():
+        raise UserError("train.data_dir is empty; give a folder, or leave it out")
 
 def _positive(name: str, value: float) -> None:
     if not value > 0:
@@ -167,40 +189,19 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
             step_options(t, resolve_device(t.device))
     elif not isinstance(t.device, str) or not DEVICE_PATTERN.fullmatch(t.device):
         raise UserError(f"unknown device {t.device!r}; use auto, cpu, cuda, cuda:N or mps")
-    for name in ("latent_dim", "gmm_components"):
-        _positive(f"model.{name}", getattr(m, name))
-    if m.noise_dim is not None:
-        _positive("model.noise_dim", m.noise_dim)
-    for name in ("latent_dim", "noise_dim"):
-        if (getattr(m, name) or 0) > MAX_DIM:
-            raise UserError(f"model.{name} must be at most {MAX_DIM}, got {getattr(m, name)}")
-    _at_least("model.gmm_radius", m.gmm_radius, 0)
-    _positive("model.gmm_std", m.gmm_std)
-    _between("model.bn_momentum", m.bn_momentum, 0, 1)
-    _positive("model.bn_eps", m.bn_eps)
-    for name in ("steps", "batch_size", "log_every", "checkpoint_every", "eval_samples"):
-        _positive(f"train.{name}", getattr(t, name))
-    if t.batch_size > MAX_BATCH:
-        raise UserError(f"train.batch_size must be at most {MAX_BATCH}, got {t.batch_size}")
-    for name in ("seed", "data_seed"):
-        _between(f"train.{name}", getattr(t, name), 0, MAX_SEED)
-    if t.cpu_threads < 0:
-        raise UserError(f"train.cpu_threads must be >= 0, got {t.cpu_threads}")
-    if t.eval_every < 0:
-        raise UserError(f"train.eval_every must be >= 0, got {t.eval_every}")
-    _positive("optim.critic_steps", o.critic_steps)
-    if o.gp_weight < 0:
-        raise UserError(f"optim.gp_weight must be >= 0, got {o.gp_weight}")
-    for name in ("ae", "critic", "reg", "ae_reg", "gen", "enc"):
+    for name in ("ae", "critic", "reg", "ae_reg", "gen", "enc"):  # before the ranges: one line for both
         adam = getattr(o, name)
-        _positive(f"optim.{name}.lr", adam.lr)
         if not (0 <= adam.beta1 < 1 and 0 <= adam.beta2 < 1):
             raise UserError(f"optim.{name} betas must lie in [0, 1), got ({adam.beta1}, {adam.beta2})")
+    check_ranges(cfg)
+    if check_device and t.cpu_threads > MAX_THREADS_PER_CPU * (os.cpu_count() or 1):
+        raise UserError(f"train.cpu_threads must be at most {MAX_THREADS_PER_CPU * (os.cpu_count() or 1)} "
+                        f"({MAX_THREADS_PER_CPU} per CPU of this machine's {os.cpu_count()}), got {t.cpu_threads}")
+    validate_baseline_config(m.baseline)
+    _check_paths(t)
     if spec(m.name).images_only and t.dataset in SYNTHETIC:
         raise UserError(f"{m.name} needs image data (its smoothing critic is the convolutional net of "
                         "Table 8); use --model flexae on synthetic data")
-    if t.eval_samples < 2:
-        raise UserError("train.eval_samples must be at least 2")
     if t.eval_images != 0 and t.eval_images < 2:
         raise UserError(f"train.eval_images must be 0 (off) or at least 2, got {t.eval_images}")
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
@@ -327,7 +328,14 @@ def validate_out_dir(out: str | Path) -> None:
         raise UserError(f"cannot write run folder {out}: no write permission in {existing}")
 
 
+def refuse_empty_path(value: Any, option: str) -> None:
+    """'' (or blanks) as a path means the working directory to pathlib: refused with one line."""
+    if value is not None and not str(value).strip():
+        raise UserError(f"{option} is empty; give a path")
+
+
 def validate_resume_dir(run_dir: str | Path) -> None:
+    refuse_empty_path(run_dir, "--resume")
     run_dir = Path(run_dir)
     if run_dir.is_file():
         raise UserError(f"--resume takes the run folder, not a file: use --resume {run_dir.parent}")
@@ -338,5 +346,6 @@ def validate_resume_dir(run_dir: str | Path) -> None:
 
 
 def validate_data_dir(data_dir: str | Path | None) -> None:
+    refuse_empty_path(data_dir, "--data-dir")
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise UserError(f"--data-dir {data_dir} is not an existing folder")

@@ -40,7 +40,8 @@ from flexae.files import atomic_write, first_line
 from flexae.data import run_data_shape
 from flexae.app.build import attach_learned_prior, build_for_config, read_model
 from flexae.runs import prior_file
-from flexae.runs.checkpoint import check_versions, nonfinite_tensors
+from flexae.finite import require_finite
+from flexae.runs.checkpoint import check_versions
 from flexae.runs.folder import checkpoint_path
 from flexae.trust import allowing_code
 from flexae.validation import config_from_dict
@@ -83,6 +84,8 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     left_out = [] if with_critics else critic_modules(model)
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in model.state_dict().items()
                if name.split(".")[0] not in left_out}
+    require_finite(tensors, run_dir, "not exported (its checkpoint, prior.pt or sampler.pt is damaged; fit "
+                   "or train it again)")
     metadata = {"format": FORMAT, "config": json.dumps(state["config"]),
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
     if left_out:
@@ -176,7 +179,6 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes
         raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
-    if nonfinite_tensors(tensors):
-        raise UserError(f"{path}: weights hold NaN or infinity ({nonfinite_tensors(tensors)[0]})")
+    require_finite(tensors, path, "these weights cannot be used (export the run again)")
     _load_tensors(model, tensors, _left_out(path), path)
     return model.to(device).eval(), cfg

@@ -13,15 +13,17 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from torch import Tensor, nn
 
 from flexae.config import BaselineConfig
 from flexae.data import load_for_config
 from flexae.errors import UserError
+from flexae.finite import nonfinite_names
 from flexae.registry import fit_sampler
 from flexae.app.build import read_model
 from flexae.runs.folder import RunFolderLock, checkpoint_path
-from flexae.runs.layout import LOG_NAME
+from flexae.runs.layout import LOG_NAME, SAMPLER_NAME
 from flexae.runs.log import RunLog
 from flexae.runs.sampler_file import load_into, save
 from flexae.trust import allowing_code
@@ -32,6 +34,11 @@ def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Basel
                  log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, float]:
     """The fit step of a run: fit, save RUN_DIR/sampler.pt and log the statistics."""
     stats = fit_sampler(model, train_data, cfg, seed, progress)
+    bad = nonfinite_names({"sampler": model.expost_sampler.state_dict(),
+                           "stats": {k: np.float64(v) for k, v in stats.items()}})
+    if bad:
+        raise UserError(f"the ex-post sampler fit diverged: {bad[0]} is NaN or infinite; {SAMPLER_NAME} was "
+                        f"not written (lower model.baseline.second_stage_lr / vq_prior_lr, or check the codes)")
     save(run_dir, model, step, stats)
     if log is not None:
         log({"step": int(step), "sampler_fit": json.loads(json.dumps(stats))})

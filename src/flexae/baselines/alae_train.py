@@ -10,8 +10,8 @@ from torch import Tensor, nn
 
 from flexae.baselines import losses as bl
 from flexae.baselines.alae import ALAE, HE_GAIN
-from flexae.baselines.common import update_together
 from flexae.config import Adam, OptimConfig
+from flexae.training.distributed import average_gradients
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, update
 
@@ -50,6 +50,24 @@ def alae_adam(parts: tuple[tuple[nn.Module, float], ...], cfg: Adam, equalized: 
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
     return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,  # as make_adam
                             fused=fused, foreach=None if fused else True)
+
+
+def update_together(optimizers: tuple[torch.optim.Optimizer, ...], loss: Tensor,
+                    scaler: torch.amp.GradScaler | None = None) -> Tensor:
+    """`flexae.training.steps.update` for one loss stepped by several optimizers (ALAE's latent
+    reconstruction steps its encoder and decoder optimizers): zero all, one backward, step each."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    for optimizer in optimizers:
+        average_gradients(optimizer)
+        if scaler is None:
+            optimizer.step()
+        else:
+            scaler.step(optimizer)
+    if scaler is not None:
+        scaler.update()
+    return loss.detach()
 
 
 class ALAETrainer(Trainer):

@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from flexae.config import BaselineConfig
 from flexae.data import as_float
-from flexae.training.distributed import average_gradients
 
 # (sampler, targets, hp, generator, seed, progress) -> fit statistics
 ExPostFit = Callable[[nn.Module, Any, BaselineConfig, torch.Generator, int, bool], dict[str, float]]
@@ -88,21 +87,3 @@ def fit_expost_sampler(model: nn.Module, fit: ExPostFit, train_data: Tensor, hp:
         return fit(sampler, targets, hp, generator, seed, progress)
     finally:
         model.train(was_training)
-
-
-def update_together(optimizers: tuple[torch.optim.Optimizer, ...], loss: Tensor,
-                    scaler: torch.amp.GradScaler | None = None) -> Tensor:
-    """`flexae.training.steps.update` for one loss stepped by several optimizers (ALAE's latent
-    reconstruction steps its encoder and decoder optimizers): zero all, one backward, step each."""
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
-    (loss if scaler is None else scaler.scale(loss)).backward()
-    for optimizer in optimizers:
-        average_gradients(optimizer)
-        if scaler is None:
-            optimizer.step()
-        else:
-            scaler.step(optimizer)
-    if scaler is not None:
-        scaler.update()
-    return loss.detach()

@@ -13,6 +13,7 @@ from torch import Tensor
 from flexae.nets.factory import encoder_decoder
 from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
+from flexae.errors import UserError
 from flexae.priors import ExPostSampler, StandardNormalPrior
 
 
@@ -43,14 +44,35 @@ class GaussianMixtureSampler(ExPostSampler):
         self.covariances.copy_(covariances)
         self.fitted.fill_(True)
 
+    def check(self) -> None:
+        """UserError if the mixture is degenerate (a loaded sampler.pt is checked like a fresh fit)."""
+        check_gmm(self.weights, self.means, self.covariances)
+
     def _sample(self, n: int, generator: torch.Generator | None) -> Tensor:
         """(n, m): pick a component per sample, then mu_k + L_k eps with L_k L_k^T = S_k."""
         device = self.means.device
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)          # (n,)
         eps = torch.randn(n, self.means.shape[1], 1, device=device, generator=generator)       # (n, m, 1)
         # Cholesky in float64 on the CPU: exact enough for near-singular code covariances.
-        chol = torch.linalg.cholesky(self.covariances.double().cpu()).to(device, self.means.dtype)
+        chol, info = torch.linalg.cholesky_ex(self.covariances.double().cpu())
+        if bool((info != 0).any()) or not bool(torch.isfinite(self.weights).all()):
+            raise UserError("the GMM sampler is degenerate (a covariance that is not positive definite, or "
+                            "NaN weights); fit it again with `flexae fit-sampler RUN_DIR`")
+        chol = chol.to(device, self.means.dtype)
         return self.means[k] + (chol[k] @ eps).squeeze(-1)
+
+
+def check_gmm(weights: Tensor, means: Tensor, covariances: Tensor) -> None:
+    """A usable mixture: finite weights (K,) summing to 1, finite means (K, m), covariances (K, m, m)
+    positive definite in float32 (what sampling factorises); else a one-line UserError."""
+    finite = all(bool(torch.isfinite(t).all()) for t in (weights, means, covariances))
+    if not finite or (weights < 0).any() or abs(float(weights.sum()) - 1) > 1e-3:
+        raise UserError("the GMM fit degenerated (NaN or infinite weights, means or covariances); "
+                        "use fewer model.baseline.expost_gmm_components")
+    singular = torch.linalg.cholesky_ex(covariances.double())[1] != 0
+    if bool(singular.any()):
+        raise UserError(f"the GMM fit degenerated: the covariance of component {int(singular.nonzero()[0])} is "
+                        f"singular; use fewer model.baseline.expost_gmm_components or more codes")
 
 
 class WAEMMD(AutoEncoder):

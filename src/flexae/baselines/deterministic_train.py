@@ -10,9 +10,10 @@ from torch import Tensor
 from flexae import losses
 from flexae.baselines import losses as bl
 from flexae.baselines.common import add_input_noise, data_size, decoder_weights
-from flexae.baselines.deterministic import WAEMMD, ExPostGMMAE, GaussianMixtureSampler
+from flexae.baselines.deterministic import WAEMMD, ExPostGMMAE, GaussianMixtureSampler, check_gmm
 from flexae.config import BaselineConfig, OptimConfig
 from flexae.errors import UserError
+from flexae.files import first_line
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, make_adam, update
 
@@ -26,10 +27,17 @@ def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: BaselineConfig, 
     if codes.shape[0] < components:
         raise UserError(f"cannot fit a {components}-component GMM to {codes.shape[0]} codes")
     data = codes.double().cpu().numpy()
-    gmm = GaussianMixture(n_components=components, covariance_type="full", max_iter=500,
-                          random_state=seed).fit(data)
-    sampler.set_parameters(*(torch.as_tensor(np.asarray(a), dtype=torch.float32)
-                             for a in (gmm.weights_, gmm.means_, gmm.covariances_)))
+    if not np.isfinite(data).all():
+        raise UserError("cannot fit the GMM: the model's codes hold NaN or infinity")
+    try:
+        gmm = GaussianMixture(n_components=components, covariance_type="full", max_iter=500,
+                              random_state=seed).fit(data)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # sklearn: ill-defined empirical covariance
+        raise UserError(f"the GMM fit degenerated ({first_line(exc)}); use fewer "
+                        f"model.baseline.expost_gmm_components or more codes") from None
+    params = [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (gmm.weights_, gmm.means_, gmm.covariances_)]
+    check_gmm(*params)
+    sampler.set_parameters(*params)
     return {"gmm_avg_log_likelihood": float(gmm.score(data)), "gmm_converged": float(gmm.converged_)}
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from flexae.data import DATASET_INFO, IMAGES
+from flexae.data.pixels import to_8bit
 from flexae.errors import UserError
 from flexae.files import atomic_write
 
@@ -50,7 +51,7 @@ SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
           "cifar10": ("train", "test"), "celeba": ("train", "valid", "test")}
 DATA_DIR_ENV = "FLEXAE_DATA_DIR"
 CELEBA_CROP = 140  # side of the centre crop taken from the 178x218 aligned CelebA images
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 16-bit / float: flexae.data.pixels
 _DOWNLOAD_HINT = ("or fetch them when online with `flexae data fetch NAME --data-dir DIR` (in Python: "
                   "load_images(..., download=True))")
 
@@ -102,6 +103,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """The explicit directory, else $FLEXAE_DATA_DIR, else ./data."""
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or "data"
+    if not str(data_dir).strip():  # Path("") is the working directory
+        raise UserError("the data folder is empty (''); give a folder, or leave --data-dir out")
     return Path(data_dir).expanduser()
 
 
@@ -354,7 +357,7 @@ def _load_square(path: Path, size: int, crop: int | None) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = to_8bit(image, path).convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read image ({exc}); the file is truncated or corrupt") from None
     width, height = image.size

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from flexae.data.pixels import to_8bit
 from flexae.errors import UserError
 
 KINDS = ("folder", "npz", "npy")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 16-bit / float: flexae.data.pixels
 MIN_SIDE, MAX_SIDE = 8, 128  # two stride-2 stages need side % 4 == 0; past 128 the decoder's FC explodes
 TEST_FRACTION = 0.1
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -49,12 +50,20 @@ def is_user_data(name: Any) -> bool:
     return name == MEMORY or (":" in name and name.partition(":")[0] in KINDS)
 
 
+def user_data_path(name: str) -> Path:
+    """The PATH of "folder:PATH" / "npz:PATH" / "npy:PATH"; an empty one ("folder:") is refused, since
+    Path("") would be the working directory."""
+    kind, _, raw = name.partition(":")
+    if not raw.strip():
+        raise UserError(f"--dataset {kind}: needs a path after the colon, e.g. {kind}:./my-images")
+    return Path(raw).expanduser()
+
+
 def resolved_name(name: str) -> str:
     """"folder:imgs" -> "folder:/abs/imgs": runs record absolute paths, so they work from anywhere."""
     if name == MEMORY:
         return name
-    kind, _, path = name.partition(":")
-    return f"{kind}:{Path(path).expanduser().resolve()}"
+    return f"{name.partition(':')[0]}:{user_data_path(name).resolve()}"
 
 
 def check_side(side: int, what: str) -> int:
@@ -221,7 +230,7 @@ def _decode(path: Path, side: int, channels: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+            image = to_8bit(image, path).convert("L" if channels == 1 else "RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read image ({' '.join(str(exc).split())})") from None
     w, h = image.size
@@ -259,8 +268,7 @@ def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tenso
     """(train, test) uint8 (N, C, S, S) of "folder:PATH", "npz:PATH" or "npy:PATH"."""
     if name == MEMORY:
         raise UserError(MEMORY_ERROR)
-    kind, _, raw = name.partition(":")
-    path = Path(raw).expanduser()
+    kind, path = name.partition(":")[0], user_data_path(name)
     if kind == "folder":
         return load_folder_data(path, image_size, seed)
     return load_array_data(kind, path, image_size, seed)
@@ -271,8 +279,7 @@ def user_image_shape(name: str, image_size: int = 0) -> tuple[int, int, int]:
     same errors as loading it: for defaults chosen before training (the latent size)."""
     if name == MEMORY:
         raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
-    kind, _, raw = name.partition(":")
-    path = Path(raw).expanduser()
+    kind, path = name.partition(":")[0], user_data_path(name)
     if kind == "folder":
         _, _, channels, side = folder_layout(path, image_size)
         return channels, side, side

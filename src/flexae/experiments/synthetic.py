@@ -18,6 +18,7 @@ from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
 from flexae.files import atomic_write_text
+from flexae.files import first_line
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
 from flexae.app.load import load_run
 from flexae.runs.log import read_log
@@ -67,6 +68,23 @@ def _run_config(exp: SyntheticExperiment, row: str, seed: int, steps: int, devic
                                        checkpoint_every=max(1, steps // 4)))
 
 
+def _read_json(path: Path, numbers: tuple[str, ...] = ()) -> dict:
+    """A run's config.json / metrics.json as a dict (with finite numbers under `numbers`), or a
+    one-line UserError naming the damaged file (an earlier run edited or cut short)."""
+    fix = f"delete {path.parent} to train that run again"
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not readable JSON ({first_line(exc)}); {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}; {fix}")
+    for key in numbers:
+        if not isinstance(value.get(key), (int, float)) or isinstance(value.get(key), bool) \
+                or not np.isfinite(value[key]):
+            raise UserError(f"{path}: no number under {key!r} (got {value.get(key)!r:.40}); {fix}")
+    return value
+
+
 def ensure_run(exp: SyntheticExperiment, row: str, seed: int, steps: int, out: Path,
                device: str, progress: bool) -> Path:
     """Train (or resume, or reuse) one run of an experiment (`row`: a model name or a key of
@@ -76,7 +94,7 @@ def ensure_run(exp: SyntheticExperiment, row: str, seed: int, steps: int, out: P
 
 
 def _record(model: str, seed: int, run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / METRICS_NAME).read_text())
+    metrics = _read_json(run_dir / METRICS_NAME, ("fd", "w_latent"))
     return {"model": model, "seed": seed, "fd": metrics["fd"], "w_latent": metrics["w_latent"]}
 
 

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from flexae.config import INCEPTION_MODES
 from flexae.devices import cpu_has_bf16_units, resolve_device
 from flexae.errors import UserError
-from flexae.files import atomic_write
+from flexae.files import atomic_write, first_line
 from flexae.data import as_float
 
 FEATURE_DIM = 2048
@@ -496,9 +496,22 @@ def load_cached_features(path: Path, n: int) -> torch.Tensor | None:
 
 
 def save_features(path: Path, features: torch.Tensor) -> None:
-    """Write features (N, d) to ``path`` (.npy) atomically, so concurrent readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda f: np.save(f, features.numpy()))
+    """Write features (N, d) to ``path`` (.npy) atomically, so concurrent readers never see half a file.
+
+    A cache that cannot be written (read-only, full) is skipped with one warning per folder: the
+    features are computed all the same, only not kept."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: np.save(f, features.numpy()))
+    except (OSError, UserError) as exc:
+        if path.parent not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(path.parent)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+            warnings.warn(f"feature cache {path.parent} cannot be written ({reason}); computing without "
+                          f"caching (set FLEXAE_CACHE_DIR to a writable folder to keep the features)", stacklevel=2)
+
+
+_UNWRITABLE_CACHES: set[Path] = set()  # folders already warned about
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from flexae.data import as_float
+from flexae.data.pixels import to_8bit
 from flexae.data.images import DATASETS, IMAGE_SUFFIXES, load_images
 from flexae.errors import UserError
 from flexae.files import first_line
@@ -96,7 +97,8 @@ def load_image_file(path: str | os.PathLike[str]) -> torch.Tensor:
 
 
 # PIL modes read as they are (grayscale, RGB), and those converted; alpha is dropped, as pytorch-fid
-# does. 16-bit and float modes are refused: any mapping of them to [0, 1] would be a guess.
+# does. 16-bit and float images are first scaled to 8 bits by flexae.data.pixels.to_8bit (the rule of
+# every image reader), or refused there.
 _KEPT_MODES = ("L", "RGB")
 _CONVERTED_MODES = {"1": "L", "LA": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBX": "RGB",
                     "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
@@ -107,6 +109,7 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: a truncated file fails here, inside the try
+            image = to_8bit(image, path)  # 16-bit and float: flexae.data.pixels's rule
             if image.mode not in _KEPT_MODES:
                 if image.mode not in _CONVERTED_MODES:
                     raise UserError(f"{path}: image mode {image.mode} (16-bit or float) is not supported; "

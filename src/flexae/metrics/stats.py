@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from flexae.errors import UserError
+from flexae.finite import require_finite
 from flexae.files import atomic_write, first_line
 from flexae.metrics.frechet import gaussian_stats
 
@@ -69,6 +70,17 @@ def is_stats_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def _check_covariance(mu: np.ndarray, sigma: np.ndarray, path: Path) -> None:
+    """sigma (d, d), d >= 1, is a covariance: symmetric with a non-negative diagonal (an empty or
+    negated one gives FID 0.0 or a complex square root, not an error)."""
+    if len(mu) == 0:
+        raise UserError(f"{path}: mu and sigma are empty (0 features); compute the statistics again")
+    scale = max(float(np.abs(sigma).max()), 1e-300)
+    if (np.diag(sigma) < 0).any() or float(np.abs(sigma - sigma.T).max()) > 1e-6 * scale:
+        raise UserError(f"{path}: sigma is not a covariance matrix (not symmetric, or a negative variance); "
+                        f"compute the statistics again")
+
+
 def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
     """Read a statistics file; a damaged or inconsistent one is a one-line UserError naming it."""
     path = Path(path)
@@ -77,14 +89,18 @@ def load_stats(path: str | os.PathLike[str]) -> FeatureStats:
             fields = {key: archive[key] for key in archive.files}
     except Exception as exc:  # BadZipFile, zlib.error, ValueError (object arrays), ...
         raise UserError(f"{path}: not a readable statistics file ({first_line(exc)})") from None
+    if "mu" not in fields or "sigma" not in fields:
+        raise UserError(f"{path}: not a statistics file (it lacks mu or sigma)")
     mu, sigma = fields["mu"], fields["sigma"]
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} should be (d,) and (d, d)")
     if not (np.issubdtype(mu.dtype, np.floating) and np.issubdtype(sigma.dtype, np.floating)):
         raise UserError(f"{path}: mu and sigma must be float arrays, got {mu.dtype} and {sigma.dtype}")
-    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise UserError(f"{path}: statistics contain NaN or infinite values")
+    require_finite({"mu": mu, "sigma": sigma}, path, "these statistics cannot be used (compute them again)")
+    _check_covariance(mu, sigma, path)
     n = int(fields["n"]) if "n" in fields else None
+    if n is not None and n < 2:
+        raise UserError(f"{path}: statistics of {n} image(s); a covariance needs at least 2 (compute them again)")
     return FeatureStats(mu.astype(np.float64), sigma.astype(np.float64), n,
                         str(fields.get("weights", UNKNOWN)), str(fields.get("resize", UNKNOWN)),
                         str(fields.get("precision", UNKNOWN)))

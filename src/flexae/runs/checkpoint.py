@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import torch
 
 from flexae.errors import UserError
+from flexae.finite import nonfinite_names, require_finite
 from flexae.version import __version__
 from flexae.files import atomic_write, first_line
 from flexae.runs.layout import CONFIG_NAME
@@ -96,8 +97,7 @@ def _tensors(tree: Any, prefix: str = "") -> Iterable[tuple[str, torch.Tensor]]:
 
 def nonfinite_tensors(tree: Any) -> list[str]:
     """Names of the floating-point tensors in `tree` that hold a NaN or an infinity."""
-    return [name for name, t in _tensors(tree)
-            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return nonfinite_names(tree)
 
 
 def tensor_digest(tree: Any, extra: str = "") -> str:
@@ -189,11 +189,8 @@ class CheckpointWriter:
 def check_finite_state(state: dict[str, Any], path: Path) -> None:
     """A loaded checkpoint's weights and optimizer states are finite (save_checkpoint never writes
     others, so a non-finite one was altered, or written by something else)."""
-    bad = nonfinite_tensors({"model": state.get("model"), "optimizers": state.get("optimizers")})
-    if bad:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise UserError(f"{path}: {bad[0]}{more} holds NaN or infinity; this checkpoint cannot be used "
-                        f"(train again with --overwrite, or use a good copy)")
+    require_finite({"model": state.get("model"), "optimizers": state.get("optimizers")}, path,
+                   "this checkpoint cannot be used (train again with --overwrite, or use a good copy)")
 
 
 # --- loading --------------------------------------------------------------------------------------

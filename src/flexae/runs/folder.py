@@ -93,6 +93,8 @@ def check_new_run_dir(out: Path, overwrite: bool) -> None:
 def checkpoint_path(run: str | Path, checkpoint: str = "last") -> Path:
     """The checkpoint file a run reference names: RUN_DIR (its last checkpoint, or best.pt with
     checkpoint="best"), or a checkpoint file inside a run folder (RUN_DIR/best.pt)."""
+    if not str(run).strip():  # Path("") is the working directory
+        raise UserError("the run folder is empty (''); give a path")
     run = Path(run)
     if checkpoint not in ("last", "best"):
         raise UserError(f"checkpoint must be 'last' or 'best', got {checkpoint!r}")

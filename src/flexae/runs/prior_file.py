@@ -19,6 +19,7 @@ from torch import nn
 
 from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
+from flexae.finite import require_finite
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import PRIOR_NAME
 from flexae.runs.sampler_file import first_stage_fingerprint
@@ -59,6 +60,7 @@ def read(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot load learned prior {path} ({first_line(exc)}); {refit}") from None
     if state.get("checksum") != _digest(checked):
         raise UserError(f"{path} is damaged (its contents do not match their checksum); {refit}")
+    require_finite({"generator": checked["generator"]}, path, refit)
     return checked
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
+from flexae.finite import require_finite
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import SAMPLER_NAME
 
@@ -60,6 +61,7 @@ def _read_sampler_file(path: Path) -> dict[str, Any]:
                         f"{refit}") from None
     if "checksum" in state and state["checksum"] != _digest(checked):  # files of older flexae have none
         raise UserError(f"{path} is damaged (its contents do not match their checksum); {refit}")
+    require_finite(checked["sampler"], path, refit)
     return checked
 
 
@@ -84,4 +86,10 @@ def load_into(model: nn.Module, run_dir: Path, step: int | None = None) -> bool:
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:  # another model's or a garbled sampler
         raise UserError(f"{path} does not fit this model's sampler ({first_line(exc)}); "
                         f"run `flexae fit-sampler {run_dir}` again") from None
+    check = getattr(sampler, "check", None)  # a sampler's own consistency check (the GMM's covariances)
+    if check is not None:
+        try:
+            check()
+        except UserError as exc:
+            raise UserError(f"{path}: {str(exc).split(';')[0]}; run `flexae fit-sampler {run_dir}` again") from None
     return True

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from flexae import losses
 from flexae.config import OptimConfig
 from flexae.errors import UserError
+from flexae.finite import nonfinite_names
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.priors import LearnedPrior, StandardNormalPrior
 from flexae.training.steps import frozen, make_adam, update
@@ -54,8 +55,19 @@ def fit_learned_prior(codes: Tensor, generator: nn.Module, critic: nn.Module, no
         with frozen(critic):                                         # line 9: L_Gen
             loss_gen = update(opt_gen, losses.generator_loss(critic, prior.sample(batch_size)))
     prior.eval()
+    _check_converged(prior, critic, {"w_critic": w, "loss_gen": loss_gen}, steps)
     return prior, {"steps": float(steps), "w_critic": float(w), "loss_gen": float(loss_gen),
                    **latent_w1(prior, codes, seed)}
+
+
+def _check_converged(prior: nn.Module, critic: nn.Module, last: dict[str, Tensor], steps: int) -> None:
+    """A fit whose losses or weights went NaN / infinite stops with one line (before the exact W1
+    of its samples, which cannot be computed then, and before anything is written)."""
+    bad = nonfinite_names({"loss": dict(last), "generator": prior.state_dict(), "critic": critic.state_dict()})
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"the prior fit diverged: {bad[0]}{more} is NaN or infinite after {steps} steps; "
+                        f"nothing was written (lower optim.gen.lr / optim.critic.lr or raise optim.gp_weight)")
 
 
 @torch.no_grad()
