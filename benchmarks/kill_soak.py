@@ -92,8 +92,8 @@ def main() -> int:
         finish(flexae("train", "--model", "flexae", "--steps", args.steps, "--out", root / "ref-train", *TRAIN))
         for model, sidecar, fit in (("2s-vae", "sampler.pt", ["fit-sampler", "--steps", "3000", "--quiet"]),
                                     ("wae", "prior.pt", ["fit-prior", "--steps", "300", "--quiet"])):
-            finish(flexae("train", "--model", model, "--steps", 6, "--out", root / f"base-{model}", *TRAIN,
-                          "--set", "model.baseline.sampler_steps=3000"))
+            extra = ["--set", "model.baseline.sampler_steps=3000"] if model == "2s-vae" else []
+            finish(flexae("train", "--model", model, "--steps", 6, "--out", root / f"base-{model}", *TRAIN, *extra))
             shutil.copytree(root / f"base-{model}", root / f"ref-{model}")
             finish(flexae(fit[0], root / f"ref-{model}", *fit[1:]))
         kinds = ["train"] * (args.kills - 2 * (args.kills // 5)) + ["fit-sampler", "fit-prior"] * (args.kills // 5)

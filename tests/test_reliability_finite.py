@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from flexae.cli import main
-from flexae.config import Adam, ModelConfig, RunConfig, TrainConfig
+from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.runs import load_run, prior_file, sampler_file
-from flexae.training.loop import train
+from flexae.app.build import attach_learned_prior
+from flexae.app.load import load_run
+from flexae.runs import prior_file, sampler_file
+from flexae.app.train import train
 
 
 def _cfg(model: str) -> RunConfig:
@@ -24,8 +26,6 @@ def _cfg(model: str) -> RunConfig:
                                       log_every=1, device="cpu"))
     hp = cfg.model.baseline
     hp.expost_gmm_components, hp.sampler_fit_points, hp.sampler_steps = 2, 200, 3
-    # Adam steps this large diverge the prior fit at once; ae-gmm training itself does not use them.
-    cfg.optim.gen, cfg.optim.critic = Adam(1e30, 0.0, 0.9), Adam(1e30, 0.0, 0.9)
     return cfg
 
 
@@ -57,9 +57,9 @@ def _poison_sampler(run: Path, change) -> None:
 
 def _write_nan_prior(run: Path) -> None:
     """A prior.pt of the right layout and fingerprint whose generator holds NaN (checksum recomputed)."""
-    model, _ = load_run(run, learned_prior=False)
+    model, _ = load_run(run)  # the run's own prior
     step = int(torch.load(run / "checkpoint.pt", weights_only=True)["step"])
-    prior = prior_file.attach(model, 2, (128,), 2)
+    prior = attach_learned_prior(model, 2, (128,), 2)
     with torch.no_grad():
         next(prior.generator.parameters()).fill_(float("nan"))
     prior_file.save(run, model, prior, step, {})
@@ -68,15 +68,16 @@ def _write_nan_prior(run: Path) -> None:
 def test_nan_prior_is_refused_by_export_sample_eval_and_load(gmm_run, tmp_path, capsys):
     run = Path(shutil.copytree(gmm_run, tmp_path / "run"))
     _write_nan_prior(run)
-    code, err = _cli(capsys, "export", str(run), "--out", str(tmp_path / "m.safetensors"))
+    # The fitted prior is used only when asked for (--prior fitted); then every reader refuses it.
+    code, err = _cli(capsys, "export", str(run), "--out", str(tmp_path / "m.safetensors"), "--prior", "fitted")
     assert code == 2 and "prior.pt" in _one_line(err) and "NaN" in err
     assert not (tmp_path / "m.safetensors").exists()
-    code, err = _cli(capsys, "sample", str(run), "--out", str(tmp_path / "s.npz"), "-n", "4")
+    code, err = _cli(capsys, "sample", str(run), "--out", str(tmp_path / "s.npz"), "-n", "4", "--prior", "fitted")
     assert code == 2 and "NaN" in _one_line(err) and not (tmp_path / "s.npz").exists()
-    code, err = _cli(capsys, "eval", str(run))
+    code, err = _cli(capsys, "eval", str(run), "--prior", "fitted")
     assert code == 2 and "prior.pt: generator" in _one_line(err)
     with pytest.raises(UserError, match="prior.pt: generator.* holds NaN or infinity; run `flexae fit-prior"):
-        load_run(run)
+        load_run(run, prior="fitted")
 
 
 def test_nan_sampler_is_refused_by_export_and_sample(gmm_run, tmp_path, capsys):
@@ -96,7 +97,8 @@ def test_singular_gmm_covariance_is_detected(gmm_run, tmp_path, capsys):
 
 
 def test_gmm_fit_on_degenerate_codes_is_one_line():
-    from flexae.baselines.deterministic import GaussianMixtureSampler, check_gmm, fit_gmm
+    from flexae.baselines.deterministic import GaussianMixtureSampler, check_gmm
+    from flexae.baselines.deterministic_train import fit_gmm
     from flexae.config import BaselineConfig
 
     sampler = GaussianMixtureSampler(2, 3)
@@ -112,15 +114,27 @@ def test_gmm_fit_on_degenerate_codes_is_one_line():
         check_gmm(torch.tensor([0.5, 0.5]), torch.zeros(2, 3), singular)
 
 
-def test_diverged_fit_prior_stops_with_one_line(gmm_run, tmp_path, capsys):
+def test_diverged_fit_prior_stops_with_one_line(gmm_run, tmp_path, capsys, monkeypatch):
+    from flexae.app import fit_prior
+
     run = Path(shutil.copytree(gmm_run, tmp_path / "run"))
+    # A fit gone wrong: the generator starts with an infinite weight, so its updates turn NaN.
+    real = fit_prior.prior_networks
+
+    def poisoned(*args):
+        generator, critic = real(*args)
+        with torch.no_grad():
+            next(generator.parameters()).fill_(float("inf"))
+        return generator, critic
+
+    monkeypatch.setattr(fit_prior, "prior_networks", poisoned)
     code, err = _cli(capsys, "fit-prior", str(run), "--steps", "3", "--batch-size", "16", "--quiet")
     assert code == 2 and "the prior fit diverged" in _one_line(err)
     assert not (run / "prior.pt").exists()
 
 
 def test_diverged_sampler_fit_is_not_written(gmm_run, tmp_path, monkeypatch):
-    from flexae.runs import samplers
+    from flexae.app import fit_sampler as samplers
 
     run = Path(shutil.copytree(gmm_run, tmp_path / "run"))
     before = (run / "sampler.pt").read_bytes()
