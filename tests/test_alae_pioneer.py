@@ -147,7 +147,7 @@ def test_pioneer_codes_and_prior_lie_on_the_unit_sphere():
 
 
 def test_out_of_range_settings_are_user_errors():
-    for field, value, message in (("alae_beta2", 1.0, "< 1"), ("pioneer_generator_steps", 0, "positive"),
+    for field, value, message in (("alae_beta2", 1.0, r"must lie in \[0, 1\)"), ("pioneer_generator_steps", 0, "positive"),
                                   ("alae_r1_gamma", -1.0, ">= 0")):
         cfg = ModelConfig(name="alae", latent_dim=4)
         setattr(cfg.baseline, field, value)

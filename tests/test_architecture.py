@@ -265,6 +265,9 @@ def test_a_setting_the_model_does_not_have_is_one_line(tmp_path):
     assert out.returncode == 2
     assert "has no setting model.options.depth; its settings: code_weight, width" in out.stderr
     assert "Traceback" not in out.stderr
+    out = _flexae("train", "--model", "tests_pkg.my_model:MyModel", "--dataset", "synthetic-2d", "--steps", "1",
+                  "--set", "model.options.width=0", "--out", str(tmp_path / "r1"), cwd=tmp_path)
+    assert out.returncode == 2 and "model.options.width must be" in out.stderr  # the range it declares
     out = _flexae("train", "--model", "flexae", "--dataset", "synthetic-2d", "--steps", "1",
                   "--set", "model.options.width=3", "--out", str(tmp_path / "r2"), cwd=tmp_path)
     assert out.returncode == 2 and "has no settings of its own" in out.stderr

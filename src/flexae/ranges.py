@@ -164,10 +164,26 @@ def numeric_fields(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return found
 
 
+def _own_ranges(node: Any, prefix: str) -> dict[str, Range]:
+    """The ranges a model of your own declares on its options dataclass (model.options): a field's
+    `metadata={"range": Range(...)}`; its other fields are type-checked only."""
+    options = getattr(getattr(node, "model", None), "options", None)
+    if not dataclasses.is_dataclass(options) or prefix:
+        return {}
+    return {f"model.options.{f.name}": f.metadata["range"] for f in dataclasses.fields(options)
+            if isinstance(f.metadata.get("range"), Range)}
+
+
 def check_ranges(node: Any, prefix: str = "") -> None:
     """One generic loop: every numeric field of `node` (a RunConfig, or a section with its `prefix`)
     within its declared range; None (an optional field left unset) passes."""
+    own = _own_ranges(node, prefix)
     for key, value in numeric_fields(node, prefix):
+        if key.startswith("model.options."):  # a model's own settings: the ranges it declares
+            declared = own.get(key)
+            if declared is not None and value is not None and (problem := declared.problem(value)) is not None:
+                raise UserError(f"{key} {problem}")
+            continue
         declared = range_of(key)
         if declared is None:
             raise AssertionError(f"config field {key} has no declared range in flexae.validation.RANGES")

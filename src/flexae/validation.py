@@ -22,7 +22,7 @@ from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
 from flexae.data.user import MEMORY, check_image_shape, check_side, is_user_data, user_data_path
 from flexae.errors import UserError
 from flexae.ranges import MAX_THREADS_PER_CPU, check_ranges, validate_baseline_config
-from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, spec
+from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, resolve, spec
 from flexae.trust import check_import, mark_from_file
 
 CHANNELS_LAST = ("auto", "on", "off")
@@ -207,7 +207,8 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     _choice("train.best_metric", t.best_metric, ("fid", "kid"))
     _choice("train.best_split", t.best_split, BEST_SPLITS)
     _choice("train.batchnorm_stats", t.batchnorm_stats, BATCHNORM_STATS)
-    if t.batchnorm_stats not in getattr(spec(m.name).trainer, "batchnorm_stats_choices", ("own",)):
+    trainer = resolve(spec(m.name).trainer) if t.batchnorm_stats != "own" else None  # "own": nothing imported
+    if trainer is not None and t.batchnorm_stats not in getattr(trainer, "batchnorm_stats_choices", ("own",)):
         raise UserError(f"train.batchnorm_stats={t.batchnorm_stats!r} exists for the models of Algorithm 1 "
                         f"(flexae, flexae-sr, wae, wae-gmm); {m.name} keeps 'own'")
 

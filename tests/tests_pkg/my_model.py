@@ -4,20 +4,21 @@ run's config.json records the reference, so resume and sample rebuild it in a fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from flexae import losses
 from flexae.models import AutoEncoder
 from flexae.priors import StandardNormalPrior
+from flexae.ranges import Range
 from flexae.registry import ModelSpec
 from flexae.training.steps import Trainer, make_adam, update
 
 
 @dataclass
 class Options:
-    width: int = 8          # hidden units of the one-hidden-layer encoder and decoder
+    width: int = field(default=8, metadata={"range": Range(1, 4096)})  # hidden units of encoder and decoder
     code_weight: float = 0.0  # weight of mean ||z||^2 added to L_AE
 
 
