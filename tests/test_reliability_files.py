@@ -208,7 +208,7 @@ def image_run(tmp_path_factory) -> Path:
 
 
 def test_eval_json_records_the_step_and_refuses_a_run_that_changed(image_run, tmp_path, monkeypatch):
-    from flexae.evaluation import run as eval_run
+    from flexae.app import evaluate as eval_run
     from flexae.app.train import resume
 
     run = Path(shutil.copytree(image_run, tmp_path / "images"))

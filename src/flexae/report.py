@@ -217,7 +217,8 @@ def metric_n(run: RunRecords, key: str) -> int | None:
 
     fid / kid: train.eval_images generated vs test images; fd: every synthetic test point
     (flexae.app.train.synthetic_metrics); w_latent: train.eval_samples codes vs prior samples."""
-    train = run.config.get("train", {})
+    train = run.config.get("train", {}) if isinstance(run.config, dict) else {}
+    train = train if isinstance(train, dict) else {}  # an edited config.json: no sample sizes shown
     base = key.split(".")[0]
     if base in ("fid", "kid", "kid_std") and train.get("eval_images"):
         return int(train["eval_images"])

@@ -6,26 +6,30 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 from flexae.config import RunConfig
+from flexae.errors import UserError
+from flexae.files import first_line
 from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, METRICS_NAME
 
 
 def saved_config(run_dir: Path) -> dict[str, Any]:
-    """RUN_DIR/config.json as a dict, or {} if it is missing or damaged (a warning says which):
-    a damaged folder is then simply trained again."""
+    """RUN_DIR/config.json as a dict ({} if there is none); a damaged one (edited, cut short) is a
+    one-line UserError: the folder is not replaced without the user's word (`--overwrite` only
+    replaces what it recognises as a run)."""
     path = Path(run_dir) / CONFIG_NAME
+    fix = f"delete {path.parent} to train that run again"
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:  # garbled, truncated, a folder in its place
-        warnings.warn(f"{path} is unreadable ({exc}); training that run again")
-        return {}
-    return value if isinstance(value, dict) else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # garbled, truncated, a folder in its place
+        raise UserError(f"{path}: not readable JSON ({first_line(exc)}); {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(value).__name__}; {fix}")
+    return value
 
 
 def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
