@@ -28,4 +28,3 @@ LOCK_NAME = ".lock"
 
 OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, PRIOR_NAME, EVAL_JSON, EVAL_MD,
                "eval-best.json", "eval-best.md")
-OWNED_DIRS = (GRIDS_DIR, TENSORBOARD_DIR)  # the lock file is never removed: see flexae.runs.folder
