@@ -175,7 +175,10 @@ def test_fid_with_a_read_only_empty_cache_computes_without_caching(tmp_path, cap
 def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(SRC))
     process = subprocess.Popen([sys.executable, "-m", "flexae", *_train_args(tmp_path / "run", "--steps", "500")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               # a shell without job control starts background jobs with SIGINT
+                               # ignored, and Python then never raises KeyboardInterrupt
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(0.5)  # inside the imports (torch takes seconds), or later in the training loop
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=120)[1].decode()

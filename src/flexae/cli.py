@@ -647,6 +647,27 @@ if _START_UP_SIGINT:  # imports done: Ctrl-C is a KeyboardInterrupt again (click
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _import_torch_uninterrupted(args: list[str]) -> None:
+    """Import numpy and torch (seconds) with Ctrl-C ending the process at once: one line, exit 130.
+
+    Commands import them lazily, so that `--help` is instant. A KeyboardInterrupt raised inside
+    their half-done import leaves numpy broken (the next `import numpy` recurses until a
+    RecursionError) or lands in code that torch runs through `PyRun_String`, after which Python ends
+    itself by SIGINT whatever exit code `main` asks for. Nothing has been written yet, so exiting at
+    once loses nothing.
+    """
+    if ({"--help", "-h", "--version"} & set(args) or "torch" in sys.modules
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return
+    signal.signal(signal.SIGINT, _interrupted_at_start_up)
+    try:
+        import numpy  # noqa: F401
+        import torch  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -654,20 +675,49 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(cli.get_help(click.Context(cli, info_name="flexae")))
         sys.exit(0)
     try:
+        _import_torch_uninterrupted(args)
         with _one_line_warnings():
             cli.main(args=args, prog_name="flexae", standalone_mode=False)
     except (UserError, click.ClickException) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         click.echo(f"flexae: error: {message}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # Ctrl-C (click turns it into Abort)
         click.echo("flexae: aborted", err=True)
+        if argv is None and _from_ctrl_c(exc):
+            _exit_at_once(130)
         sys.exit(130)
     except TrainingStopped as exc:  # SIGINT/SIGTERM: the checkpoint is saved, but the run did not finish
         click.echo(f"flexae: {exc}", err=True)
         # 128 + the signal, as a shell reports a process the signal ended: `flexae train ... &&
         # flexae eval ...` must not go on to evaluate a half-trained run.
         sys.exit(128 + int(getattr(signal.Signals, exc.signal_name, signal.SIGINT)))
+
+
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, a KeyboardInterrupt (click re-raises it as Abort)."""
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _exit_at_once(code: int) -> None:
+    """End the process with ``code`` now, streams flushed.
+
+    ``sys.exit`` cannot be trusted after a Ctrl-C: if the KeyboardInterrupt went through code that
+    Python ran from a string (``exec`` of a source string: dataclasses and namedtuples build their
+    methods so, as does torch), CPython remembers it as unhandled and, once ``main`` returns, ends
+    itself by SIGINT (-2) whatever exit code was asked for. Every ``finally`` has run by now, and
+    writes go through temporary files, so skipping interpreter teardown loses nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
+            pass
+    os._exit(code)
 
 
 @contextlib.contextmanager
