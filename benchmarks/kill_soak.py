@@ -3,17 +3,20 @@ final state is identical to an uninterrupted run and that no temporary file is l
 
     python benchmarks/kill_soak.py --kills 20 --seed 0      # prints one line per kill and a summary
 
-The kills are spread over three commands on tiny CPU runs: `flexae train` (synthetic-5d, a
+The kills are spread over four commands on tiny CPU runs: `flexae train` (synthetic-5d, a
 checkpoint every 2 iterations, so many kills land while checkpoint.pt is being written; the script
-counts those), `flexae fit-sampler` of an ae-gmm run (its ex-post GMM fit) and `flexae fit-prior`
-of a wae run. (Not a 2s-vae run: its second-stage fit draws its reparameterisation noise from the
+counts those), `flexae fit-sampler` of an ae-gmm run (its ex-post GMM fit), `flexae fit-prior`
+of a wae run, and `flexae eval` (FID, n = 30) of an ae-gmm run on 16 x 16 images of an npy file,
+with its own Inception feature cache, which is checked for temporaries too. (Not a 2s-vae run: its second-stage fit draws its reparameterisation noise from the
 unseeded global RNG, so two uninterrupted `fit-sampler` runs already differ; see docs/reliability.md.) "Identical" means every tensor of checkpoint.pt (weights, optimizer states, RNG),
-sampler.pt or prior.pt equal bit for bit to the uninterrupted run's. Exit status 1 if any check fails.
+sampler.pt or prior.pt equal bit for bit to the uninterrupted run's, and eval.json equal to it. Exit status 1 if any check fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import shutil
 import signal
@@ -23,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 TRAIN = ["--dataset", "synthetic-5d", "--latent-dim", "8", "--seed", "3", "--quiet",
@@ -30,9 +34,13 @@ TRAIN = ["--dataset", "synthetic-5d", "--latent-dim", "8", "--seed", "3", "--qui
          "--set", "train.eval_samples=50", "--set", "train.cpu_threads=1"]
 
 
+EVAL = ["eval", "--n", "30", "--metrics", "fid", "--quiet"]
+CACHE_ENV: dict[str, str] = {}  # FLEXAE_CACHE_DIR of every command: the soak's own feature cache
+
+
 def flexae(*args: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "flexae", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **CACHE_ENV})
 
 
 def finish(proc: subprocess.Popen) -> None:
@@ -58,8 +66,16 @@ def same_file(a: Path, b: Path) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def same_json(a: Path, b: Path) -> bool:
+    """eval.json files equal apart from the run folder's own path."""
+    ja, jb = (json.loads(p.read_text()) for p in (a, b))
+    ja.pop("run", None), jb.pop("run", None)
+    return ja == jb
+
+
 def temporaries(run: Path) -> list[Path]:
-    return sorted(p for p in run.rglob("*.tmp"))
+    folders = [run, *(Path(d) for d in CACHE_ENV.values())]
+    return sorted(p for folder in folders for p in folder.rglob("*.tmp"))
 
 
 def kill_once(command: list, run: Path, rng: random.Random, watch: str, max_wait: float) -> bool:
@@ -87,9 +103,17 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="flexae-soak-"))
+    CACHE_ENV["FLEXAE_CACHE_DIR"] = str(root / "cache")
     failures, in_writes = 0, 0
     try:
         print(f"reference runs in {root}", flush=True)
+        images = root / "images.npy"  # 300 random 16 x 16 greyscale images: 30 of them held out as test
+        np.save(images, (np.random.default_rng(0).random((300, 16, 16)) * 255).astype(np.uint8))
+        finish(flexae("train", "--model", "ae-gmm", "--dataset", f"npy:{images}", "--steps", 2, "--seed", 3,
+                      "--quiet", "--out", root / "base-eval", "--set", "train.cpu_threads=1",
+                      "--set", "model.baseline.expost_gmm_components=2"))
+        shutil.copytree(root / "base-eval", root / "ref-eval")
+        finish(flexae(EVAL[0], root / "ref-eval", *EVAL[1:]))
         finish(flexae("train", "--model", "flexae", "--steps", args.steps, "--out", root / "ref-train", *TRAIN))
         for model, sidecar, fit in (("ae-gmm", "sampler.pt", ["fit-sampler", "--quiet"]),
                                     ("wae", "prior.pt", ["fit-prior", "--steps", "300", "--quiet"])):
@@ -97,7 +121,7 @@ def main() -> int:
             finish(flexae("train", "--model", model, "--steps", 6, "--out", root / f"base-{model}", *TRAIN, *extra))
             shutil.copytree(root / f"base-{model}", root / f"ref-{model}")
             finish(flexae(fit[0], root / f"ref-{model}", *fit[1:]))
-        kinds = ["train"] * (args.kills - 2 * (args.kills // 5)) + ["fit-sampler", "fit-prior"] * (args.kills // 5)
+        kinds = ["train"] * (args.kills - 3 * (args.kills // 5)) + ["fit-sampler", "fit-prior", "eval"] * (args.kills // 5)
         rng.shuffle(kinds)
         state = {}
         for i, kind in enumerate(kinds, 1):
@@ -109,6 +133,12 @@ def main() -> int:
                          ["train", "--model", "flexae", "--steps", args.steps, "--out", run, "--overwrite", *TRAIN])
                 finish(flexae(*again))
                 ok = same_file(run / "checkpoint.pt", root / "ref-train" / "checkpoint.pt")
+            elif kind == "eval":
+                run = root / f"eval-{i}"
+                shutil.copytree(root / "base-eval", run)
+                in_write = kill_once([EVAL[0], run, *EVAL[1:]], run, rng, "eval", 20.0)
+                finish(flexae(EVAL[0], run, *EVAL[1:]))
+                ok = same_json(run / "eval.json", root / "ref-eval" / "eval.json")
             else:
                 model, sidecar, fit = (("ae-gmm", "sampler.pt", ["fit-sampler", "--quiet"])
                                        if kind == "fit-sampler" else
