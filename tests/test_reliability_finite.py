@@ -62,7 +62,7 @@ def _write_nan_prior(run: Path) -> None:
     prior = attach_learned_prior(model, 2, (128,), 2)
     with torch.no_grad():
         next(prior.generator.parameters()).fill_(float("nan"))
-    prior_file.save(run, model, prior, step, {})
+    prior_file.save(run, "fitted", "adversarial", {"noise_dim": 2}, model, prior, step, {})
 
 
 def test_nan_prior_is_refused_by_export_sample_eval_and_load(gmm_run, tmp_path, capsys):

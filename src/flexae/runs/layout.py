@@ -8,7 +8,10 @@
                      run is given, or load_run(RUN_DIR, checkpoint="best"))
     metrics.json     the final evaluation of a synthetic run
     sampler.pt       the fitted ex-post sampler of a baseline that has one (flexae.app.fit_sampler)
-    prior.pt         a FlexAE prior learned after training on the frozen codes (`flexae fit-prior`)
+    prior.pt         a FlexAE prior learned after training on the frozen codes (`flexae fit-prior`);
+                     the prior named "fitted" (flexae.runs.prior_file)
+    priors/NAME.pt   the other priors fitted after training, one file per name (`fit-prior --name`)
+    compare-priors.json/.md, grids/priors-NAME.png   `flexae compare-priors` results and sample grids
     eval.json/.md    `flexae eval` results
     grids/           image runs: samples-<step>.png and reconstructions-<step>.png
     tensorboard/     with train.tensorboard: event files of the logged numbers and the grids
@@ -22,9 +25,22 @@ BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.json"
 SAMPLER_NAME = "sampler.pt"
 PRIOR_NAME = "prior.pt"
+PRIORS_DIR, PRIOR_SUFFIX = "priors", ".pt"
+COMPARE_JSON, COMPARE_MD = "compare-priors.json", "compare-priors.md"
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
 GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
 LOCK_NAME = ".lock"
 
 OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, PRIOR_NAME, EVAL_JSON, EVAL_MD,
                "eval-best.json", "eval-best.md")
+
+
+def prior_file_name(name: str) -> str:
+    """The run-relative file of the fitted prior `name` (checked by flexae.runs.prior_file):
+    "fitted", what `flexae fit-prior RUN` writes and older runs have, is prior.pt."""
+    return PRIOR_NAME if name == "fitted" else f"{PRIORS_DIR}/{name}{PRIOR_SUFFIX}"
+
+
+def prior_grid_name(name: str) -> str:
+    """The sample grid of prior `name` written by `flexae compare-priors`, under GRIDS_DIR."""
+    return f"{GRIDS_DIR}/priors-{name}.png"
