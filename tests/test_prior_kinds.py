@@ -105,7 +105,7 @@ def test_a_pickle_planted_as_a_named_prior_is_refused_without_running_it(wae_run
         with pytest.raises(UserError, match=f"cannot load learned prior .*{name}.pt"):
             load_run(wae_run, prior=name)
     assert not marker.exists()
-    with pytest.raises(UserError, match="no fitted prior named 'nothing'.*it has: "):
+    with pytest.raises(UserError, match="no fitted prior named 'nothing' .*it has: "):
         load_run(wae_run, prior="nothing")
     with pytest.raises(UserError, match="prior must be 'own', 'fitted' or the name"):
         load_run(wae_run, prior="../escape")
@@ -124,7 +124,7 @@ def test_sample_eval_and_export_choose_a_prior_by_name_on_the_command_line(wae_r
     model, _ = load_run(wae_run, prior="gmm3")
     g = lambda: torch.Generator().manual_seed(2)  # noqa: E731
     assert torch.equal(exported.generate(4, g()), model.generate(4, g()))
-    with pytest.raises(UserError, match="holds the prior 'gmm3'.*--prior gmm3"):
+    with pytest.raises(UserError, match="holds a prior fitted after training.*--prior gmm3"):
         load_run(out)
 
 
@@ -134,12 +134,12 @@ def test_compare_priors_fits_every_kind_on_the_same_codes_and_writes_a_table(wae
                                       "--ode-steps", "4", "--quiet"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     table = json.loads((wae_run / "compare-priors.json").read_text())
-    assert [row["name"] for row in table["priors"]] == ["own", "gmm", "flow-matching", "2s-vae", "fitted"]
+    assert [row["name"] for row in table["rows"]] == ["own", "gmm", "flow-matching", "2s-vae", "fitted"]
     assert table["codes"] == 256
-    for row in table["priors"]:
+    for row in table["rows"]:
         assert row["latent"]["w1_prior"] > 0 and "mmd_prior" in row["latent"]
     # A GMM fitted to the codes beats N(0, I), the WAE's own prior, in latent W1.
-    w1 = {row["name"]: row["latent"]["w1_prior"] for row in table["priors"]}
+    w1 = {row["name"]: row["latent"]["w1_prior"] for row in table["rows"]}
     assert w1["gmm"] < w1["own"]
     md = (wae_run / "compare-priors.md").read_text()
     assert md.count("\n| ") == 6 and "Latent W1" in md  # header and 5 rows

@@ -602,17 +602,40 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @cli.command("export")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
-@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write, or the folder (--format folder).")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "folder"]), default="safetensors", show_default=True,
+              help="safetensors: one file; folder: config.json, model.safetensors, prior.safetensors, eval.json and "
+                   "a README.md model card, for flexae.from_pretrained and the Hub.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file (or the exported files in the folder).")
 @_prior_option
 @click.option("--with-critics", is_flag=True,
-              help="Also write the critics (every weight of the model); default: what generation uses.")
-def export_cmd(run_dir, out, overwrite, prior, with_critics) -> None:
+              help="Also write the critics (every weight of the model); default: what generation uses (one file only).")
+def export_cmd(run_dir, out, fmt, overwrite, prior, with_critics) -> None:
     """Write a run's generation weights (encoder, decoder, prior or fitted sampler; config as
-    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it."""
+    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it.
+    With --format folder: a folder that flexae.from_pretrained(DIR) loads (and `flexae push` uploads)."""
+    if fmt == "folder":
+        from flexae.app.pretrained import export_folder
+        if with_critics:
+            raise UserError("--with-critics applies to --format safetensors only (a published folder generates)")
+        click.echo(f"wrote {export_folder(run_dir, out, prior, overwrite)}")
+        return
     from flexae.app.export import export_weights
 
     click.echo(f"wrote {export_weights(run_dir, out, overwrite, prior, with_critics=with_critics)}")
+
+
+@cli.command("push")
+@_trust_code_option
+@click.argument("run_dir", type=_PATH)
+@click.option("--repo-id", required=True, help="Hugging Face Hub repository, owner/name (created if needed).")
+@_prior_option
+@click.option("--private", is_flag=True, help="Create the repository private.")
+def push_cmd(run_dir, repo_id, prior, private) -> None:
+    """Upload a run, exported as a folder (`flexae export --format folder`), to the Hugging Face Hub;
+    needs the optional huggingface_hub package (pip install 'flexae[hub]') and its login."""
+    from flexae.app.pretrained import push
+    click.echo(f"uploaded to {push(run_dir, repo_id, prior, private)}")
 
 
 @cli.command("report")

@@ -48,8 +48,7 @@ def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KIND
     run_dir = checkpoint_path(run_dir).parent
     data = load_for_config(cfg.train, data_dir)
     image_eval = _ImageProtocol(data, n, mode, weights, device, progress) if data.is_image else None
-    fit = dataclasses.replace(fit, batch_size=fit.batch_size or cfg.train.batch_size,
-                              noise_dim=fit.noise_dim or cfg.model.noise_dim)
+    fit = dataclasses.replace(fit, noise_dim=fit.noise_dim or cfg.model.noise_dim)  # G_psi's m': the run's
     own_prior, rows = model.prior, []
     with RunFolderLock(run_dir):  # the fitted priors are saved into the run
         for kind in kinds:
@@ -77,7 +76,7 @@ def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KIND
     model.prior = own_prior
     results = {"run": str(run_dir), "model": cfg.model.name, "dataset": cfg.train.dataset, "step": int(state["step"]),
                "codes": int(codes.shape[0]), "seed": seed, "fit": dataclasses.asdict(fit),
-               "protocol": _protocol(image_eval), "priors": rows}
+               "protocol": _protocol(image_eval), "rows": rows}
     markdown = table_markdown(results)
     atomic_write_text(run_dir / COMPARE_JSON, json.dumps(results, indent=2) + "\n")
     atomic_write_text(run_dir / COMPARE_MD, markdown)
@@ -140,7 +139,7 @@ def table_markdown(results: dict[str, Any]) -> str:
     lines = [f"Priors compared on {results['codes']} codes of {results['run']} ({results['model']}, "
              f"{results['dataset']}, step {results['step']}, seed {results['seed']}).", "", head,
              "|" + "---|" * (head.count("|") - 1)]
-    for row in results["priors"]:
+    for row in results["rows"]:
         cells = [row["name"], row["kind"], f"{row['latent']['w1_prior']:.4g}", f"{row['latent']['mmd_prior']:.4g}"]
         if images:
             cells += [f"{row['fid']:.2f}", f"{row['kid']:.4f}"]

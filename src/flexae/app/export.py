@@ -131,7 +131,7 @@ def _left_out(path: Path) -> list[str]:
     return names
 
 
-def _load_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out: list[str], path: Path) -> None:
+def load_checked_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out: list[str], path: Path) -> None:
     """Load the file's tensors; only the weights of the modules it says it left out may be missing."""
     try:
         result = model.load_state_dict(tensors, strict=False)
@@ -180,7 +180,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
     fitted = held_prior(path)
     held = prior_file.OWN if fitted is None else fitted["name"]
     if held != prior:
-        what = "the run's own prior" if fitted is None else f"the prior {held!r} fitted after training"
+        what = "the run's own prior" if fitted is None else "a prior fitted after training"
         raise UserError(f"{path} holds {what}, not prior={prior!r}; load it with prior={held!r} (--prior {held})")
     if fitted is not None:  # a prior fitted after training replaces the model's own
         model.prior = build_prior(fitted["kind"], fitted["settings"], run_data_shape(cfg.train, path),
@@ -190,5 +190,5 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes
         raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
     require_finite(tensors, path, "these weights cannot be used (export the run again)")
-    _load_tensors(model, tensors, _left_out(path), path)
+    load_checked_tensors(model, tensors, _left_out(path), path)
     return model.to(device).eval(), cfg

@@ -28,7 +28,7 @@ from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
 from flexae.finite import require_finite
 from flexae.runs.checkpoint import tensor_digest
-from flexae.runs.layout import PRIOR_NAME, PRIORS_DIR, PRIOR_SUFFIX, prior_file_name
+from flexae.runs.layout import PRIOR_NAME, PRIORS_DIR, prior_file_name, prior_name_of
 from flexae.runs.sampler_file import first_stage_fingerprint
 
 OWN, DEFAULT_NAME = "own", "fitted"
@@ -63,8 +63,8 @@ def fitted_names(run_dir: Path) -> list[str]:
     found = [DEFAULT_NAME] if (run_dir / PRIOR_NAME).is_file() else []
     folder = run_dir / PRIORS_DIR
     if folder.is_dir():
-        found += sorted(p.name[:-len(PRIOR_SUFFIX)] for p in folder.glob(f"*{PRIOR_SUFFIX}")
-                        if p.is_file() and _NAME.fullmatch(p.name[:-len(PRIOR_SUFFIX)]))
+        names = (prior_name_of(p.name) for p in folder.iterdir() if p.is_file())
+        found += sorted(n for n in names if n and _NAME.fullmatch(n) and n != OWN)
     return found
 
 
@@ -120,7 +120,7 @@ def read(path: Path) -> dict[str, Any]:
         raise UserError(f"cannot load learned prior {path} ({first_line(exc)}); {refit}") from None
     if state.get("checksum") != expected:
         raise UserError(f"{path} is damaged (its contents do not match their checksum); {refit}")
-    require_finite({"prior": checked["tensors"]}, path, refit)
+    require_finite(checked["tensors"], path, refit)
     return checked
 
 
@@ -139,7 +139,8 @@ def matching_state(model: nn.Module, run_dir: Path, step: int, name: str = DEFAU
         if required:
             others = [n for n in fitted_names(run_dir) if n != name]
             known = f" (it has: {', '.join(others)})" if others else ""
-            raise UserError(f"{run_dir} has no fitted prior named {name!r} ({prior_file_name(name)}){known}; run "
+            named = "" if name == DEFAULT_NAME else f" named {name!r}"
+            raise UserError(f"{run_dir} has no fitted prior{named} ({prior_file_name(name)}){known}; run "
                             f"`{refit}` first, or use the run's own prior (--prior own)")
         return None
     state = read(path)
