@@ -20,6 +20,7 @@ _LAZY = {
     "load_dataset": "flexae.data",
     "fit_prior": "flexae.app.fit_prior", "fit_prior_run": "flexae.app.fit_prior",
     "compare_priors": "flexae.app.compare_priors", "from_pretrained": "flexae.app.pretrained",
+    "fid": "flexae.metrics.api", "kid": "flexae.metrics.api", "prd": "flexae.metrics.api",
 }
 
 __all__ = ["ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]

@@ -33,6 +33,7 @@ GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
 LOCK_NAME = ".lock"
 
 OWNED_FILES = (CONFIG_NAME, LOG_NAME, CHECKPOINT_NAME, BEST_NAME, METRICS_NAME, SAMPLER_NAME, PRIOR_NAME, EVAL_JSON, EVAL_MD,
+               COMPARE_JSON, COMPARE_MD,
                "eval-best.json", "eval-best.md")
 
 
