@@ -146,3 +146,27 @@ def test_compare_priors_fits_every_kind_on_the_same_codes_and_writes_a_table(wae
     with pytest.raises(UserError, match="prior kind must be one of"):
         from flexae.app.compare_priors import compare_priors
         compare_priors(wae_run, ("gmm", "vampprior"))
+
+
+@pytest.mark.slow
+def test_compare_priors_on_an_image_run_adds_fid_kid_and_a_grid_per_prior(tmp_path: Path) -> None:
+    import numpy as np
+    np.save(tmp_path / "digits.npy", np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    runner, run = CliRunner(), tmp_path / "run"
+    result = runner.invoke(cli, ["train", "--model", "ae-gmm", "--dataset", f"npy:{tmp_path / 'digits.npy'}",
+                                 "--steps", "2", "--batch-size", "4", "--latent-dim", "4", "--out", str(run), "--quiet",
+                                 "--set", "train.grid_every=0", "--set", "model.baseline.expost_gmm_components=2"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with pytest.warns(UserWarning, match="FID from 4 samples"):
+        result = runner.invoke(cli, ["compare-priors", str(run), "--kinds", "own,gmm,flow-matching", "--n", "4",
+                                     "--steps", "3", "--components", "2", "--width", "8", "--ode-steps", "2",
+                                     "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = json.loads((run / "compare-priors.json").read_text())
+    assert table["protocol"]["images"]["n"] == 4 and table["protocol"]["images"]["mode"] == "pytorch-fid"
+    rows = {row["name"]: row for row in table["rows"]}
+    # The GMM kind with the run's own settings and seed is the run's own ex-post GMM: the same numbers.
+    assert rows["gmm"]["fid"] == pytest.approx(rows["own"]["fid"]) and rows["flow-matching"]["fid"] > 0
+    for name in rows:
+        assert (run / "grids" / f"priors-{name}.png").stat().st_size > 0

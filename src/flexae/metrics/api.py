@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -55,9 +55,10 @@ def _provenance(n_a: int | None, n_b: int | None, weights: str, mode: str, preci
 
 def fid(a: Any, b: Any, *, ci: int = 0, seed: int = 0, data_dir: str | None = None, weights: str | None = None,
         mode: str = "pytorch-fid", device: str = "auto", batch_size: int = 50, precision: str = "auto",
-        progress: bool = False) -> dict[str, Any]:
+        progress: bool = False, make_extractor: Callable[[], Any] | None = None) -> dict[str, Any]:
     """FID of `a` (generated) against `b` (real); either may be a statistics file. `ci` > 0: a 95%
-    bootstrap interval ("ci95") from that many resamplings (with replacement) of both feature sets."""
+    bootstrap interval ("ci95") from that many resamplings (with replacement) of both feature sets.
+    `make_extractor` (the CLI's) replaces the network settings."""
     from flexae.metrics.fid import fid_bias_warning, fid_from_features, fid_from_stats
     from flexae.metrics.stats import common_provenance
     if ci < 0:
@@ -66,7 +67,7 @@ def fid(a: Any, b: Any, *, ci: int = 0, seed: int = 0, data_dir: str | None = No
     features: list[np.ndarray | None] = [None, None]
     stats = list(inputs)
     if not all(isinstance(x, FeatureStats) for x in inputs):
-        extractor = _extractor(weights, mode, device, batch_size, precision, progress)
+        extractor = (make_extractor or (lambda: _extractor(weights, mode, device, batch_size, precision, progress)))()
         for i, x in enumerate(inputs):
             if not isinstance(x, FeatureStats):
                 features[i] = extractor(x).numpy().astype(np.float64)
