@@ -86,18 +86,19 @@ def fit_flow_matching(prior: FlowMatchingPrior, codes: Tensor, steps: int = 5000
         xt = (1 - t[:, None]) * x0 + t[:, None] * x1
         loss = update(optimizer, (prior.velocity(xt, t) - (x1 - x0)).pow(2).mean())
     prior.eval()
-    _check_converged(prior, nn.Identity(), {"loss_fm": loss}, steps)
+    _check_converged(prior, nn.Identity(), {"loss_fm": loss}, steps, "lower the flow-matching lr")
     return {"steps": float(steps), "loss_fm": float(loss)}
 
 
-def _check_converged(prior: nn.Module, critic: nn.Module, last: dict[str, Tensor], steps: int) -> None:
+def _check_converged(prior: nn.Module, critic: nn.Module, last: dict[str, Tensor], steps: int,
+                     hint: str = "lower optim.gen.lr / optim.critic.lr or raise optim.gp_weight") -> None:
     """A fit whose losses or weights went NaN / infinite stops with one line (before the exact W1
     of its samples, which cannot be computed then, and before anything is written)."""
     bad = nonfinite_names({"loss": dict(last), "generator": prior.state_dict(), "critic": critic.state_dict()})
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise UserError(f"the prior fit diverged: {bad[0]}{more} is NaN or infinite after {steps} steps; "
-                        f"nothing was written (lower optim.gen.lr / optim.critic.lr or raise optim.gp_weight)")
+                        f"nothing was written ({hint})")
 
 
 @torch.no_grad()
