@@ -86,8 +86,10 @@ def test_load_run_uses_the_fitted_prior_only_when_asked(wae_with_prior: Path, tm
     (wae_with_prior / "prior.pt").unlink()
     with pytest.raises(UserError, match=r"has no fitted prior \(prior.pt\); run `flexae fit-prior"):
         load_run(wae_with_prior, prior="fitted")
-    with pytest.raises(UserError, match="prior must be one of own, fitted"):
-        load_run(wae_with_prior, prior="learned")
+    with pytest.raises(UserError, match="has no fitted prior named 'learned'.*fit-prior .* --name learned"):
+        load_run(wae_with_prior, prior="learned")   # a name `fit-prior --name` could have written
+    with pytest.raises(UserError, match="prior must be 'own', 'fitted' or the name of a prior"):
+        load_run(wae_with_prior, prior="../prior")
 
 
 def test_cli_prior_option_for_sample_export_and_eval(tmp_path: Path) -> None:

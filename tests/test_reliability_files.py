@@ -236,7 +236,7 @@ def test_fit_prior_with_a_seed_is_reproducible(run):
         torch.manual_seed(global_seed)
         fit_prior_run(run, steps=2, fit_points=64, batch_size=16, seed=3, progress=False)
         priors.append(torch.load(run / "prior.pt", weights_only=True))
-    first, second = (p["generator"] for p in priors)  # G_psi's weights
+    first, second = (p["tensors"] for p in priors)  # G_psi's weights
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     codes = torch.randn(64, 2)
     samples = []

@@ -62,7 +62,7 @@ def _write_nan_prior(run: Path) -> None:
     prior = attach_learned_prior(model, 2, (128,), 2)
     with torch.no_grad():
         next(prior.generator.parameters()).fill_(float("nan"))
-    prior_file.save(run, model, prior, step, {})
+    prior_file.save(run, "fitted", "adversarial", {"noise_dim": 2}, model, prior, step, {})
 
 
 def test_nan_prior_is_refused_by_export_sample_eval_and_load(gmm_run, tmp_path, capsys):
@@ -115,11 +115,11 @@ def test_gmm_fit_on_degenerate_codes_is_one_line():
 
 
 def test_diverged_fit_prior_stops_with_one_line(gmm_run, tmp_path, capsys, monkeypatch):
-    from flexae.app import fit_prior
+    from flexae.nets import factory
 
     run = Path(shutil.copytree(gmm_run, tmp_path / "run"))
     # A fit gone wrong: the generator starts with an infinite weight, so its updates turn NaN.
-    real = fit_prior.prior_networks
+    real = factory.prior_networks
 
     def poisoned(*args):
         generator, critic = real(*args)
@@ -127,7 +127,7 @@ def test_diverged_fit_prior_stops_with_one_line(gmm_run, tmp_path, capsys, monke
             next(generator.parameters()).fill_(float("inf"))
         return generator, critic
 
-    monkeypatch.setattr(fit_prior, "prior_networks", poisoned)
+    monkeypatch.setattr(factory, "prior_networks", poisoned)
     code, err = _cli(capsys, "fit-prior", str(run), "--steps", "3", "--batch-size", "16", "--quiet")
     assert code == 2 and "the prior fit diverged" in _one_line(err)
     assert not (run / "prior.pt").exists()

@@ -4,6 +4,7 @@
     run = train(RunConfig(ModelConfig("flexae", latent_dim=50), train=TrainConfig(steps=3000)), "runs/a")
     model, cfg = load_run(run)
     images = sample(model, 16, seed=0)    # image runs; model.generate(16) for any run
+    model = from_pretrained("exported/a")  # a folder of `flexae export --format folder` (or a Hub id)
 
 The functions are imported on first use, so `import flexae` (and the CLI) starts fast.
 """
@@ -18,6 +19,8 @@ _LAZY = {
     "sample": "flexae.inference", "reconstruct": "flexae.inference", "interpolate": "flexae.inference",
     "load_dataset": "flexae.data",
     "fit_prior": "flexae.app.fit_prior", "fit_prior_run": "flexae.app.fit_prior",
+    "compare_priors": "flexae.app.compare_priors", "from_pretrained": "flexae.app.pretrained",
+    "fid": "flexae.metrics.api", "kid": "flexae.metrics.api", "prd": "flexae.metrics.api",
 }
 
 __all__ = ["ModelConfig", "OptimConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]

@@ -320,25 +320,88 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 @cli.command("fit-prior")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
+@click.option("--kind", type=click.Choice(["adversarial", "gmm", "flow-matching", "2s-vae"]), default="adversarial",
+              show_default=True, help="adversarial: the paper's G_psi + WGAN-GP latent critic; gmm: a full-covariance "
+                                      "GMM; flow-matching: an MLP velocity field, ODE-sampled; 2s-vae: a second-stage VAE.")
+@click.option("--name", default=None, help="Saved under this name, beside the run's other priors (--prior NAME); "
+                                           "default: 'fitted' (prior.pt) for adversarial, else the kind.")
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True,
-              help="Prior-fit iterations (each: optim.critic_steps critic updates, one generator update).")
+              help="Fit iterations (adversarial: each optim.critic_steps critic updates and one generator update).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Codes per update; default: the run's.")
 @click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training images encoded for the fit; 0 = all.")
-@click.option("--noise-dim", type=click.IntRange(min=1), default=None, help="m' of G_psi; default: the run's, else m.")
+@click.option("--noise-dim", type=click.IntRange(min=1), default=None,
+              help="adversarial: m' of G_psi; default: the run's, else m.")
+@click.option("--components", type=click.IntRange(min=1), default=10, show_default=True, help="gmm: components.")
+@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True,
+              help="flow-matching, 2s-vae: MLP width.")
+@click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
+              help="flow-matching, 2s-vae: hidden layers.")
+@click.option("--ode-steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="flow-matching: fixed ODE solver steps.")
+@click.option("--solver", type=click.Choice(["euler", "midpoint"]), default="midpoint", show_default=True,
+              help="flow-matching: the ODE solver.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
 @click.option("--seed", type=int, default=None, help="Default: the run's seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fit_prior_cmd(run_dir, steps, batch_size, fit_points, noise_dim, data_dir, device, seed, quiet) -> None:
-    """Learn a FlexAE prior (G_psi + WGAN-GP latent critic) on the frozen codes of a trained run (wae,
-    AE+GMM, RAE+GMM, ...); writes RUN_DIR/prior.pt, which sample, eval, export and load_run then use."""
-    from flexae.app.fit_prior import fit_prior_run
+def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim, components, width, depth, ode_steps,
+                  solver, data_dir, device, seed, quiet) -> None:
+    """Fit a prior on the frozen codes of a trained run (wae, AE+GMM, RAE+GMM, ...) and save it in the
+    run under its name (prior.pt for 'fitted', else priors/NAME.pt); sample, eval, export and
+    load_run use it when asked (--prior NAME)."""
+    from flexae.app.fit_prior import default_name, fit_prior_run
+    from flexae.app.prior_kinds import PriorFitConfig
     from flexae.runs import layout
-    stats = fit_prior_run(run_dir, steps=steps, batch_size=batch_size, fit_points=fit_points, noise_dim=noise_dim,
-                          data_dir=data_dir, device=device, seed=seed, progress=not quiet)
+    fit = PriorFitConfig(components=components, width=width, depth=depth, ode_steps=ode_steps, solver=solver)
+    stats = fit_prior_run(run_dir, kind=kind, name=name, steps=steps, batch_size=batch_size, fit_points=fit_points,
+                          noise_dim=noise_dim, data_dir=data_dir, device=device, seed=seed, progress=not quiet,
+                          fit=fit)
     click.echo(", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
-    click.echo(f"prior written to {Path(run_dir) / layout.PRIOR_NAME}")
+    where = checkpoint_run_dir(run_dir) / layout.prior_file_name(name or default_name(kind))
+    click.echo(f"prior written to {where}")
+
+
+@cli.command("compare-priors")
+@_trust_code_option
+@click.argument("run_dir", type=_PATH)
+@click.option("--kinds", default="adversarial,gmm,flow-matching,2s-vae", show_default=True,
+              help="Comma-separated prior kinds to fit and compare (and 'own': the run's own prior).")
+@click.option("-n", "--n", "n", type=click.IntRange(min=2), default=10_000, show_default=True,
+              help="Generated / test images for FID and KID (image runs; FID needs >= 2048).")
+@click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True, help="Fit iterations per kind.")
+@click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Training images encoded for the fits; 0 = all.")
+@click.option("--components", type=click.IntRange(min=1), default=10, show_default=True, help="gmm: components.")
+@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True,
+              help="flow-matching, 2s-vae: MLP width.")
+@click.option("--ode-steps", type=click.IntRange(min=1), default=32, show_default=True,
+              help="flow-matching: fixed ODE solver steps.")
+@click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
+              help="Inception preprocessing (docs/metrics.md).")
+@click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
+@click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
+@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fits and of the samples.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare_priors_cmd(run_dir, kinds, n, steps, fit_points, components, width, ode_steps, mode, weights, data_dir,
+                       device, seed, quiet) -> None:
+    """Fit each prior kind on the same codes of a trained run, evaluate each the same way (latent W1 /
+    MMD to the codes; FID / KID against test images for image runs), save each as a named prior, and
+    write RUN_DIR/compare-priors.md / .json and a grid of samples per prior (grids/priors-NAME.png)."""
+    from flexae.app.compare_priors import compare_priors
+    from flexae.app.prior_kinds import PriorFitConfig
+    names = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    fit = PriorFitConfig(steps=steps, components=components, width=width, ode_steps=ode_steps)
+    result = compare_priors(run_dir, names, n=n, fit=fit, fit_points=fit_points, mode=mode, weights=weights,
+                            data_dir=data_dir, device=device, seed=seed, progress=not quiet)
+    click.echo(result["markdown"], nl=False)
+
+
+def checkpoint_run_dir(run_dir: Path) -> Path:
+    """The run folder of RUN_DIR or of a checkpoint file in one."""
+    from flexae.runs.folder import checkpoint_path
+    return checkpoint_path(run_dir).parent
 
 
 # --- using a trained model (flexae.inference) -------------------------------------------------------
@@ -371,8 +434,9 @@ def _use_options(with_data: bool):
 
 
 def _prior_option(f):
-    return click.option("--prior", type=click.Choice(["own", "fitted"]), default="own", show_default=True,
-                        help="The run's own prior, or the one `flexae fit-prior` wrote (prior.pt).")(f)
+    return click.option("--prior", default="own", show_default=True,
+                        help="The run's own prior, or the name of one `flexae fit-prior` fitted: 'fitted' "
+                             "(prior.pt), or its --name (a kind: gmm, flow-matching, 2s-vae).")(f)
 
 
 def _load_for_use(run_dir: Path, out: Path, overwrite: bool, device: str, prior: str = "own"):
@@ -538,17 +602,40 @@ def bench_train_step(model, dataset, latent_dim, batch_size, precision, steps, w
 @cli.command("export")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
-@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--out", type=_PATH, required=True, help="The .safetensors file to write, or the folder (--format folder).")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "folder"]), default="safetensors", show_default=True,
+              help="safetensors: one file; folder: config.json, model.safetensors, prior.safetensors, eval.json and "
+                   "a README.md model card, for flexae.from_pretrained and the Hub.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file (or the exported files in the folder).")
 @_prior_option
 @click.option("--with-critics", is_flag=True,
-              help="Also write the critics (every weight of the model); default: what generation uses.")
-def export_cmd(run_dir, out, overwrite, prior, with_critics) -> None:
+              help="Also write the critics (every weight of the model); default: what generation uses (one file only).")
+def export_cmd(run_dir, out, fmt, overwrite, prior, with_critics) -> None:
     """Write a run's generation weights (encoder, decoder, prior or fitted sampler; config as
-    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it."""
+    metadata) to a .safetensors file, for publishing; `flexae sample FILE` and load_run(FILE) read it.
+    With --format folder: a folder that flexae.from_pretrained(DIR) loads (and `flexae push` uploads)."""
+    if fmt == "folder":
+        from flexae.app.pretrained import export_folder
+        if with_critics:
+            raise UserError("--with-critics applies to --format safetensors only (a published folder generates)")
+        click.echo(f"wrote {export_folder(run_dir, out, prior, overwrite)}")
+        return
     from flexae.app.export import export_weights
 
     click.echo(f"wrote {export_weights(run_dir, out, overwrite, prior, with_critics=with_critics)}")
+
+
+@cli.command("push")
+@_trust_code_option
+@click.argument("run_dir", type=_PATH)
+@click.option("--repo-id", required=True, help="Hugging Face Hub repository, owner/name (created if needed).")
+@_prior_option
+@click.option("--private", is_flag=True, help="Create the repository private.")
+def push_cmd(run_dir, repo_id, prior, private) -> None:
+    """Upload a run, exported as a folder (`flexae export --format folder`), to the Hugging Face Hub;
+    needs the optional huggingface_hub package (pip install 'flexae[hub]') and its login."""
+    from flexae.app.pretrained import push
+    click.echo(f"uploaded to {push(run_dir, repo_id, prior, private)}")
 
 
 @cli.command("report")

@@ -27,7 +27,10 @@ from flexae.data.images import ImageData, load_images, resolve_data_dir
 from flexae.data import as_float
 from flexae.errors import UserError
 from flexae.models import AutoEncoder
-from flexae.priors import LearnedPrior
+from flexae.priors import FlowMatchingPrior, LearnedPrior
+
+# Priors that map noise to codes deterministically: a sample is drawn as its noise, then mapped.
+NOISE_DRIVEN = (LearnedPrior, FlowMatchingPrior)
 
 BATCH_SIZE = 256  # images per forward pass
 MAX_SEED = 2**63 - 1  # torch generators take seeds in [0, 2**63 - 1]
@@ -48,7 +51,7 @@ def _chunks(n: int, size: int) -> list[slice]:
 def prior_draws(prior: torch.nn.Module, seeds: range | list[int], device: torch.device) -> Tensor:
     """Row i drawn with its own generator seeded with seeds[i]: the input noise n (N, m') of a
     learned prior, the latent z (N, m) of a fixed one. Row i does not depend on the other seeds."""
-    draw = prior.noise if isinstance(prior, LearnedPrior) else prior.sample
+    draw = prior.noise if isinstance(prior, NOISE_DRIVEN) else prior.sample
     rows = [draw(1, torch.Generator(device=device).manual_seed(int(s))) for s in seeds]
     return torch.cat(rows)
 
@@ -63,7 +66,7 @@ def sample(model: AutoEncoder, n: int, seed: int = 0, batch_size: int = BATCH_SI
     device, out = _device(model), []
     for part in _chunks(n, batch_size):
         draws = prior_draws(model.prior, range(seed + part.start, seed + part.stop), device)
-        z = model.prior(draws) if isinstance(model.prior, LearnedPrior) else draws   # (B, m)
+        z = model.prior(draws) if isinstance(model.prior, NOISE_DRIVEN) else draws   # (B, m)
         out.append(model.decode(z).float().cpu())                                     # (B, C, H, W)
     return torch.cat(out)
 

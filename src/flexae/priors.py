@@ -129,3 +129,56 @@ class ExPostSampler(nn.Module):
 
     def _sample(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+FLOW_SOLVERS = ("euler", "midpoint")
+
+
+class FlowMatchingPrior(nn.Module):
+    """A prior over codes z (m) by flow matching (Lipman et al., ICLR 2023; the linear path of
+    rectified flow, Liu et al., ICLR 2023): an MLP velocity field v(x, t) carries noise x_0 ~
+    N(0, I_m) at t = 0 to codes at t = 1 along dx/dt = v(x, t), integrated by a fixed-step ODE
+    solver ("euler" or "midpoint", `ode_steps` steps). It works on standardised codes
+    (z - shift) / scale, with shift, scale (m,) the codes' mean and std, because an AE's codes are
+    not of unit scale and the path starts at N(0, I). Trained by flexae.app.prior_kinds.
+
+    Like LearnedPrior it splits a draw into `noise(n)` (n, m) and the deterministic `forward(noise)`,
+    so a sample depends only on its noise (flexae.inference draws row i with seed + i)."""
+
+    trained_by_gen = False
+
+    def __init__(self, dim: int, width: int = 256, depth: int = 3, ode_steps: int = 32, solver: str = "midpoint"):
+        super().__init__()
+        if solver not in FLOW_SOLVERS:
+            raise UserError(f"the flow-matching solver must be one of {', '.join(FLOW_SOLVERS)}, got {solver!r}")
+        if ode_steps < 1 or width < 1 or depth < 1:
+            raise UserError(f"the flow-matching prior needs positive steps, width and depth, got "
+                            f"{ode_steps}, {width}, {depth}")
+        self.dim, self.ode_steps, self.solver = dim, int(ode_steps), solver
+        layers: list[nn.Module] = []
+        for i in range(depth):  # input: x (m) and t (1)
+            layers += [nn.Linear(dim + 1 if i == 0 else width, width), nn.SiLU()]
+        self.velocity_net = nn.Sequential(*layers, nn.Linear(width, dim))
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """v(x, t): x (N, m) standardised, t (N,) in [0, 1] -> (N, m)."""
+        return self.velocity_net(torch.cat([x, t[:, None]], dim=1))
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, self.dim, device=self.shift.device, generator=generator)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        """Integrate dx/dt = v(x, t) from t = 0 (x = noise (N, m)) to t = 1; codes (N, m)."""
+        x, dt = noise, 1.0 / self.ode_steps
+        for i in range(self.ode_steps):
+            t = torch.full((x.shape[0],), i * dt, device=x.device, dtype=x.dtype)
+            if self.solver == "euler":
+                x = x + dt * self.velocity(x, t)
+            else:  # midpoint: the velocity half a step ahead
+                x = x + dt * self.velocity(x + 0.5 * dt * self.velocity(x, t), t + 0.5 * dt)
+        return x * self.scale + self.shift
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self(self.noise(n, generator))

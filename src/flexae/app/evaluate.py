@@ -45,7 +45,8 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     """Evaluate the model in `run_dir`; returns the results and writes eval.json / eval.md there
     (eval-best.json / eval-best.md for `RUN_DIR/best.pt`). ``mode``: Inception preprocessing,
     "pytorch-fid" or "tf" (flexae.metrics.inception.preprocess). ``prior``: "own" (the run's) or
-    "fitted" (its prior.pt, `flexae fit-prior`); recorded in the results as "prior". ``trust_code``:
+    the name of a prior fitted after training ("fitted": prior.pt; `flexae fit-prior --name`);
+    recorded in the results as "prior". ``trust_code``:
     as for `load_run`."""
     from flexae.metrics.inception import check_mode, load_extractor
 

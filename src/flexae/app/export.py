@@ -21,8 +21,9 @@ generates exactly as the run does, but is not a state to train on.
 and `load_weights` (also reached through `flexae.app.load_run(path)`) checks all of it.
 The fitted ex-post sampler of a baseline (`sampler.pt`) is part of the export (it is the model's
 prior), so an exported ae-gmm, rae-gmm, 2s-vae or vq-vae model generates. A prior learned after
-training (`prior.pt`) is exported only with prior="fitted" (`--prior fitted`), recorded as
-`learned_prior` metadata; loading such a file needs prior="fitted" too.
+training (`flexae fit-prior`, any kind) is exported only when named (`--prior NAME`; "fitted" is
+prior.pt), recorded as `prior` metadata ({name, kind, settings}: what rebuilds the module); loading
+such a file needs prior=NAME too (files of older flexae say `learned_prior`: prior="fitted").
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.files import atomic_write, first_line
 from flexae.data import run_data_shape
-from flexae.app.build import attach_learned_prior, build_for_config, read_model
+from flexae.app.build import build_for_config, build_prior, read_model
 from flexae.runs import prior_file
 from flexae.finite import require_finite
 from flexae.runs.checkpoint import check_versions
@@ -59,7 +60,7 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
                    trust_code: bool = False, with_critics: bool = False) -> Path:
     """Write the generation weights of the run in `run_dir` (encoder, decoder, prior or sampler) to
     the safetensors file `out`; `with_critics` adds the critics (every weight of the model). With
-    prior="fitted" its prior is the one learned after training (prior.pt), recorded in the metadata
+    prior=NAME its prior is the one of that name fitted after training, recorded in the metadata
     (`trust_code`: as for `load_run`)."""
     prior_file.check_prior(prior)
     from safetensors.torch import save
@@ -90,8 +91,9 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
                 "versions": json.dumps(state["versions"]), "step": str(state["step"])}
     if left_out:
         metadata["without"] = json.dumps(left_out)
-    if prior == "fitted":  # fitted by `flexae fit-prior`
-        metadata["learned_prior"] = json.dumps({"noise_dim": model.prior.noise_dim})
+    if prior != prior_file.OWN:  # fitted by `flexae fit-prior`: what rebuilds it (never pickled)
+        fitted = prior_file.matching_state(model, run_dir, int(state["step"]), prior, required=True)
+        metadata["prior"] = json.dumps({"name": prior, "kind": fitted["kind"], "settings": fitted["settings"]})
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))
     return out
 
@@ -129,7 +131,7 @@ def _left_out(path: Path) -> list[str]:
     return names
 
 
-def _load_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out: list[str], path: Path) -> None:
+def load_checked_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out: list[str], path: Path) -> None:
     """Load the file's tensors; only the weights of the modules it says it left out may be missing."""
     try:
         result = model.load_state_dict(tensors, strict=False)
@@ -142,23 +144,30 @@ def _load_tensors(model: AutoEncoder, tensors: dict[str, torch.Tensor], left_out
                         f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected)")
 
 
-def _learned_prior(path: Path) -> int | None:
-    """The noise size of the learned prior (`flexae fit-prior`) exported with the weights, or None."""
+def held_prior(path: Path) -> dict | None:
+    """{name, kind, settings} of the prior fitted after training (`flexae fit-prior`) exported with
+    the weights (metadata "prior"; "learned_prior" of older files: an adversarial one), or None."""
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
-        raw = (f.metadata() or {}).get("learned_prior")
-    if raw is None:
-        return None
+        meta = f.metadata() or {}
     try:
-        return int(json.loads(raw)["noise_dim"])
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path}: garbled learned_prior metadata") from None
+        if "prior" in meta:
+            held = json.loads(meta["prior"])
+            held = {"name": prior_file.check_prior(held["name"]), "kind": prior_file.check_kind(held["kind"]),
+                    "settings": dict(held["settings"])}
+            return None if held["name"] == prior_file.OWN else held
+        if "learned_prior" in meta:
+            noise_dim = int(json.loads(meta["learned_prior"])["noise_dim"])
+            return {"name": prior_file.DEFAULT_NAME, "kind": "adversarial", "settings": {"noise_dim": noise_dim}}
+    except (ValueError, KeyError, TypeError, UserError):
+        raise UserError(f"{path}: garbled prior metadata") from None
+    return None
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu",
                  prior: str = "own") -> tuple[AutoEncoder, RunConfig]:
     """Model in eval mode on `device`, and its RunConfig, from a file written by `export_weights`;
-    `prior` must name the prior the file holds ("fitted": exported with --prior fitted)."""
+    `prior` must name the prior the file holds ("own", or the name it was exported with: --prior NAME)."""
     prior_file.check_prior(prior)
     from safetensors.torch import load_file
 
@@ -168,17 +177,18 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
     config, _ = _metadata(path)
     cfg = config_from_dict(config, path)
     model = build_for_config(cfg, path)
-    learned = _learned_prior(path)
-    held = "own" if learned is None else "fitted"
+    fitted = held_prior(path)
+    held = prior_file.OWN if fitted is None else fitted["name"]
     if held != prior:
-        what = "the run's own prior" if held == "own" else "a prior fitted after training"
+        what = "the run's own prior" if fitted is None else "a prior fitted after training"
         raise UserError(f"{path} holds {what}, not prior={prior!r}; load it with prior={held!r} (--prior {held})")
-    if learned is not None:  # a prior learned after training replaces the model's own
-        attach_learned_prior(model, learned, run_data_shape(cfg.train, path), cfg.model.latent_dim)
+    if fitted is not None:  # a prior fitted after training replaces the model's own
+        model.prior = build_prior(fitted["kind"], fitted["settings"], run_data_shape(cfg.train, path),
+                                  cfg.model.latent_dim)
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:  # truncated data, offsets outside the file, bad dtypes
         raise UserError(f"cannot load {path}: truncated or corrupt ({first_line(exc)})") from None
     require_finite(tensors, path, "these weights cannot be used (export the run again)")
-    _load_tensors(model, tensors, _left_out(path), path)
+    load_checked_tensors(model, tensors, _left_out(path), path)
     return model.to(device).eval(), cfg

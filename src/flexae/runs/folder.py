@@ -26,7 +26,7 @@ from pathlib import Path
 from flexae.errors import UserError
 from flexae.files import NOFOLLOW, stale_tmp_files
 from flexae.runs.layout import (BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, GRIDS_DIR, LOCK_NAME, OWNED_FILES,
-                                 TENSORBOARD_DIR)
+                                 PRIORS_DIR, TENSORBOARD_DIR)
 
 try:
     import fcntl
@@ -35,7 +35,8 @@ except ImportError:  # Windows
 
 
 # The files flexae writes inside grids/ (flexae.training.previews) and tensorboard/ (SummaryWriter).
-GRID_FILE = re.compile(r"(samples|reconstructions)-\d+\.png")
+GRID_FILE = re.compile(r"(samples|reconstructions)-\d+\.png|priors-[a-z0-9][a-z0-9_-]*\.png")
+PRIOR_FILE = re.compile(r"[a-z0-9][a-z0-9_-]*\.pt")  # priors/NAME.pt (flexae.runs.prior_file)
 TENSORBOARD_FILE = re.compile(r"events\.out\.tfevents\..+")
 
 
@@ -121,14 +122,14 @@ def create_run_dir(out: Path) -> None:
 
 def clear_run_dir(out: Path) -> None:
     """Remove the files the replaced run owned: its config, log, checkpoint, metrics, sampler, eval
-    results (names of flexae.runs.layout), and inside grids/ and tensorboard/ only flexae's grids and
-    event files (those folders go if that empties them). Anything else is left alone; a symlink is
+    results (names of flexae.runs.layout), and inside grids/, tensorboard/ and priors/ only flexae's
+    grids, event files and named priors (those folders go if that empties them). Anything else is left alone; a symlink is
     removed itself, never what it points to."""
     out = Path(out)
     for name in OWNED_FILES:
         if (out / name).is_symlink() or (out / name).is_file():
             (out / name).unlink()
-    for name, pattern in ((GRIDS_DIR, GRID_FILE), (TENSORBOARD_DIR, TENSORBOARD_FILE)):
+    for name, pattern in ((GRIDS_DIR, GRID_FILE), (TENSORBOARD_DIR, TENSORBOARD_FILE), (PRIORS_DIR, PRIOR_FILE)):
         folder = out / name
         if folder.is_symlink() or not folder.is_dir():
             continue
