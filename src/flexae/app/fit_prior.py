@@ -55,7 +55,7 @@ def fit_prior(codes: Tensor, *, noise_dim: int | None = None, networks: str = "i
 
 def fit_prior_run(run_dir: str | Path, *, steps: int = 5000, batch_size: int | None = None,
                   fit_points: int = 0, noise_dim: int | None = None, data_dir: str | None = None,
-                  device: str = "cpu", seed: int | None = None, progress: bool = True,
+                  device: str = "auto", seed: int | None = None, progress: bool = True,
                   trust_code: bool = False) -> dict[str, float]:
     """Learn a prior on the codes of a run's training images (all, or a random `fit_points`) and
     write RUN_DIR/prior.pt. The run's optimisers (optim.critic, optim.gen, critic_steps, gp_weight)

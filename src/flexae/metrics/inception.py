@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from flexae.config import INCEPTION_MODES
 from flexae.devices import cpu_has_bf16_units, resolve_device
+from flexae.eta import Notice
 from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
 from flexae.data import as_float
@@ -534,6 +535,7 @@ class InceptionExtractor:
     progress: bool = True          # tqdm bar on stderr
     cache_chunk: int = 1000        # images per cache file: an interrupted extraction resumes per chunk
     mode: ResizeMode = "pytorch-fid"  # preprocessing: "pytorch-fid" or "tf" (see preprocess)
+    notice: Notice | None = None   # told of every batch: the note of how long the whole job takes (flexae.eta)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -607,12 +609,16 @@ class InceptionExtractor:
     def _compute(self, images: torch.Tensor, bar: tqdm) -> torch.Tensor:
         out = torch.empty(len(images), FEATURE_DIM, dtype=torch.float32)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        if self.notice is not None:
+            self.notice.begin()  # the first batch is timed too: it is the only one before a long wait
         with autocast:
             for start in range(0, len(images), self.batch_size):
                 batch = preprocess(images[start:start + self.batch_size].to(self.device), self.mode)
                 features = self._runner(batch.contiguous(memory_format=self._memory_format))
-                out[start:start + len(batch)] = features.float().cpu()
+                out[start:start + len(batch)] = features.float().cpu()  # .cpu() waits for the device
                 bar.update(len(batch))
+                if self.notice is not None:
+                    self.notice.tick(len(batch))
         return out
 
 
