@@ -169,3 +169,15 @@ def test_commands_default_to_device_auto_and_fit_sampler_resolves_it(tmp_path):
     run_dir = train(cfg, tmp_path / "run", progress=False)
     stats = fit_run(run_dir, fit_points=50, progress=False)  # device "auto": a string torch cannot take as is
     assert stats
+
+
+@pytest.mark.slow  # two training runs with their evaluations: minutes on a loaded 2-core CPU
+def test_reproduce_gives_one_note_for_all_its_runs(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), eta.THRESHOLD_ENV: "0"}
+    proc = subprocess.run([sys.executable, "-m", "flexae", "reproduce", "fig2", "--steps", "25", "--seeds", "1",
+                           "--out", str(tmp_path / "fig2")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.replace("\r", "\n").splitlines() if line.startswith("flexae: note:")]
+    assert len(notes) == 1, notes  # two runs, one note
+    assert notes[0].startswith("flexae: note: reproduce fig2 (up to 2 runs like this one: 25 iterations of wae")
+    assert notes[0].endswith("pass --steps N or --seeds K for fewer")
