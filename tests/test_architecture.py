@@ -29,7 +29,7 @@ LAYERS = [
     ("nets",),                                             # Tables 6-8 networks
     ("metrics", "grids", "plots"),                         # FD, W1, Inception, PRD, PMS/IMS; images, figures
     ("runs",),                                             # the run folder's format
-    ("data", "config", "files", "devices", "errors", "version", "trust", "finite", "ranges", ""),  # the ground floor
+    ("data", "config", "files", "devices", "eta", "errors", "version", "trust", "finite", "ranges", ""),  # the ground floor
 ]
 
 # Within-layer rules the order cannot express: (importer prefix, imported prefix).

@@ -189,8 +189,9 @@ def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: s
 def fig2(out, seeds, steps, device, quiet) -> None:
     """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
     latent W1 over training, final FD."""
-    from flexae.experiments.synthetic import reproduce_fig2
-    click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet), nl=False)
+    from flexae.experiments.synthetic import FIG2_MODELS, reproduce_fig2
+    with _runs_notice("reproduce fig2", seeds * len(FIG2_MODELS), "pass --steps N or --seeds K for fewer"):
+        click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet), nl=False)
     click.echo(f"wrote {out / 'fig2.png'} and {out / 'results.json'}")
 
 
@@ -211,8 +212,9 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     a 2-core AMD EPYC VM when idle (from measured per-iteration times), 45 min measured there
     while other jobs shared the CPU. docs/synthetic.md has the results.
     """
-    from flexae.experiments.synthetic import reproduce_fig3
-    click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
+    from flexae.experiments.synthetic import FIG3_MODELS, reproduce_fig3
+    with _runs_notice("reproduce fig3", seeds * len(FIG3_MODELS), "pass --steps N or --seeds K for fewer"):
+        click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
     click.echo(f"wrote {out / 'fig3.png'}, {out / 'fig3_convergence.png'} and {out / 'results.md'}")
 
 
@@ -250,6 +252,15 @@ def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_poin
                          overrides=tuple(overrides), progress=not quiet, prior=prior)
 
 
+_TABLE_SHORTEN = "pass --steps N for fewer iterations per run (and --eval-n N for fewer images per evaluation)"
+
+
+def _runs_notice(label: str, runs: int, shorten: str):
+    """The runs of one command give one note of how long they take (flexae.eta), by the first that trains."""
+    from flexae import eta
+    return eta.sequence(label, runs, shorten)
+
+
 def _warn(message: str) -> None:
     click.echo(f"flexae: warning: {message}", err=True)
 
@@ -269,7 +280,8 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
                                data_dir, overrides, quiet, prior)
     chosen = _names(models) if models else TABLE1_MODELS
-    click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
+    with _runs_notice("reproduce table1", len(chosen), _TABLE_SHORTEN + " or --models A,B"):
+        click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table1.md'}, {out / 'table1.json'} and sample grids in {out / 'samples'}")
 
 
@@ -279,10 +291,11 @@ def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
            overrides, prior, quiet) -> None:
     """Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) and FlexAE-SR at latent sizes m_b,
     2 m_b, 4 m_b (rec./gen. FID)."""
-    from flexae.experiments.tables import reproduce_table3
+    from flexae.experiments.tables import TABLE3_MODELS, reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
                                data_dir, overrides, quiet, prior)
-    click.echo(reproduce_table3(settings, warn=_warn), nl=False)
+    with _runs_notice("reproduce table3", 3 * len(TABLE3_MODELS), _TABLE_SHORTEN):  # latent sizes m_b, 2 m_b, 4 m_b
+        click.echo(reproduce_table3(settings, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
 
 
@@ -305,7 +318,7 @@ def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @click.option("--steps", type=int, default=None, help="Fit iterations (2s-vae, vq-vae); default: the run's config.")
 @click.option("--fit-points", type=int, default=None, help="Training images encoded for the fit; 0 = all.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
-@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     """Fit the ex-post sampler of an ae-gmm, rae-gmm, 2s-vae or vq-vae run; writes RUN_DIR/sampler.pt."""
@@ -342,7 +355,7 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
 @click.option("--solver", type=click.Choice(["euler", "midpoint"]), default="midpoint", show_default=True,
               help="flow-matching: the ODE solver.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
-@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--seed", type=int, default=None, help="Default: the run's seed.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim, components, width, depth, ode_steps,
@@ -381,7 +394,7 @@ def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim,
               help="Inception preprocessing (docs/metrics.md).")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
-@click.option("--device", default="cpu", show_default=True, help=_DEVICE_HELP)
+@click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fits and of the samples.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def compare_priors_cmd(run_dir, kinds, n, steps, fit_points, components, width, ode_steps, mode, weights, data_dir,

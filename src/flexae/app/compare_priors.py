@@ -38,7 +38,7 @@ KID_SUBSET = 1000         # KID's subset size (at most n)
 
 def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KINDS, *, n: int = 10_000,
                    fit: PriorFitConfig | None = None, fit_points: int = 0, mode: str = "pytorch-fid",
-                   weights: str | None = None, data_dir: str | None = None, device: str = "cpu", seed: int = 0,
+                   weights: str | None = None, data_dir: str | None = None, device: str = "auto", seed: int = 0,
                    progress: bool = True, trust_code: bool = False) -> dict[str, Any]:
     """Fit and evaluate each prior of `kinds` (and "own") on the run's codes; returns the results
     (with their Markdown table under "markdown") and writes them into the run."""

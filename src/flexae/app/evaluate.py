@@ -17,6 +17,7 @@ import torch
 from flexae.config import INCEPTION_BATCH_SIZE
 from flexae.data import as_float, load_for_config
 from flexae.devices import resolve_device
+from flexae.eta import Notice
 from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
 from flexae.files import atomic_write_text
@@ -35,6 +36,22 @@ def _fingerprint(paths: tuple[Path, ...]) -> tuple:
             return ()
         return (info.st_ino, info.st_size, info.st_mtime_ns)
     return tuple(one(p) for p in paths)
+
+
+def inception_images(n: int, metrics: Iterable[str]) -> int:
+    """Images the protocol passes through Inception: n test and n generated (fid, prd, ims), n
+    reconstructions (fid), 2n training images (ims). Cached test features make it fewer."""
+    metrics = set(metrics)
+    return (2 * n if {"fid", "prd", "ims"} & metrics else 0) + (n if "fid" in metrics else 0) + \
+        (2 * n if "ims" in metrics else 0)
+
+
+def _inception_notice(n: int, metrics: Iterable[str], device: torch.device, progress: bool) -> Notice:
+    """The note of how long the Inception passes take, timed on the first batch."""
+    total = inception_images(n, metrics)
+    return Notice(f"eval ({total} Inception passes: n = {n}, metrics {','.join(metrics)})", total,
+                  "pass --n N for fewer images (FID needs >= 2048) or --metrics fid", str(device),
+                  unit="image", warmup=0, max_units=1, enabled=progress)
 
 
 def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = METRICS,
@@ -70,6 +87,8 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     extractor = (load_extractor(weights, device=torch_device, batch_size=batch_size, precision=precision,
                                 progress=progress, mode=mode)  # type: ignore[arg-type]
                  if {"fid", "prd", "ims"} & set(metrics) else None)  # PMS alone compares pixels
+    if extractor is not None:
+        extractor.notice = _inception_notice(n, metrics, torch_device, progress)
     gen = torch.Generator(device=torch_device).manual_seed(seed)
     train = None
     if {"pms", "ims"} & set(metrics):  # Table 4 needs 2n training images, drawn at random

@@ -54,7 +54,7 @@ def fit_prior(codes: Tensor, *, kind: str = "adversarial", noise_dim: int | None
     return fitted.module, fitted.stats
 
 
-def encode_run(run_dir: str | Path, fit_points: int = 0, data_dir: str | None = None, device: str = "cpu",
+def encode_run(run_dir: str | Path, fit_points: int = 0, data_dir: str | None = None, device: str = "auto",
                seed: int | None = None, trust_code: bool = False,
                with_sampler: bool = False) -> tuple[Any, Any, dict, Tensor]:
     """(model with its own prior, RunConfig, checkpoint state, codes (N, m) of the training images
@@ -78,7 +78,7 @@ def encode_run(run_dir: str | Path, fit_points: int = 0, data_dir: str | None = 
 
 def fit_prior_run(run_dir: str | Path, *, kind: str = "adversarial", name: str | None = None, steps: int = 5000,
                   batch_size: int | None = None, fit_points: int = 0, noise_dim: int | None = None,
-                  data_dir: str | None = None, device: str = "cpu", seed: int | None = None, progress: bool = True,
+                  data_dir: str | None = None, device: str = "auto", seed: int | None = None, progress: bool = True,
                   trust_code: bool = False, fit: PriorFitConfig | None = None) -> dict[str, float]:
     """Fit a prior of `kind` on the codes of a run's training images (all, or a random `fit_points`)
     and write it into the run under `name` (default: "fitted" for the adversarial kind, that is

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from flexae.config import BaselineConfig
 from flexae.data import load_for_config
+from flexae.devices import resolve_device
 from flexae.errors import UserError
 from flexae.finite import nonfinite_names
 from flexae.registry import fit_sampler
@@ -60,7 +61,7 @@ def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Base
 
 
 def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | None = None,
-            data_dir: str | None = None, device: str = "cpu", progress: bool = True,
+            data_dir: str | None = None, device: str = "auto", progress: bool = True,
             trust_code: bool = False) -> dict[str, float]:
     """`flexae fit-sampler RUN_DIR`: fit the ex-post sampler of a trained run and save sampler.pt.
 
@@ -69,6 +70,7 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
     """
     path = checkpoint_path(run_dir)
     run_dir = path.parent
+    device = resolve_device(device)  # "auto": the GPU where there is one
     with allowing_code(trust_code):
         model, cfg, state = read_model(path, device, with_sampler=False)  # the old sampler.pt is not read: it is rewritten
     model = model.to(device).eval()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from flexae import eta
 from flexae.config import RunConfig
 from flexae.data import Dataset, RandomBatches, given_data_name, load_for_config, resolve_data
 from flexae.devices import resolve_device
@@ -268,14 +269,25 @@ def _loop(run: Run, progress: bool) -> Path:
     tc = run.cfg.train
     bar = tqdm(total=tc.steps, initial=run.step, desc=f"{run.cfg.model.name} {tc.dataset}",
                disable=not progress, dynamic_ncols=True)
+    notice = _training_notice(run, progress)
     with GracefulStop() as stop, bar:  # the bar is closed before any message is printed
         try:
-            return _iterate(run, bar, stop)
+            return _iterate(run, bar, stop, notice)
         except TrainingDiverged as exc:
             run.log.write({"step": exc.step, "event": "diverged", "message": str(exc)})
             raise
         finally:
             run.writer.wait(raise_error=False)  # a write in flight completes (errors: raised already, or moot)
+
+
+def _training_notice(run: Run, progress: bool) -> eta.Notice:
+    """The note of how long the remaining iterations take, timed on the first ones (the first,
+    which builds lazy state and captures CUDA graphs, is not timed); silent with --quiet."""
+    tc = run.cfg.train
+    left = tc.steps - run.step
+    return eta.training_notice(f"{left} iterations of {run.cfg.model.name} on {tc.dataset}", left,
+                               "pass --steps N for fewer (a run continues later with --resume RUN_DIR --steps N)",
+                               str(run.device), enabled=progress, sync=eta.synchronizer(run.device))
 
 
 def _save(run: Run, monitor: DivergenceMonitor, wait: bool = False) -> None:
@@ -310,7 +322,7 @@ def _stop(run: Run, monitor: DivergenceMonitor, stop: GracefulStop) -> None:
     raise TrainingStopped(run.out, run.step, run.cfg.train.steps, stop.signal_name or "signal")
 
 
-def _iterate(run: Run, bar: tqdm, stop: GracefulStop) -> Path:
+def _iterate(run: Run, bar: tqdm, stop: GracefulStop, notice: eta.Notice) -> Path:
     tc = run.cfg.train
     run.started = time.time()  # `elapsed` counts this process's training from here
     if run.step == 0 and not run.data.is_image:
@@ -325,6 +337,7 @@ def _iterate(run: Run, bar: tqdm, stop: GracefulStop) -> Path:
         logs = run.trainer.step()
         run.step += 1
         bar.update(1)
+        notice.tick()  # the note of how long the rest takes, once timed
         monitor.observe(run.step, logs)  # CPU: raises now; accelerators: recorded without a sync
         if run.step % tc.log_every == 0 or run.step % tc.checkpoint_every == 0 or run.step == tc.steps or (
                 tc.eval_every and run.step % tc.eval_every == 0):

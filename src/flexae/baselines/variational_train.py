@@ -11,9 +11,14 @@ from flexae import losses
 from flexae.baselines import losses as bl
 from flexae.baselines.variational import IAFVAE, SecondStageVAE, TwoStageVAE, VampVAE
 from flexae.config import BaselineConfig, OptimConfig
+from flexae.eta import Notice, synchronizer, timed
 from flexae.models import reparameterise
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, make_adam, update
+
+
+# How to shorten a sampler fit (the end of training runs it too).
+SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.baseline.sampler_steps)"
 
 
 def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cfg: BaselineConfig,
@@ -25,7 +30,11 @@ def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cf
     optimizer = torch.optim.Adam(sampler.parameters(), lr=cfg.second_stage_lr)
     sampler.train()
     loss = nll = kl = torch.zeros(())
-    for _ in tqdm(range(cfg.sampler_steps), desc="2nd-stage VAE", disable=not progress, dynamic_ncols=True):
+    device = sampler.log_gamma.device
+    notice = Notice(f"{cfg.sampler_steps} iterations of the 2nd-stage VAE", cfg.sampler_steps, SHORTEN_FIT,
+                    str(device), enabled=progress, sync=synchronizer(device))
+    bar = tqdm(range(cfg.sampler_steps), desc="2nd-stage VAE", disable=not progress, dynamic_ncols=True)
+    for _ in timed(bar, notice):
         idx = torch.randint(0, mu.shape[0], (cfg.sampler_batch_size,), generator=generator)
         eps = torch.randn(len(idx), mu.shape[1], generator=generator)
         z = (mu[idx] + eps * log_sd[idx].exp()).to(sampler.log_gamma.device)

