@@ -216,8 +216,40 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     click.echo(f"wrote {out / 'fig3.png'}, {out / 'fig3_convergence.png'} and {out / 'results.md'}")
 
 
+def _launcher_options(f):
+    """`--launcher` and its settings (flexae.experiments.launch), shared by the table commands."""
+    f = click.option("--submitit-cluster", type=click.Choice(["slurm", "local"]), default=None,
+                     help="submitit: its executor; default: SLURM where submitit finds it; local: processes on "
+                          "this machine through the same submitit code (to try a sweep).")(f)
+    f = click.option("--slurm-array-parallelism", type=int, default=32, show_default=True,
+                     help="submitit: jobs of the sweep's job array running at once.")(f)
+    f = click.option("--slurm-cpus-per-job", type=int, default=None, help="submitit: CPUs per job (and torch threads).")(f)
+    f = click.option("--slurm-gpus-per-job", type=int, default=1, show_default=True, help="submitit: GPUs per job.")(f)
+    f = click.option("--slurm-time", type=int, default=240, show_default=True,
+                     help="submitit: minutes per job; a job stopped at its limit is requeued and resumes.")(f)
+    f = click.option("--slurm-partition", default=None, help="submitit: SLURM partition (default: the cluster's).")(f)
+    f = click.option("--devices", default="", help="local: comma-separated devices, one per worker slot "
+                                                   "(cuda:0,cuda:1); default: the CPU, its threads split among the workers.")(f)
+    f = click.option("--workers", type=int, default=None,
+                     help="local: runs training at once (default: one per --devices entry, else 1).")(f)
+    return click.option("--launcher", type=click.Choice(["inline", "local", "submitit"]), default="inline",
+                        show_default=True, help="Where the runs train: this process one after another, local "
+                                                "worker processes, or SLURM jobs through submitit (docs/usage.md).")(f)
+
+
+def _launch_settings(launcher, workers, devices, slurm_partition, slurm_time, slurm_gpus_per_job,
+                     slurm_cpus_per_job, slurm_array_parallelism, submitit_cluster):
+    from flexae.experiments.launch import LaunchSettings
+    chosen = _names(devices)
+    return LaunchSettings(launcher=launcher, workers=workers or max(1, len(chosen)), devices=chosen,
+                          slurm_partition=slurm_partition, slurm_time=slurm_time,
+                          slurm_gpus_per_job=slurm_gpus_per_job, slurm_cpus_per_job=slurm_cpus_per_job,
+                          slurm_array_parallelism=slurm_array_parallelism, submitit_cluster=submitit_cluster)
+
+
 def _table_options(f):
     """Options shared by `reproduce table1/table3/table4`."""
+    f = _launcher_options(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
     f = click.option("--prior", type=click.Choice(["own", "fitted"]), default="own", show_default=True,
                      help="Evaluate each run with its own prior, or the one `flexae fit-prior` wrote in its "
@@ -243,11 +275,12 @@ def _table_options(f):
 
 
 def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-                    overrides, quiet, prior="own"):
+                    overrides, quiet, prior="own", **launcher):
     from flexae.experiments.tables import TableSettings
     return TableSettings(dataset=dataset, steps=steps, out=out, eval_n=eval_n, seed=seed, device=device,
                          data_dir=data_dir, sampler_steps=sampler_steps, sampler_fit_points=sampler_fit_points,
-                         overrides=tuple(overrides), progress=not quiet, prior=prior)
+                         overrides=tuple(overrides), progress=not quiet, prior=prior,
+                         launch=_launch_settings(**launcher), report=lambda line: click.echo(line, err=True))
 
 
 def _warn(message: str) -> None:
@@ -263,11 +296,11 @@ def _names(text: str) -> tuple[str, ...]:
 @click.option("--models", default=None, help="Comma-separated models; default: every Table 1 model.")
 @click.option("--metrics", default="fid,prd", show_default=True, help="Comma-separated: fid, prd.")
 def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides, prior,
-           quiet, models, metrics) -> None:
+           quiet, models, metrics, **launcher) -> None:
     """Tables 1 and 2: reconstruction/generation FID and precision/recall of every model, same budget."""
     from flexae.experiments.tables import TABLE1_MODELS, reproduce_table1
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     chosen = _names(models) if models else TABLE1_MODELS
     click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table1.md'}, {out / 'table1.json'} and sample grids in {out / 'samples'}")
@@ -276,12 +309,12 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @reproduce.command("table3")
 @_table_options
 def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-           overrides, prior, quiet) -> None:
+           overrides, prior, quiet, **launcher) -> None:
     """Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) and FlexAE-SR at latent sizes m_b,
     2 m_b, 4 m_b (rec./gen. FID)."""
     from flexae.experiments.tables import reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     click.echo(reproduce_table3(settings, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
 
@@ -290,11 +323,11 @@ def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @_table_options
 @click.option("--model", default="flexae-sr", show_default=True, help="The model whose samples are scored.")
 def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides,
-           prior, quiet, model) -> None:
+           prior, quiet, model, **launcher) -> None:
     """Table 4: pixel / Inception memorization scores (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te)."""
     from flexae.experiments.tables import reproduce_table4
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     click.echo(reproduce_table4(settings, model, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table4.md'} and {out / 'table4.json'}")
 

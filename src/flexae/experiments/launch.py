@@ -53,7 +53,7 @@ class LaunchSettings:
     slurm_cpus_per_job: int | None = None  # submitit: CPUs per job (None: the cluster's default)
     slurm_array_parallelism: int = 32      # submitit: jobs of the array running at once
     submitit_cluster: str | None = None    # None: submitit picks SLURM; "local": local processes
-    poll_seconds: float = 2.0              # how often progress is looked at
+    poll_seconds: float = 0.5              # how often the workers and their logs are looked at
 
 
 @dataclass
