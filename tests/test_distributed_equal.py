@@ -2,10 +2,11 @@
 update as 1 process at batch B (flexae.training.distributed.average_gradients after every backward).
 
 What is compared: the losses of every update and every weight after K iterations, 1 process
-(batch B) against rank 0 of 2 processes (B/2 each), for FlexAE-SR (Algorithm 1: 13 updates per
-iteration, two WGAN-GP critics with their double backward) and one baseline trainer of each
-family that trains on the synthetic data (VAE; WAE-GAN's adversarial latent; RAE's deterministic
-auto-encoder with its decoder penalty).
+(batch B) against rank 0 of 2 processes (B/2 each), for FlexAE and FlexAE-SR (Algorithm 1; the
+WGAN-GP critics with their double backward) and three baseline trainers (VAE; WAE-GAN's
+adversarial latent critic; RAE + GMM's deterministic auto-encoder with its decoder penalty). The
+other baseline trainers (VQ-VAE, MaskAAE, IAF / VampPrior / IOP VAEs, Pioneer, ALAE, WAE-MMD) are
+not in it.
 
 How the comparison is set up so that equal means equal arithmetic:
 - the same examples: one fixed stream of B-row batches; rank r takes rows r B/2 .. (r+1) B/2 - 1
@@ -46,18 +47,22 @@ ITERATIONS, BATCH = 3, 32
 # is tested; eps is the optimizer's damping, not part of it.
 ADAM_EPS = 1e-6
 
+# The BatchNorm test: FlexAE-SR with its BatchNorm layers, one iteration.
+BATCHNORM_CASE = ("flexae-sr", "image", "keep")
+
 WORKER = textwrap.dedent("""
-    import sys
+    import json, sys
     import torch
     from flexae.config import ModelConfig, OptimConfig
     from flexae.registry import build_model, make_trainer
     from flexae.training import distributed
 
-    model_name, kind, batchnorm, out = sys.argv[1:5]  # batchnorm: keep | remove
-    iterations, batch = int(sys.argv[5]), int(sys.argv[6])
+    cases, folder = json.loads(sys.argv[1]), sys.argv[2]  # [[model, data, batchnorm, iterations], ...]
+    batch, adam_eps = int(sys.argv[3]), float(sys.argv[4])
     distributed.init_from_environment("cpu")
     K, r = distributed.world_size(), distributed.rank()
     torch.set_num_threads(1)
+    rand, randn = torch.rand, torch.randn
 
     def rows_of_this_rank(draw):
         # draw(n, ...) -> the rows r n .. (r+1) n - 1 of draw(K n, ...) (every process: one seed)
@@ -66,28 +71,6 @@ WORKER = textwrap.dedent("""
             return draw(shape[0] * K, *shape[1:], **kwargs)[r * shape[0]:(r + 1) * shape[0]]
         return split
 
-    shape = (128,) if kind == "synthetic" else (1, 8, 8)
-    data = torch.rand((256, *shape), generator=torch.Generator().manual_seed(2))  # values in [0, 1)
-    order = torch.Generator().manual_seed(1)
-
-    def batches():                                              # B rows, this rank's B / K of them
-        full = data[torch.randint(0, data.shape[0], (batch,), generator=order)]
-        return full[r * batch // K:(r + 1) * batch // K]
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(name=model_name, latent_dim=8)
-    cfg.baseline.wae_input_noise = 0.0  # WAE-GAN's input noise is drawn in place (uniform_), not split here
-    model = build_model(cfg, shape)
-    if batchnorm == "remove":
-        for module in list(model.modules()):
-            for name, child in module.named_children():
-                if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
-                    setattr(module, name, torch.nn.Identity())
-    trainer = make_trainer(model, OptimConfig(), batches)
-    for optimizer in trainer.optimizers.values():  # see ADAM_EPS
-        for group in optimizer.param_groups:
-            group["eps"] = float(sys.argv[7])
-    torch.rand, torch.randn = rows_of_this_rank(torch.rand), rows_of_this_rank(torch.randn)
     def mean_over_ranks(logs):
         # each rank's loss is the mean over its B / K examples; their mean is the batch-B loss
         values = torch.stack([v.detach().float() for v in logs.values()])
@@ -95,34 +78,74 @@ WORKER = textwrap.dedent("""
             torch.distributed.all_reduce(values)
         return {k: float(v) / K for k, v in zip(logs, values)}
 
-    losses = [mean_over_ranks(trainer.step()) for _ in range(iterations)]
-    weights = torch.cat([p.detach().flatten() for p in model.parameters()])
-    copies = [torch.zeros_like(weights) for _ in range(K)]
-    if K > 1:
-        torch.distributed.all_gather(copies, weights)
-        assert all(torch.equal(copies[0], c) for c in copies), "ranks' weights differ"
-    if r == 0:
-        torch.save({"losses": losses, "weights": weights}, out)
+    def train(model_name, kind, batchnorm, iterations):
+        shape = (128,) if kind == "synthetic" else (1, 8, 8)
+        data = rand((256, *shape), generator=torch.Generator().manual_seed(2))  # values in [0, 1)
+        order = torch.Generator().manual_seed(1)
+
+        def batches():                                          # B rows, this rank's B / K of them
+            full = data[torch.randint(0, data.shape[0], (batch,), generator=order)]
+            return full[r * batch // K:(r + 1) * batch // K]
+
+        torch.rand, torch.randn = rand, randn                   # the same initial weights everywhere
+        torch.manual_seed(0)
+        cfg = ModelConfig(name=model_name, latent_dim=8)
+        cfg.baseline.wae_input_noise = 0.0  # WAE-GAN's input noise is drawn in place (uniform_), not split here
+        model = build_model(cfg, shape)
+        if batchnorm == "remove":
+            for module in list(model.modules()):
+                for name, child in module.named_children():
+                    if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+                        setattr(module, name, torch.nn.Identity())
+        trainer = make_trainer(model, OptimConfig(), batches)
+        for optimizer in trainer.optimizers.values():  # see ADAM_EPS
+            for group in optimizer.param_groups:
+                group["eps"] = adam_eps
+        torch.rand, torch.randn = rows_of_this_rank(rand), rows_of_this_rank(randn)
+        losses = [mean_over_ranks(trainer.step()) for _ in range(iterations)]
+        weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+        copies = [torch.zeros_like(weights) for _ in range(K)]
+        if K > 1:
+            torch.distributed.all_gather(copies, weights)
+            assert all(torch.equal(copies[0], c) for c in copies), "ranks' weights differ"
+        return {"losses": losses, "weights": weights}
+
+    for model_name, kind, batchnorm, iterations in cases:
+        result = train(model_name, kind, batchnorm, iterations)
+        if r == 0:
+            torch.save(result, f"{folder}/{model_name}-{batchnorm}.pt")
 """)
 
 
-def _train(tmp_path, model: str, kind: str, batchnorm: str, processes: int, iterations: int = ITERATIONS) -> dict:
-    script, out = tmp_path / "worker.py", tmp_path / f"{model}-{batchnorm}-{processes}.pt"
-    script.write_text(WORKER)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
-        if processes > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, str(script), model, kind, batchnorm, str(out), str(iterations), str(BATCH), str(ADAM_EPS)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """(processes, model, batchnorm) -> {"losses", "weights"}: every case, in one run per process count."""
     import torch
-    return torch.load(out, weights_only=True)
+
+    folder = tmp_path_factory.mktemp("equal")
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    cases = [[*case, ITERATIONS] for case in CASES] + [[*BATCHNORM_CASE, 1]]
+    results = {}
+    for processes in (1, 2):
+        out = folder / str(processes)
+        out.mkdir()
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] \
+            if processes > 1 else [sys.executable]
+        proc = subprocess.run([*launcher, str(script), json.dumps(cases), str(out), str(BATCH), str(ADAM_EPS)],
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for model, _, batchnorm, _ in cases:
+            results[processes, model, batchnorm] = torch.load(out / f"{model}-{batchnorm}.pt", weights_only=True)
+    return results
 
 
 @pytest.mark.parametrize("model, kind, batchnorm", CASES)
-def test_two_processes_at_half_the_batch_make_the_one_process_update(tmp_path, model, kind, batchnorm):
+def test_two_processes_at_half_the_batch_make_the_one_process_update(trained, model, kind, batchnorm):
     import torch
 
-    one, two = _train(tmp_path, model, kind, batchnorm, 1), _train(tmp_path, model, kind, batchnorm, 2)
+    one, two = trained[1, model, batchnorm], trained[2, model, batchnorm]
+    assert len(one["losses"]) == ITERATIONS
     assert [sorted(step) for step in one["losses"]] == [sorted(step) for step in two["losses"]]
     for a, b in zip(one["losses"], two["losses"]):
         for name in a:
@@ -133,8 +156,9 @@ def test_two_processes_at_half_the_batch_make_the_one_process_update(tmp_path, m
     torch.testing.assert_close(w2, w1, rtol=1e-5, atol=1e-6)
 
 
-def test_per_process_batchnorm_is_not_the_one_process_update(tmp_path):
+def test_per_process_batchnorm_is_not_the_one_process_update(trained):
     """With its BatchNorm layers, FlexAE-SR's ranks normalise with their own B/2 examples: the
     very first loss already differs from one process at batch B (what docs/performance.md says)."""
-    one, two = (_train(tmp_path, "flexae-sr", "image", "keep", k, iterations=1) for k in (1, 2))
+    model, _, batchnorm = BATCHNORM_CASE
+    one, two = trained[1, model, batchnorm], trained[2, model, batchnorm]
     assert one["losses"][0]["loss_ae"] != pytest.approx(two["losses"][0]["loss_ae"], rel=1e-4)
