@@ -22,7 +22,7 @@ from flexae.cli import cli
 from flexae.runs.layout import CHECKPOINT_NAME, LOCK_NAME, LOG_NAME
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_tables import _write_idx, tiny_mnist  # noqa: E402,F401  (the fixture, re-used)
+from test_tables import _write_idx  # noqa: E402
 
 MODELS = "vae,wae"
 
@@ -61,11 +61,36 @@ def _table(out: Path) -> str:
     return (out / "table1.md").read_text()
 
 
-@pytest.fixture
-def inline_table(tmp_path, tiny_mnist):
-    result = _reproduce(tmp_path / "inline", tiny_mnist)
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """An MNIST folder of 300 training and 100 test images (bars at random rows), as test_tables'."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("data")
+    (root / "mnist").mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 300), ("t10k", 100)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images[np.arange(n), rng.integers(4, 24, n)] = 255
+        _write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
+        _write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), 2049)
+    return root
+
+
+@pytest.fixture(scope="module")
+def inline_table(tmp_path_factory, tiny_mnist) -> str:
+    """table1.md of `--launcher inline` (trained once for the tests of this file)."""
+    import flexae.evaluation
+
+    out, threads, evaluate = tmp_path_factory.mktemp("inline"), torch.get_num_threads(), flexae.evaluation.evaluate_generator
+    flexae.evaluation.evaluate_generator = DigestEvaluation()
+    torch.set_num_threads(1)
+    try:
+        result = _reproduce(out, tiny_mnist)
+    finally:
+        flexae.evaluation.evaluate_generator, _ = evaluate, torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
-    return _table(tmp_path / "inline")
+    return _table(out)
 
 
 def test_local_workers_write_the_inline_table(tmp_path, tiny_mnist, inline_table):
