@@ -156,3 +156,23 @@ def test_a_killed_worker_is_marked_failed_and_its_run_resumes(tmp_path, tiny_mni
     after = (run / LOG_NAME).read_text().splitlines()
     assert after[:len(before)] == before and json.loads(after[-1])["step"] == 8  # resumed, not retrained
     assert "failed" not in _table(out)
+
+
+def test_worker_slots_pin_one_device_each_or_split_the_cpu_threads(tmp_path, monkeypatch):
+    from flexae.errors import UserError
+    from flexae.experiments import launch, tables
+
+    gpus = launch._worker_slots(launch.LaunchSettings("local", workers=2, devices=("cuda:0", "cuda:1")))
+    assert [env["CUDA_VISIBLE_DEVICES"] for env, _ in gpus] == ["0", "1"]  # the run's config keeps "auto"
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    cpus = launch._worker_slots(launch.LaunchSettings("local", workers=4))
+    assert [threads for _, threads in cpus] == [2, 2, 2, 2] and cpus[0][0]["OMP_NUM_THREADS"] == "2"
+    for bad, message in ((launch.LaunchSettings("local", workers=0), "--workers"),
+                         (launch.LaunchSettings("local", devices=("gpu1",)), "--devices gpu1"),
+                         (launch.LaunchSettings("slurm"), "--launcher")):
+        with pytest.raises(UserError, match=message):
+            launch.check_launch(bad)
+    pinned = tables.TableSettings(dataset="mnist", steps=1, out=tmp_path, device="cpu",
+                                  launch=launch.LaunchSettings("local", devices=("cuda:0",)))
+    with pytest.raises(UserError, match="--device auto or cuda"):
+        tables.ensure_runs({}, pinned)

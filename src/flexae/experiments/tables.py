@@ -208,6 +208,9 @@ def ensure_runs(configs: dict[Any, tuple[RunConfig, Path]], settings: TableSetti
         return {key: ensure_run(cfg, run_dir, settings) for key, (cfg, run_dir) in configs.items()}
     from flexae.trust import code_allowed
 
+    if any(d.startswith("cuda") for d in settings.launch.devices) and settings.device not in ("auto", "cuda"):
+        raise UserError(f"--devices {','.join(settings.launch.devices)} pins each worker to a GPU: use --device "
+                        f"auto or cuda (got {settings.device})")
     jobs = {key: RunJob(run_dir.name, cfg.to_dict(), str(run_dir), settings.data_dir, code_allowed())
             for key, (cfg, run_dir) in configs.items()}
     return launch(jobs, settings.launch, settings.out, settings.report)
