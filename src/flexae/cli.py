@@ -228,7 +228,7 @@ def _launcher_options(f):
     f = click.option("--slurm-time", type=int, default=240, show_default=True,
                      help="submitit: minutes per job; a job stopped at its limit is requeued and resumes.")(f)
     f = click.option("--slurm-partition", default=None, help="submitit: SLURM partition (default: the cluster's).")(f)
-    f = click.option("--devices", default="", help="local: comma-separated devices, one per worker slot "
+    f = click.option("--devices", default=None, help="local: comma-separated devices, one per worker slot "
                                                    "(cuda:0,cuda:1); default: the CPU, its threads split among the workers.")(f)
     f = click.option("--workers", type=int, default=None,
                      help="local: runs training at once (default: one per --devices entry, else 1).")(f)
@@ -240,7 +240,7 @@ def _launcher_options(f):
 def _launch_settings(launcher, workers, devices, slurm_partition, slurm_time, slurm_gpus_per_job,
                      slurm_cpus_per_job, slurm_array_parallelism, submitit_cluster):
     from flexae.experiments.launch import LaunchSettings
-    chosen = _names(devices)
+    chosen = _names(devices or "")
     return LaunchSettings(launcher=launcher, workers=workers or max(1, len(chosen)), devices=chosen,
                           slurm_partition=slurm_partition, slurm_time=slurm_time,
                           slurm_gpus_per_job=slurm_gpus_per_job, slurm_cpus_per_job=slurm_cpus_per_job,
