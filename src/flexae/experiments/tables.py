@@ -379,16 +379,11 @@ def _row(model: str, results: dict[str, Any]) -> dict[str, Any]:
             "precision": prd.get("precision"), "recall": prd.get("recall")}
 
 
-def _results(evaluate: "Evaluator", name: str, run: Path | Failed) -> dict[str, Any]:
-    """A run's evaluation, or {"failed": its log} for a run whose training failed."""
-    if isinstance(run, Failed):
-        return {"failed": str(run.log), "reason": run.reason}
-    return evaluate(name, run)
-
-
 def _row_of(model: str, evaluate: "Evaluator", name: str, run: Path | Failed) -> dict[str, Any]:
-    results = _results(evaluate, name, run)
-    return {**_row(model, results), **({"failed": results["failed"]} if "failed" in results else {})}
+    """A run's row: its evaluation, or for a run whose training failed, its log and why."""
+    if isinstance(run, Failed):
+        return {**_row(model, {}), "failed": str(run.log), "reason": run.reason}
+    return _row(model, evaluate(name, run))
 
 
 def _write(out: Path, stem: str, markdown: str, payload: dict[str, Any]) -> str:
