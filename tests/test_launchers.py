@@ -176,3 +176,15 @@ def test_worker_slots_pin_one_device_each_or_split_the_cpu_threads(tmp_path, mon
                                   launch=launch.LaunchSettings("local", devices=("cuda:0",)))
     with pytest.raises(UserError, match="--device auto or cuda"):
         tables.ensure_runs({}, pinned)
+
+
+@pytest.mark.slow  # 94 s on the shared 2-core CPU (fig2's runs evaluate FD on 10k-point test sets)
+def test_fig2_in_local_workers_writes_the_inline_results(tmp_path):
+    """The figure commands take the same launchers: fig2's two runs in 2 workers give the inline
+    results.md (synthetic runs train with one thread whatever the launcher)."""
+    args = ["reproduce", "fig2", "--steps", "2", "--seeds", "1", "--quiet"]
+    inline = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "inline")])
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local"), "--launcher", "local", "--workers", "2"])
+    assert inline.exit_code == 0 and local.exit_code == 0, local.output
+    assert (tmp_path / "local" / "results.md").read_text() == (tmp_path / "inline" / "results.md").read_text()
+    assert "done     flexae-seed0" in local.stderr.splitlines()

@@ -171,51 +171,6 @@ def reproduce() -> None:
     """Re-run one table or figure of the paper."""
 
 
-def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
-    def wrap(f):
-        f = click.option("--out", type=_PATH, required=True, help="Output folder.")(f)
-        f = click.option("--seeds", type=int, default=default_seeds, show_default=True, help=seeds_help)(f)
-        f = click.option("--steps", type=int, default=default_steps, show_default=True,
-                         help="Training iterations per run.")(f)
-        f = click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)(f)
-        f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
-        return _trust_code_option(f)
-    return wrap
-
-
-@reproduce.command("fig2")
-@_reproduce_options(3000, 1, "Seeds 0..K-1 per model; 1 is a few-minute look with no spread "
-                             "(--seeds 5 for a mean ± std over seeds; docs/synthetic.md).")
-def fig2(out, seeds, steps, device, quiet) -> None:
-    """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
-    latent W1 over training, final FD."""
-    from flexae.experiments.synthetic import reproduce_fig2
-    click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet), nl=False)
-    click.echo(f"wrote {out / 'fig2.png'} and {out / 'results.json'}")
-
-
-# The defaults of flexae.experiments.synthetic (FIG3_STEPS, FIG3_SEEDS; a test keeps them equal),
-# written out so that `--help` does not import torch.
-FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS = 3000, 5
-
-
-@reproduce.command("fig3")
-@_reproduce_options(FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS)
-def fig3(out, seeds, steps, device, quiet) -> None:
-    """Fig 3: latent spaces of VAE, WAE-N(0,I) and WAE-GMM (FlexAE with its prior fixed to N(0, I),
-    or to a mixture: on a circle, and the data's true latent mixture) and FlexAE on synthetic-2d (m = 2), with FD and latent W1 over training.
-
-    Writes fig3.png (seed 0), fig3_convergence.png, results.md (mean ± std, FD per seed, which
-    orderings hold on every seed), results.json, curves.json. Finished runs are reused.
-    Run time with the defaults (25 runs of 3000 iterations, one thread each): about 20 min on
-    a 2-core AMD EPYC VM when idle (from measured per-iteration times), 45 min measured there
-    while other jobs shared the CPU. docs/synthetic.md has the results.
-    """
-    from flexae.experiments.synthetic import reproduce_fig3
-    click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
-    click.echo(f"wrote {out / 'fig3.png'}, {out / 'fig3_convergence.png'} and {out / 'results.md'}")
-
-
 def _launcher_options(f):
     """`--launcher` and its settings (flexae.experiments.launch), shared by the table commands."""
     f = click.option("--submitit-cluster", type=click.Choice(["slurm", "local"]), default=None,
@@ -245,6 +200,53 @@ def _launch_settings(launcher, workers, devices, slurm_partition, slurm_time, sl
                           slurm_partition=slurm_partition, slurm_time=slurm_time,
                           slurm_gpus_per_job=slurm_gpus_per_job, slurm_cpus_per_job=slurm_cpus_per_job,
                           slurm_array_parallelism=slurm_array_parallelism, submitit_cluster=submitit_cluster)
+
+
+def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
+    def wrap(f):
+        f = click.option("--out", type=_PATH, required=True, help="Output folder.")(f)
+        f = click.option("--seeds", type=int, default=default_seeds, show_default=True, help=seeds_help)(f)
+        f = click.option("--steps", type=int, default=default_steps, show_default=True,
+                         help="Training iterations per run.")(f)
+        f = click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)(f)
+        f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
+        return _trust_code_option(_launcher_options(f))
+    return wrap
+
+
+@reproduce.command("fig2")
+@_reproduce_options(3000, 1, "Seeds 0..K-1 per model; 1 is a few-minute look with no spread "
+                             "(--seeds 5 for a mean ± std over seeds; docs/synthetic.md).")
+def fig2(out, seeds, steps, device, quiet, **launcher) -> None:
+    """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
+    latent W1 over training, final FD."""
+    from flexae.experiments.synthetic import reproduce_fig2
+    click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet, launch=_launch_settings(**launcher)),
+               nl=False)
+    click.echo(f"wrote {out / 'fig2.png'} and {out / 'results.json'}")
+
+
+# The defaults of flexae.experiments.synthetic (FIG3_STEPS, FIG3_SEEDS; a test keeps them equal),
+# written out so that `--help` does not import torch.
+FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS = 3000, 5
+
+
+@reproduce.command("fig3")
+@_reproduce_options(FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS)
+def fig3(out, seeds, steps, device, quiet, **launcher) -> None:
+    """Fig 3: latent spaces of VAE, WAE-N(0,I) and WAE-GMM (FlexAE with its prior fixed to N(0, I),
+    or to a mixture: on a circle, and the data's true latent mixture) and FlexAE on synthetic-2d (m = 2), with FD and latent W1 over training.
+
+    Writes fig3.png (seed 0), fig3_convergence.png, results.md (mean ± std, FD per seed, which
+    orderings hold on every seed), results.json, curves.json. Finished runs are reused.
+    Run time with the defaults (25 runs of 3000 iterations, one thread each): about 20 min on
+    a 2-core AMD EPYC VM when idle (from measured per-iteration times), 45 min measured there
+    while other jobs shared the CPU. docs/synthetic.md has the results.
+    """
+    from flexae.experiments.synthetic import reproduce_fig3
+    click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet, launch=_launch_settings(**launcher)),
+               nl=False)
+    click.echo(f"wrote {out / 'fig3.png'}, {out / 'fig3_convergence.png'} and {out / 'results.md'}")
 
 
 def _table_options(f):
