@@ -171,6 +171,37 @@ def reproduce() -> None:
     """Re-run one table or figure of the paper."""
 
 
+def _launcher_options(f):
+    """`--launcher` and its settings (flexae.experiments.launch), shared by the table commands."""
+    f = click.option("--submitit-cluster", type=click.Choice(["slurm", "local"]), default=None,
+                     help="submitit: its executor; default: SLURM where submitit finds it; local: processes on "
+                          "this machine through the same submitit code (to try a sweep).")(f)
+    f = click.option("--slurm-array-parallelism", type=int, default=32, show_default=True,
+                     help="submitit: jobs of the sweep's job array running at once.")(f)
+    f = click.option("--slurm-cpus-per-job", type=int, default=None, help="submitit: CPUs per job (and torch threads).")(f)
+    f = click.option("--slurm-gpus-per-job", type=int, default=1, show_default=True, help="submitit: GPUs per job.")(f)
+    f = click.option("--slurm-time", type=int, default=240, show_default=True,
+                     help="submitit: minutes per job; a job stopped at its limit is requeued and resumes.")(f)
+    f = click.option("--slurm-partition", default=None, help="submitit: SLURM partition (default: the cluster's).")(f)
+    f = click.option("--devices", default=None, help="local: comma-separated devices, one per worker slot "
+                                                   "(cuda:0,cuda:1); default: the CPU, its threads split among the workers.")(f)
+    f = click.option("--workers", type=int, default=None,
+                     help="local: runs training at once (default: one per --devices entry, else 1).")(f)
+    return click.option("--launcher", type=click.Choice(["inline", "local", "submitit"]), default="inline",
+                        show_default=True, help="Where the runs train: this process one after another, local "
+                                                "worker processes, or SLURM jobs through submitit (docs/usage.md).")(f)
+
+
+def _launch_settings(launcher, workers, devices, slurm_partition, slurm_time, slurm_gpus_per_job,
+                     slurm_cpus_per_job, slurm_array_parallelism, submitit_cluster):
+    from flexae.experiments.launch import LaunchSettings
+    chosen = _names(devices or "")
+    return LaunchSettings(launcher=launcher, workers=workers or max(1, len(chosen)), devices=chosen,
+                          slurm_partition=slurm_partition, slurm_time=slurm_time,
+                          slurm_gpus_per_job=slurm_gpus_per_job, slurm_cpus_per_job=slurm_cpus_per_job,
+                          slurm_array_parallelism=slurm_array_parallelism, submitit_cluster=submitit_cluster)
+
+
 def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: str = "Seeds 0..K-1 per model."):
     def wrap(f):
         f = click.option("--out", type=_PATH, required=True, help="Output folder.")(f)
@@ -179,19 +210,20 @@ def _reproduce_options(default_steps: int, default_seeds: int = 1, seeds_help: s
                          help="Training iterations per run.")(f)
         f = click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)(f)
         f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
-        return _trust_code_option(f)
+        return _trust_code_option(_launcher_options(f))
     return wrap
 
 
 @reproduce.command("fig2")
 @_reproduce_options(3000, 1, "Seeds 0..K-1 per model; 1 is a few-minute look with no spread "
                              "(--seeds 5 for a mean ± std over seeds; docs/synthetic.md).")
-def fig2(out, seeds, steps, device, quiet) -> None:
+def fig2(out, seeds, steps, device, quiet, **launcher) -> None:
     """Fig 2: WAE (FlexAE with its prior fixed to N(0, I)) vs FlexAE on synthetic-5d (m = 50):
     latent W1 over training, final FD."""
     from flexae.experiments.synthetic import FIG2_MODELS, reproduce_fig2
     with _runs_notice("reproduce fig2", seeds * len(FIG2_MODELS), "pass --steps N or --seeds K for fewer"):
-        click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet), nl=False)
+        click.echo(reproduce_fig2(out, seeds, steps, device, progress=not quiet,
+                                  launch=_launch_settings(**launcher)), nl=False)
     click.echo(f"wrote {out / 'fig2.png'} and {out / 'results.json'}")
 
 
@@ -202,7 +234,7 @@ FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS = 3000, 5
 
 @reproduce.command("fig3")
 @_reproduce_options(FIG3_DEFAULT_STEPS, FIG3_DEFAULT_SEEDS)
-def fig3(out, seeds, steps, device, quiet) -> None:
+def fig3(out, seeds, steps, device, quiet, **launcher) -> None:
     """Fig 3: latent spaces of VAE, WAE-N(0,I) and WAE-GMM (FlexAE with its prior fixed to N(0, I),
     or to a mixture: on a circle, and the data's true latent mixture) and FlexAE on synthetic-2d (m = 2), with FD and latent W1 over training.
 
@@ -214,12 +246,14 @@ def fig3(out, seeds, steps, device, quiet) -> None:
     """
     from flexae.experiments.synthetic import FIG3_MODELS, reproduce_fig3
     with _runs_notice("reproduce fig3", seeds * len(FIG3_MODELS), "pass --steps N or --seeds K for fewer"):
-        click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet), nl=False)
+        click.echo(reproduce_fig3(out, seeds, steps, device, progress=not quiet,
+                                  launch=_launch_settings(**launcher)), nl=False)
     click.echo(f"wrote {out / 'fig3.png'}, {out / 'fig3_convergence.png'} and {out / 'results.md'}")
 
 
 def _table_options(f):
     """Options shared by `reproduce table1/table3/table4`."""
+    f = _launcher_options(f)
     f = click.option("--quiet", is_flag=True, help="No progress bars.")(f)
     f = click.option("--prior", type=click.Choice(["own", "fitted"]), default="own", show_default=True,
                      help="Evaluate each run with its own prior, or the one `flexae fit-prior` wrote in its "
@@ -245,11 +279,12 @@ def _table_options(f):
 
 
 def _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-                    overrides, quiet, prior="own"):
+                    overrides, quiet, prior="own", **launcher):
     from flexae.experiments.tables import TableSettings
     return TableSettings(dataset=dataset, steps=steps, out=out, eval_n=eval_n, seed=seed, device=device,
                          data_dir=data_dir, sampler_steps=sampler_steps, sampler_fit_points=sampler_fit_points,
-                         overrides=tuple(overrides), progress=not quiet, prior=prior)
+                         overrides=tuple(overrides), progress=not quiet, prior=prior,
+                         launch=_launch_settings(**launcher), report=lambda line: click.echo(line, err=True))
 
 
 _TABLE_SHORTEN = "pass --steps N for fewer iterations per run (and --eval-n N for fewer images per evaluation)"
@@ -274,11 +309,11 @@ def _names(text: str) -> tuple[str, ...]:
 @click.option("--models", default=None, help="Comma-separated models; default: every Table 1 model.")
 @click.option("--metrics", default="fid,prd", show_default=True, help="Comma-separated: fid, prd.")
 def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides, prior,
-           quiet, models, metrics) -> None:
+           quiet, models, metrics, **launcher) -> None:
     """Tables 1 and 2: reconstruction/generation FID and precision/recall of every model, same budget."""
     from flexae.experiments.tables import TABLE1_MODELS, reproduce_table1
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     chosen = _names(models) if models else TABLE1_MODELS
     with _runs_notice("reproduce table1", len(chosen), _TABLE_SHORTEN + " or --models A,B"):
         click.echo(reproduce_table1(settings, chosen, _names(metrics), warn=_warn), nl=False)
@@ -288,12 +323,12 @@ def table1(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @reproduce.command("table3")
 @_table_options
 def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir,
-           overrides, prior, quiet) -> None:
+           overrides, prior, quiet, **launcher) -> None:
     """Table 3: WAE-GAN, FlexAE with its prior fixed to N(0, I) and FlexAE-SR at latent sizes m_b,
     2 m_b, 4 m_b (rec./gen. FID)."""
     from flexae.experiments.tables import TABLE3_MODELS, reproduce_table3
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     with _runs_notice("reproduce table3", 3 * len(TABLE3_MODELS), _TABLE_SHORTEN):  # latent sizes m_b, 2 m_b, 4 m_b
         click.echo(reproduce_table3(settings, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table3.md'} and {out / 'table3.json'}")
@@ -303,11 +338,11 @@ def table3(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed,
 @_table_options
 @click.option("--model", default="flexae-sr", show_default=True, help="The model whose samples are scored.")
 def table4(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device, data_dir, overrides,
-           prior, quiet, model) -> None:
+           prior, quiet, model, **launcher) -> None:
     """Table 4: pixel / Inception memorization scores (Tr-Tr, Gen-Tr, Tr-Te, Gen-Te)."""
     from flexae.experiments.tables import reproduce_table4
     settings = _table_settings(out, dataset, steps, eval_n, sampler_steps, sampler_fit_points, seed, device,
-                               data_dir, overrides, quiet, prior)
+                               data_dir, overrides, quiet, prior, **launcher)
     click.echo(reproduce_table4(settings, model, warn=_warn), nl=False)
     click.echo(f"wrote {out / 'table4.md'} and {out / 'table4.json'}")
 

@@ -46,6 +46,11 @@ def allowing_code(enabled: bool = True) -> Iterator[None]:
         _ALLOWED.reset(token)
 
 
+def code_allowed() -> bool:
+    """Whether this code runs inside `allowing_code(True)` (passed on to a sweep's worker processes)."""
+    return _ALLOWED.get()
+
+
 def note_named(reference: str) -> None:
     """Record the module of a "module:Class" reference the user named in this process."""
     module = str(reference).partition(":")[0]

@@ -8,6 +8,7 @@ interrupted run is resumed, so re-running a command only does the missing work.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.data import load_dataset
 from flexae.errors import UserError
+from flexae.experiments.launch import Failed, LaunchSettings, RunJob, launch as run_jobs
 from flexae.files import atomic_write_text
 from flexae.files import first_line
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
@@ -93,6 +95,23 @@ def ensure_run(exp: SyntheticExperiment, row: str, seed: int, steps: int, out: P
                             progress=progress)
 
 
+def ensure_runs(exp: SyntheticExperiment, rows: tuple[str, ...], seeds: int, steps: int, out: Path, device: str,
+                progress: bool, launch: LaunchSettings | None) -> dict[tuple[int, str], Path]:
+    """Every (seed, row) run, trained, resumed or reused with the launcher (flexae.experiments.launch;
+    None: inline); a failed run is a one-line error naming its log (a figure has no cell to mark)."""
+    keys = [(seed, row) for seed in range(seeds) for row in rows]
+    if launch is None or launch.launcher == "inline":
+        return {(seed, row): ensure_run(exp, row, seed, steps, out, device, progress) for seed, row in keys}
+    jobs = {(seed, row): RunJob(f"{row}-seed{seed}", _run_config(exp, row, seed, steps, device).to_dict(),
+                                str(out / "runs" / f"{row}-seed{seed}")) for seed, row in keys}
+    runs = run_jobs(jobs, launch, out, lambda line: print(line, file=sys.stderr, flush=True))
+    failed = [r for r in runs.values() if isinstance(r, Failed)]
+    if failed:
+        raise UserError(f"{len(failed)} of {len(runs)} runs failed: " + "; ".join(
+            f"{f.name}: {f.reason} (log: {f.log})" for f in failed) + "; run the same command again to resume them")
+    return runs
+
+
 def _record(model: str, seed: int, run_dir: Path) -> dict:
     metrics = _read_json(run_dir / METRICS_NAME, ("fd", "w_latent"))
     return {"model": model, "seed": seed, "fd": metrics["fd"], "w_latent": metrics["w_latent"]}
@@ -122,15 +141,17 @@ def _write_results(out: Path, records: list[dict], models: tuple[str, ...]) -> s
 
 
 def reproduce_fig2(out: str | Path, seeds: int = 1, steps: int = 3000, device: str = "auto",
-                   progress: bool = True, models: tuple[str, ...] = FIG2_MODELS) -> str:
+                   progress: bool = True, models: tuple[str, ...] = FIG2_MODELS,
+                   launch: LaunchSettings | None = None) -> str:
     """Fig 2: WAE vs FlexAE, m = 50 on synthetic-5d. Writes fig2.png, results.json, results.md."""
     _check_args(seeds, steps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, curves, fds = [], {m: [] for m in models}, {m: [] for m in models}
+    runs = ensure_runs(FIG2, models, seeds, steps, out, device, progress, launch)
     for seed in range(seeds):
         for model in models:
-            run_dir = ensure_run(FIG2, model, seed, steps, out, device, progress)
+            run_dir = runs[seed, model]
             records.append(_record(model, seed, run_dir))
             evals = [r for r in read_log(run_dir) if "w_latent" in r]
             curves[model].append((np.array([r["step"] for r in evals]), np.array([r["w_latent"] for r in evals])))
@@ -198,7 +219,8 @@ def _scatter_panel(row: str, run_dir: Path, test: torch.Tensor, labels: np.ndarr
 
 
 def reproduce_fig3(out: str | Path, seeds: int = FIG3_SEEDS, steps: int = FIG3_STEPS, device: str = "auto",
-                   progress: bool = True, models: tuple[str, ...] = FIG3_MODELS) -> str:
+                   progress: bool = True, models: tuple[str, ...] = FIG3_MODELS,
+                   launch: LaunchSettings | None = None) -> str:
     """Fig 3: true latent, VAE, WAE-N(0,I), WAE-GMM (two priors fixed a priori), FlexAE with m = 2
     on synthetic-2d. Writes fig3.png (latent spaces of seed 0), fig3_convergence.png (FD and W1
     against iteration, mean and min-max over seeds), results.json, curves.json and results.md
@@ -210,9 +232,10 @@ def reproduce_fig3(out: str | Path, seeds: int = FIG3_SEEDS, steps: int = FIG3_S
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records, curves = [], {m: [] for m in models}
+    runs = ensure_runs(FIG3, models, seeds, steps, out, device, progress, launch)
     for seed in range(seeds):
         for row in models:
-            run_dir = ensure_run(FIG3, row, seed, steps, out, device, progress)
+            run_dir = runs[seed, row]
             records.append(_record(row, seed, run_dir))
             curves[row].append(_curve(run_dir))
     atomic_write_text(out / "curves.json", json.dumps(curves) + "\n")

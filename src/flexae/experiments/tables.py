@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,7 @@ from flexae.errors import UserError
 from flexae.files import atomic_write_text
 from flexae.data import default_latent_dim, load_for_config
 from flexae.data.user import is_user_data, resolved_name
+from flexae.experiments.launch import Failed, LaunchSettings, RunJob, launch
 from flexae.runs.layout import METRICS_NAME, PRIOR_NAME
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
@@ -47,6 +49,7 @@ TABLE3_BASE_DIM = {"mnist": 32, "fashion-mnist": 32, "cifar10": 64, "celeba": 64
 TABLE4_MODEL = "flexae-sr"
 MIN_FID_SAMPLES = 2048  # Inception pool3 features are 2048-d
 SAMPLE_GRID = 64        # samples per model in OUT/samples/NAME.png
+FAILED = "failed"       # the cells of a run whose training failed (its log: the JSON row, the error)
 
 LABELS = {"vae": "VAE", "iaf-vae": "VAE + Flow (IAF)", "vamp-vae": "VAE-VampPrior", "vq-vae": "VQ-VAE",
           "wae-gan": "WAE-GAN", "wae": "FlexAE, prior fixed to N(0, I)", "wae-mmd": "WAE-MMD",
@@ -126,6 +129,8 @@ class TableSettings:
     overrides: tuple[str, ...] = ()   # `section.field=value` applied to every run's config (CLI --set)
     progress: bool = True             # progress bars
     prior: str = "own"                # evaluation: each run's own prior, or "fitted" (its prior.pt, fit-prior)
+    launch: LaunchSettings = field(default_factory=LaunchSettings)  # where the runs train (--launcher)
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # launchers' progress
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +199,32 @@ def ensure_run(cfg: RunConfig, run_dir: Path, settings: TableSettings) -> Path:
     from flexae.app.train import ensure_run as train_resume_or_reuse
 
     return train_resume_or_reuse(cfg, run_dir, data_dir=settings.data_dir, progress=settings.progress)
+
+
+def ensure_runs(configs: dict[Any, tuple[RunConfig, Path]], settings: TableSettings) -> dict[Any, Path | Failed]:
+    """Train, resume or reuse every run with the command's launcher (flexae.experiments.launch):
+    key -> (config, folder) in, key -> folder (or the run's failure) out."""
+    if settings.launch.launcher == "inline":  # in this process, with progress bars, errors raised
+        return {key: ensure_run(cfg, run_dir, settings) for key, (cfg, run_dir) in configs.items()}
+    from flexae.trust import code_allowed
+
+    if any(d.startswith("cuda") for d in settings.launch.devices) and settings.device not in ("auto", "cuda"):
+        raise UserError(f"--devices {','.join(settings.launch.devices)} pins each worker to a GPU: use --device "
+                        f"auto or cuda (got {settings.device})")
+    jobs = {key: RunJob(run_dir.name, cfg.to_dict(), str(run_dir), settings.data_dir, code_allowed())
+            for key, (cfg, run_dir) in configs.items()}
+    return launch(jobs, settings.launch, settings.out, settings.report)
+
+
+def failed_runs_error(runs: dict[Any, Path | Failed], table: Path | None) -> None:
+    """After the table is written (failed runs marked; None: no table): a one-line error naming
+    every failure."""
+    failed = [r for r in runs.values() if isinstance(r, Failed)]
+    if failed:
+        logs = "; ".join(f"{f.name}: {f.reason} (log: {f.log})" for f in failed)
+        where = f"marked in {table}" if table else "no table written"
+        raise UserError(f"{len(failed)} of {len(runs)} runs failed ({where}): {logs}; run the same "
+                        f"command again to resume them")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,6 +351,11 @@ def _header(settings: TableSettings, what: str) -> list[str]:
             f"n = {settings.eval_n} test images, seed {settings.seed}, prior: {settings.prior}", ""]
 
 
+def _cell(row: dict[str, Any], text: str) -> str:
+    """A result cell, or FAILED for a run whose training failed (the row stays in the table)."""
+    return FAILED if row.get("failed") else text
+
+
 def table1_markdown(rows: list[dict[str, Any]], settings: TableSettings) -> str:
     paper1, paper2 = PAPER_TABLE1.get(settings.dataset, {}), PAPER_TABLE2.get(settings.dataset, {})
     lines = _header(settings, "Table 1 (FID, lower is better)")
@@ -327,13 +363,13 @@ def table1_markdown(rows: list[dict[str, Any]], settings: TableSettings) -> str:
     for r in rows:
         p = paper1.get(r["model"], (None, None))
         extra = "" if r["model"] in PAPER_TABLE1["mnist"] else " (extra row)"  # not a row of the paper's Table 1
-        lines.append(f"| {LABELS.get(r['model'], r['model'])}{extra} | {_num(r.get('fid_rec'))} | {_num(r.get('fid_gen'))} "
-                     f"| {_num(p[0])} | {_num(p[1])} |")
+        lines.append(f"| {LABELS.get(r['model'], r['model'])}{extra} | {_cell(r, _num(r.get('fid_rec')))} "
+                     f"| {_cell(r, _num(r.get('fid_gen')))} | {_num(p[0])} | {_num(p[1])} |")
     lines += ["", "# Table 2 (precision/recall, higher is better)", "",
               "| Model | P/R | paper P/R |", "|---|---|---|"]
     for r in rows:
         pr = (r["precision"], r["recall"]) if r.get("precision") is not None else None
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {_pair(pr)} | {_pair(paper2.get(r['model']))} |")
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {_cell(r, _pair(pr))} | {_pair(paper2.get(r['model']))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -341,6 +377,13 @@ def _row(model: str, results: dict[str, Any]) -> dict[str, Any]:
     fid, prd = results.get("fid", {}), results.get("prd", {})
     return {"model": model, "fid_rec": fid.get("rec"), "fid_gen": fid.get("gen"),
             "precision": prd.get("precision"), "recall": prd.get("recall")}
+
+
+def _row_of(model: str, evaluate: "Evaluator", name: str, run: Path | Failed) -> dict[str, Any]:
+    """A run's row: its evaluation, or for a run whose training failed, its log and why."""
+    if isinstance(run, Failed):
+        return {**_row(model, {}), "failed": str(run.log), "reason": run.reason}
+    return _row(model, evaluate(name, run))
 
 
 def _write(out: Path, stem: str, markdown: str, payload: dict[str, Any]) -> str:
@@ -356,14 +399,16 @@ def reproduce_table1(settings: TableSettings, models: tuple[str, ...] = TABLE1_M
     check_settings(settings, warn)
     models = _check_models(models)
     settings.out.mkdir(parents=True, exist_ok=True)
-    runs = {m: ensure_run(run_config(m, settings), settings.out / "runs" / m, settings) for m in models}
+    runs = ensure_runs({m: (run_config(m, settings), settings.out / "runs" / m) for m in models}, settings)
     evaluate = Evaluator(settings, metrics)
-    rows = [{**_row(m, evaluate(m, run_dir)), "run": str(run_dir)} for m, run_dir in runs.items()]
+    rows = [{**_row_of(m, evaluate, m, run), "run": str(settings.out / "runs" / m)} for m, run in runs.items()]
     payload = {"table": "1+2", "dataset": settings.dataset, "steps": settings.steps, "eval_n": settings.eval_n,
                "seed": settings.seed, "metrics": list(metrics), "rows": rows,
                "paper": {"table1": PAPER_TABLE1.get(settings.dataset, {}),
                          "table2": PAPER_TABLE2.get(settings.dataset, {})}}
-    return _write(settings.out, "table1", table1_markdown(rows, settings), payload)
+    markdown = _write(settings.out, "table1", table1_markdown(rows, settings), payload)
+    failed_runs_error(runs, settings.out / "table1.md")
+    return markdown
 
 
 def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_MODELS,
@@ -377,11 +422,11 @@ def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_M
     # m_b of the paper; images of your own: 32 for greyscale (as MNIST), 64 for colour
     base = TABLE3_BASE_DIM.get(settings.dataset) or (32 if run_config(models[0], settings).model.latent_dim == 20
                                                      else 64)
-    runs = {(m, k): ensure_run(run_config(m, settings, k * base), settings.out / "runs" / f"{m}-m{k * base}", settings)
-            for k in multiples for m in models}
+    runs = ensure_runs({(m, k): (run_config(m, settings, k * base), settings.out / "runs" / f"{m}-m{k * base}")
+                        for k in multiples for m in models}, settings)
     evaluate = Evaluator(settings, ("fid",))
-    rows = [{**_row(m, evaluate(f"{m}-m{k * base}", run_dir)), "multiple": k, "latent_dim": k * base}
-            for (m, k), run_dir in runs.items()]
+    rows = [{**_row_of(m, evaluate, f"{m}-m{k * base}", run), "multiple": k, "latent_dim": k * base}
+            for (m, k), run in runs.items()]
     paper = PAPER_TABLE3.get(settings.dataset, {})
     lines = _header(settings, f"Table 3 (FID against latent size, m_b = {base})")
     cols = " | ".join(f"Rec. {LABELS.get(m, m)}" for m in models) + " | " + \
@@ -390,14 +435,16 @@ def reproduce_table3(settings: TableSettings, models: tuple[str, ...] = TABLE3_M
               "|---|" + "---|" * (2 * len(models) + 2)]
     for k in multiples:
         by_model = {r["model"]: r for r in rows if r["multiple"] == k}
-        rec = " | ".join(_num(by_model[m]["fid_rec"]) for m in models)
-        gen = " | ".join(_num(by_model[m]["fid_gen"]) for m in models)
+        rec = " | ".join(_cell(by_model[m], _num(by_model[m]["fid_rec"])) for m in models)
+        gen = " | ".join(_cell(by_model[m], _num(by_model[m]["fid_gen"])) for m in models)
         p = paper.get(k)
         paper_cells = f"{_pair(p[:2])} | {_pair(p[2:])}" if p else "- | -"
         lines.append(f"| {k} m_b = {k * base} | {rec} | {gen} | {paper_cells} |")
     payload = {"table": "3", "dataset": settings.dataset, "steps": settings.steps, "eval_n": settings.eval_n,
                "m_b": base, "rows": rows, "paper": {str(k): v for k, v in paper.items()}}
-    return _write(settings.out, "table3", "\n".join(lines) + "\n", payload)
+    markdown = _write(settings.out, "table3", "\n".join(lines) + "\n", payload)
+    failed_runs_error(runs, settings.out / "table3.md")
+    return markdown
 
 
 def reproduce_table4(settings: TableSettings, model: str = TABLE4_MODEL,
@@ -406,7 +453,9 @@ def reproduce_table4(settings: TableSettings, model: str = TABLE4_MODEL,
     check_settings(replace(settings, eval_n=max(settings.eval_n, MIN_FID_SAMPLES)), warn)
     _check_models((model,))
     settings.out.mkdir(parents=True, exist_ok=True)
-    run_dir = ensure_run(run_config(model, settings), settings.out / "runs" / model, settings)
+    run_dir = settings.out / "runs" / model
+    runs = ensure_runs({model: (run_config(model, settings), run_dir)}, settings)
+    failed_runs_error(runs, None)  # one run: no table without it
     results = Evaluator(settings, ("pms", "ims"), need_train=True)(model, run_dir)
     paper = PAPER_TABLE4.get(settings.dataset, {})
     pms, ims = results.get("pms", {}), results.get("ims", {})

@@ -12,8 +12,11 @@ Why gradients are averaged by hand rather than by wrapping modules in Distribute
 one Algorithm-1 iteration has six optimizers over overlapping parameter sets (E is updated by
 L_AE, L_AE_Reg and L_Enc), critics that are frozen while gradients flow through them, several
 forward passes of one module before one backward (E(x_j) and E(x_k); a critic on real/fake and
-on the penalty's interpolates) and the gradient penalty's double backward, which DDP's reducer
-does not support. One all-reduce of the stepped optimizer's gradients between `backward()` and
+on the penalty's interpolates), which DDP's reducer does not fit. The gradient penalty is computed
+as PyTorch's maintainers advise under DDP (pytorch issue 63812: its input gradient out of place
+with `torch.autograd.grad(create_graph=True)`, per process, then one ordinary backward), and its
+parameter gradients are averaged with the rest (docs/performance.md; tests/test_distributed_equal.py
+shows 2 processes at batch B/2 make the update of 1 process at B). One all-reduce of the stepped optimizer's gradients between `backward()` and
 `step()` (`average_gradients`, called by every update) is the arithmetic DDP performs (the mean
 over ranks of each rank's gradient), needs no special case for any update, and costs one flat
 all-reduce per update (13 per FlexAE-SR iteration; no overlap with the backward pass, which on CPUs
