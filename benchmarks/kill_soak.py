@@ -7,8 +7,7 @@ The kills are spread over four commands on tiny CPU runs: `flexae train` (synthe
 checkpoint every 2 iterations, so many kills land while checkpoint.pt is being written; the script
 counts those), `flexae fit-sampler` of an ae-gmm run (its ex-post GMM fit), `flexae fit-prior`
 of a wae run, and `flexae eval` (FID, n = 30) of an ae-gmm run on 16 x 16 images of an npy file,
-with its own Inception feature cache, which is checked for temporaries too. (Not a 2s-vae run: its second-stage fit draws its reparameterisation noise from the
-unseeded global RNG, so two uninterrupted `fit-sampler` runs already differ; see docs/reliability.md.) "Identical" means every tensor of checkpoint.pt (weights, optimizer states, RNG),
+with its own Inception feature cache, which is checked for temporaries too. "Identical" means every tensor of checkpoint.pt (weights, optimizer states, RNG),
 sampler.pt or prior.pt equal bit for bit to the uninterrupted run's, and eval.json equal to it. Exit status 1 if any check fails.
 """
 

@@ -47,6 +47,12 @@ CHANGED = {
     "wae-gan/image": "a new model",
     "wae-gan/synthetic": "a new model",
 }
+# Keys whose training losses are unchanged but whose samples changed by design: the losses are still
+# compared with the pre-refactor recording, the images with the re-recording (skipped without one).
+CHANGED_SAMPLES = {
+    "2s-vae/image": "the second stage's reparameterisation noise drawn from the fit's seeded generator",
+    "2s-vae/synthetic": "the second stage's reparameterisation noise drawn from the fit's seeded generator",
+}
 RERECORDED = {r["cpu_capability"]: r for r in
               (torch.load(path, weights_only=True) for path in sorted((GOLDEN / "changed").glob("numerics_*.pt")))}
 
@@ -117,6 +123,12 @@ def test_three_iterations_unchanged(key):
     for got_step, want_step in zip(got["losses"], want["losses"]):
         for loss in want_step:
             assert_same(got_step[loss], want_step[loss], same_kernels)
+    if key in CHANGED_SAMPLES:
+        again = RERECORDED.get(CAPABILITY)
+        if again is None or key not in again["runs"]:
+            pytest.skip(f"{key}: losses as recorded; samples changed by design ({CHANGED_SAMPLES[key]}), "
+                        f"no re-recording for CPU capability {CAPABILITY}")
+        want, same_kernels = again["runs"][key], again["torch"] == torch.__version__
     assert_same(got["images"], want["images"], same_kernels)
 
 
@@ -128,7 +140,7 @@ def test_every_model_was_recorded():
     from flexae.registry import PAPER_MODELS, BASELINE_NAMES
     recorded = {key.split("/")[0] for key in set(RECORDED["runs"]) | set(CHANGED)}
     assert recorded == (set(PAPER_MODELS) | set(BASELINE_NAMES)) - ADDED_AFTER_RECORDING
-    assert all(set(r["runs"]) <= set(CHANGED) for r in RERECORDED.values())  # nothing else re-recorded
+    assert all(set(r["runs"]) <= set(CHANGED) | set(CHANGED_SAMPLES) for r in RERECORDED.values())  # nothing else re-recorded
 
 
 @pytest.mark.parametrize("name", ["flexae", "ae-gmm"])

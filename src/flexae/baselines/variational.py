@@ -56,10 +56,12 @@ class SecondStageVAE(ExPostSampler):
         self.decoder = _ResidualMLP(dim, width, depth, dim)
         self.log_gamma = nn.Parameter(torch.zeros(()))
 
-    def loss(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(negative ELBO, reconstruction NLL, KL) for a batch of codes z (B, m)."""
+    def loss(self, z: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(negative ELBO, reconstruction NLL, KL) for a batch of codes z (B, m); `noise` (B, m) is
+        the reparameterisation's N(0, I) draw, taken by the caller from its seeded generator so that
+        a fit is the same in every process."""
         mu, log_sd = self.encoder(z).chunk(2, dim=1)
-        u = mu + torch.randn_like(mu) * log_sd.exp()
+        u = mu + noise * log_sd.exp()
         nll = bl.gaussian_nll_learned_scale(z, self.decoder(u), self.log_gamma)
         kl = losses.kl_standard_normal(mu, 2 * log_sd)
         return nll + kl, nll, kl

@@ -37,8 +37,9 @@ def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cf
     for _ in timed(bar, notice):
         idx = torch.randint(0, mu.shape[0], (cfg.sampler_batch_size,), generator=generator)
         eps = torch.randn(len(idx), mu.shape[1], generator=generator)
-        z = (mu[idx] + eps * log_sd[idx].exp()).to(sampler.log_gamma.device)
-        loss, nll, kl = sampler.loss(z)
+        z = (mu[idx] + eps * log_sd[idx].exp()).to(device)
+        noise = torch.randn(len(idx), mu.shape[1], generator=generator).to(device)  # the 2nd stage's own eps
+        loss, nll, kl = sampler.loss(z, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
