@@ -144,3 +144,19 @@ def test_streamed_features_and_fid_equal_the_in_memory_path(tmp_path):
     torch.testing.assert_close(streamed, in_memory, rtol=1e-4, atol=1e-4)
     assert fid_from_features(streamed[:3], streamed[2:]) == pytest.approx(
         fid_from_features(in_memory[:3], in_memory[2:]), rel=1e-4)
+
+
+def test_statistics_summed_chunk_by_chunk_equal_those_of_all_features():
+    from flexae.metrics.frechet import frechet_distance
+    from flexae.metrics.stats import FeatureStats
+
+    rng = np.random.default_rng(2)
+    features = np.maximum(rng.standard_normal((700, 64)) @ rng.standard_normal((64, 64)) + 3.0, 0)  # as ReLU pool3
+    whole = FeatureStats.from_features(features, "w", "pytorch-fid")
+    chunked = FeatureStats.from_feature_chunks((features[i:i + 300] for i in range(0, 700, 300)), "w", "pytorch-fid")
+    assert chunked.n == 700
+    np.testing.assert_allclose(chunked.mu, whole.mu, rtol=1e-12)
+    np.testing.assert_allclose(chunked.sigma, whole.sigma, rtol=1e-9, atol=1e-12)
+    other = FeatureStats.from_features(features[::-1][:500] + 0.1, "w", "pytorch-fid")
+    assert frechet_distance(chunked.mu, chunked.sigma, other.mu, other.sigma) == pytest.approx(
+        frechet_distance(whole.mu, whole.sigma, other.mu, other.sigma), rel=1e-9)

@@ -1,8 +1,11 @@
 """Image data of the user's own: `folder:PATH` (PNG/JPEG files), `npz:PATH` and `npy:PATH` (uint8
 arrays N x H x W [x C]), and arrays handed to `flexae.train(..., data=...)` in Python.
 
-Every source becomes uint8 (N, C, S, S) train and test tensors, C 1 or 3, for a square side S the
-networks accept (`check_side`). The rules, also in docs/data.md:
+A source name is parsed once into a `DataSource` (kind, path, image size). Every source becomes
+uint8 (N, C, S, S) train and test tensors, C 1 or 3, for a square side S the networks accept
+(`check_side`). Image files are read by `ImageFiles`, the one image-file reader of flexae: `train`,
+`eval`, `data export` and `flexae metrics` (which keeps any one size and reads every file under a
+folder, in chunks) see the same pixels. The rules, also in docs/data.md:
 
 - Size: `image_size` (config `train.image_size`, `--set train.image_size=S`) resizes every image
   to S x S (centre crop to the largest square, antialiased bilinear). 0 (the default) keeps the

@@ -174,10 +174,13 @@ def fid_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int,
 
 
 def _stats(images: ImageSet, extractor: InceptionExtractor) -> FeatureStats:
+    """Statistics of an image set, summed chunk by chunk: memory holds one chunk's images and
+    features, never the whole set's."""
     from flexae.metrics.stats import FeatureStats
 
-    return FeatureStats.from_features(_stream(images, extractor).numpy(), extractor.weights_id,
-                                      extractor.resize, extractor.precision)
+    chunks = extractor.stream_chunks(images.chunks(extractor.cache_chunk), len(images))
+    return FeatureStats.from_feature_chunks((f.numpy() for f in chunks), extractor.weights_id,
+                                            extractor.resize, extractor.precision)
 
 
 @metrics.command("stats")

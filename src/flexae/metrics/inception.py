@@ -29,7 +29,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -583,7 +583,12 @@ class InceptionExtractor:
         """Features (total, 2048) of image chunks (n <= ``cache_chunk``, C, H, W), read one at a time:
         memory holds one chunk, one float batch and the features. Chunks cut at multiples of
         ``cache_chunk`` from the first image give the cache files of the whole set."""
-        parts = []
+        parts = list(self.stream_chunks(chunks, total, cache))
+        return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)
+
+    def stream_chunks(self, chunks: Iterable[torch.Tensor], total: int, cache: bool = True) -> Iterator[torch.Tensor]:
+        """As :meth:`stream`, the features (n, 2048) of each chunk as it is scored (FID's statistics
+        need not hold them all)."""
         use_cache = cache and self.cache_dir is not None
         with self._bar(total) as bar:
             for chunk in chunks:
@@ -593,13 +598,13 @@ class InceptionExtractor:
                 path = self.cache_path(chunk) if use_cache and len(chunk) else None
                 cached = load_cached_features(path, len(chunk)) if path is not None and path.is_file() else None
                 if cached is not None:
-                    parts.append(cached)
                     bar.update(len(chunk))
+                    yield cached
                     continue
-                parts.append(self._compute(chunk, bar))  # absent or bad: compute, and overwrite a bad entry
+                features = self._compute(chunk, bar)  # absent or bad: compute, and overwrite a bad entry
                 if path is not None:
-                    save_features(path, parts[-1])
-        return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)
+                    save_features(path, features)
+                yield features
 
     def cache_path(self, images: torch.Tensor) -> Path:
         """Cache file for images (n, C, H, W), uint8 or float in [0, 1] (one chunk of at most ``cache_chunk``)."""
