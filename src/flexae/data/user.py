@@ -199,16 +199,16 @@ class ImageFiles:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def read(self, index: Sequence[int] | None = None, desc: str = "decoding") -> Tensor:
+    def read(self, index: Sequence[int] | None = None, desc: str = "decoding", progress: bool = True) -> Tensor:
         """uint8 (n, C, H, W) of the files (all, or those at `index`), decoded in threads."""
         paths = self.paths if index is None else [self.paths[i] for i in index]
-        return decode_files(paths, self, desc)
+        return decode_files(paths, self, desc, progress)
 
     def chunks(self, size: int, index: Sequence[int] | None = None) -> Iterator[Tensor]:
         """uint8 (<= size, C, H, W) tensors of the files in order: memory bounded by `size` images."""
         index = range(len(self)) if index is None else index
         for start in range(0, len(index), size):
-            yield self.read(index[start:start + size])
+            yield self.read(index[start:start + size], progress=False)
 
 
 def image_files(folder: Path, exclude: Path | None = None) -> list[Path]:
@@ -290,15 +290,16 @@ def _decode(path: Path, files: ImageFiles) -> np.ndarray:
     return np.asarray(image).reshape(files.height, files.width, files.channels)
 
 
-def decode_files(paths: Sequence[Path], files: ImageFiles, desc: str) -> Tensor:
-    """Decode in threads (PIL releases the GIL) -> uint8 (N, C, H, W), with a progress bar."""
+def decode_files(paths: Sequence[Path], files: ImageFiles, desc: str, progress: bool = True) -> Tensor:
+    """Decode in threads (PIL releases the GIL) -> uint8 (N, C, H, W), with a progress bar (on a
+    terminal, for 1000 images or more)."""
     from tqdm.auto import tqdm
 
     out = np.empty((len(paths), files.channels, files.height, files.width), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         decoded = pool.map(lambda p: _decode(p, files), paths)
         for i, image in enumerate(tqdm(decoded, total=len(paths), desc=desc, unit="img",
-                                       disable=None if len(paths) >= 1000 else True)):
+                                       disable=None if progress and len(paths) >= 1000 else True)):
             out[i] = image.transpose(2, 0, 1)
     return torch.from_numpy(out)
 

@@ -131,7 +131,8 @@ def open_image_folder(folder: str | os.PathLike[str]) -> ImageSet:
                        hint=f"all images in {folder} must have the same size")
     if len(files) < 2:
         raise UserError(f"{folder}: need at least 2 images, got {len(files)}")
-    return ImageSet(str(folder), len(files), lambda index: files.read(index, desc=f"decoding {folder.name}"))
+    # chunks are decoded without a bar of their own: the Inception features' bar counts them
+    return ImageSet(str(folder), len(files), lambda index: files.read(index, progress=False))
 
 
 def open_image_file(path: str | os.PathLike[str]) -> ImageSet:
