@@ -438,18 +438,28 @@ def _write_folder(folder: Path) -> None:
 
 def test_image_folder(tmp_path: Path) -> None:
     _write_folder(tmp_path / "faces")
-    data = load_images(f"folder:{tmp_path / 'faces'}", "train", image_size=16)
+    data = load_image_folder(tmp_path / "faces", 16)  # every image, recursively
     assert data.images.shape == (3, 3, 16, 16) and data.labels is None
     assert data.images[0].tolist() == torch.tensor([0, 255, 0]).view(3, 1, 1).expand(3, 16, 16).tolist()
     assert (data.images[1] == 77).all()                     # grayscale -> 3 equal channels
     assert (data.images[2].int() - 200).abs().max() <= 3   # JPEG
     assert data.name == f"folder:{tmp_path / 'faces'}"
+    train = load_images(f"folder:{tmp_path / 'faces'}", "train", image_size=16)  # the split `train` uses
+    test = load_images(f"folder:{tmp_path / 'faces'}", "test", image_size=16)    # one held out
+    assert (len(train), len(test)) == (2, 1)
+    assert sorted(x.sum().item() for x in torch.cat([train.images, test.images])) == \
+        sorted(x.sum().item() for x in data.images)
 
 
 def test_image_folder_splits_and_errors(tmp_path: Path) -> None:
     _write_folder(tmp_path / "set" / "test")
+    with pytest.raises(UserError, match="holds no"):  # no training images beside test/: as `train` sees it
+        load_image_folder(tmp_path / "set", 8, "train")
+    _write_folder(tmp_path / "set" / "train")
+    (tmp_path / "set" / "train" / "sub" / "b.PNG").unlink()
     assert len(load_image_folder(tmp_path / "set", 8, "test")) == 3
-    with pytest.raises(UserError, match="has no valid/ subfolder"):
+    assert len(load_image_folder(tmp_path / "set", 8, "train")) == 2
+    with pytest.raises(UserError, match="has the splits train and test"):
         load_image_folder(tmp_path / "set", 8, "valid")
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no"):

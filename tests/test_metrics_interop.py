@@ -280,8 +280,8 @@ def _truncated_png() -> bytes:
 
 
 @pytest.mark.parametrize("case, message", [
-    ("empty", "no PNG or JPEG images"),
-    ("mixed-sizes", "002.png: image is 30x28 but 000.png is 28x28"),
+    ("empty", "holds no .png/.jpg"),
+    ("mixed-sizes", "mixed sizes (000.png 28x28, 002.png 30x28); all images in"),
     ("truncated", "002.png: cannot read image"),
     ("float-255", "002.tiff: float image with values outside [0, 1]"),
     ("one-image", "need at least 2 images, got 1"),

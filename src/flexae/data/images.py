@@ -16,8 +16,8 @@ Data sets (paper Table 5) and where their files are looked for, under the data d
   (162,770), valid (19,867), test (19,962) of the official partition. Images are reduced to 64x64
   by the crop in `celeba_crop_box` and an antialiased bilinear resize; the decoded split is cached
   as an .npz next to the files.
-- `folder:PATH`: every PNG/JPEG under PATH (recursively), centre-cropped to a square and resized to
-  `image_size` (RGB). See `load_image_folder`.
+- `folder:PATH`: every PNG/JPEG/TIFF under PATH (recursively), read by the one image-file reader of
+  flexae.data.user as `train` reads it. See `load_image_folder`.
 
 Images are kept as uint8 (N, C, H, W) to save memory (CelebA train is 2 GB even so); convert each
 batch with `flexae.data.as_float` to floats in [0, 1]. With `download=True`, missing files are fetched with
@@ -51,7 +51,6 @@ SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
           "cifar10": ("train", "test"), "celeba": ("train", "valid", "test")}
 DATA_DIR_ENV = "FLEXAE_DATA_DIR"
 CELEBA_CROP = 140  # side of the centre crop taken from the 178x218 aligned CelebA images
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 16-bit / float: flexae.data.pixels
 _DOWNLOAD_HINT = ("or fetch them when online with `flexae data fetch NAME --data-dir DIR` (in Python: "
                   "load_images(..., download=True))")
 
@@ -109,10 +108,11 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def load_images(name: str, split: str, data_dir: str | Path | None = None,
-                download: bool = False, image_size: int = 64) -> ImageData:
+                download: bool = False, image_size: int = 0) -> ImageData:
     """Load one split of `name` ("mnist", "fashion-mnist", "cifar10", "celeba" or "folder:PATH").
 
-    `image_size` is used only by "folder:PATH" (PATH is taken as given, not under data_dir).
+    `image_size` is used only by "folder:PATH" (PATH is taken as given, not under data_dir; 0 keeps
+    the images' own size, as `train` does).
     Missing files raise a one-line UserError saying which files to put where; with
     `download=True` they are fetched with torchvision into the data directory first.
     """
@@ -336,7 +336,7 @@ def _load_cifar10(name: str, split: str, root: Path) -> ImageData:
                      name=name, split=split)
 
 
-# --- CelebA and image folders (JPEG/PNG via PIL) ------------------------------------------------
+# --- CelebA (JPEG via PIL; image folders: flexae.data.user.ImageFiles) -----------------------
 
 _CELEBA_PARTITION = {"train": 0, "valid": 1, "test": 2}
 
@@ -476,28 +476,28 @@ def _load_celeba(name: str, split: str, root: Path, cache: bool = True) -> Image
                      attributes=attributes, attribute_names=attribute_names)
 
 
-def load_image_folder(path: str | Path, size: int = 64, split: str | None = None) -> ImageData:
-    """Every PNG/JPEG under `path` (recursively, sorted) -> RGB (N, 3, size, size) uint8.
+def load_image_folder(path: str | Path, size: int = 0, split: str | None = None) -> ImageData:
+    """The images of a folder through the one image-file reader (flexae.data.user.ImageFiles), as
+    `train --dataset folder:PATH` reads them: every PNG/JPEG/TIFF under `path` (recursively,
+    sorted), greyscale (C = 1) when all are, else RGB, centre-cropped and resized to `size` (0: their
+    own size, one for all). `split` None: all of them; "train" / "test": the split `train` uses
+    (PATH/train/ and PATH/test/, else the held-out 10% of train.data_seed 0)."""
+    from flexae.data.user import DataSource, image_files, scan_files
 
-    Each image is centre-cropped to its largest square and resized to `size` (antialiased
-    bilinear). If `path/<split>/` exists it is used; otherwise the whole folder is the "train"
-    split and other splits are an error (no silent reuse of training images as test images).
-    """
     folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"image folder {folder} does not exist")
-    if split and (folder / split).is_dir():
-        folder = folder / split
-    elif split not in (None, "train"):
-        raise UserError(f"image folder {folder} has no {split}/ subfolder")
-    if size < 1:
-        raise UserError(f"image size must be positive, got {size}")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not paths:
-        raise UserError(f"image folder {folder} holds no {'/'.join(IMAGE_SUFFIXES)} files")
-    images = _decode_all(paths, size, None, f"decoding {folder.name}")
-    return ImageData(images=torch.from_numpy(images), labels=None, name=f"folder:{path}",
-                     split=split or "train")
+    if size < 0:
+        raise UserError(f"image size must be positive (or 0: the images' own size), got {size}")
+    if split is None:
+        files = scan_files(image_files(folder), size, f"image folder {folder}",
+                           hint="give an image size to resize them to one")
+        images = files.read(desc=f"decoding {folder.name}")
+    elif split in ("train", "test"):
+        train, test = DataSource("folder", folder, size).load(seed=0)
+        images = train if split == "train" else test
+    else:
+        raise UserError(f"image folder {folder} has the splits train and test (as `train` reads them), "
+                        f"not {split!r}")
+    return ImageData(images=images, labels=None, name=f"folder:{path}", split=split or "all")
 
 
 # --- download (online only) ---------------------------------------------------------------------

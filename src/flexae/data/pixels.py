@@ -1,6 +1,6 @@
-"""The one rule for images deeper than 8 bits, shared by every image reader (`folder:` data sets in
-flexae.data.user, image folders and CelebA in flexae.data.images, the metrics' folder reader in
-flexae.metrics.io), so a 16-bit or float file means the same everywhere:
+"""The one rule for images deeper than 8 bits, shared by both image-file readers (image folders,
+for every command, in flexae.data.user.ImageFiles; CelebA in flexae.data.images), so a 16-bit or
+float file means the same everywhere:
 
 - 16-bit integer (PIL modes I;16, I;16B, I;16L, and I when every value lies in 0..65535): the high
   byte, `value >> 8` (65535 -> 255, 257 -> 1). This is what PIL itself does when it reads a 16-bit

@@ -1,8 +1,11 @@
 """Image data of the user's own: `folder:PATH` (PNG/JPEG files), `npz:PATH` and `npy:PATH` (uint8
 arrays N x H x W [x C]), and arrays handed to `flexae.train(..., data=...)` in Python.
 
-Every source becomes uint8 (N, C, S, S) train and test tensors, C 1 or 3, for a square side S the
-networks accept (`check_side`). The rules, also in docs/data.md:
+A source name is parsed once into a `DataSource` (kind, path, image size). Every source becomes
+uint8 (N, C, S, S) train and test tensors, C 1 or 3, for a square side S the networks accept
+(`check_side`). Image files are read by `ImageFiles`, the one image-file reader of flexae: `train`,
+`eval`, `data export` and `flexae metrics` (which keeps any one size and reads every file under a
+folder, in chunks) see the same pixels. The rules, also in docs/data.md:
 
 - Size: `image_size` (config `train.image_size`, `--set train.image_size=S`) resizes every image
   to S x S (centre crop to the largest square, antialiased bilinear). 0 (the default) keeps the
@@ -16,10 +19,12 @@ networks accept (`check_side`). The rules, also in docs/data.md:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +38,7 @@ KINDS = ("folder", "npz", "npy")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")  # 16-bit / float: flexae.data.pixels
 MIN_SIDE, MAX_SIDE = 8, 128  # two stride-2 stages need side % 4 == 0; past 128 the decoder's FC explodes
 TEST_FRACTION = 0.1
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 8-bit and deeper grey (pixels.to_8bit)
 SIZE_HINT = "--set train.image_size=S (Python: TrainConfig(image_size=S))"
 ARRAY_LAYOUT = "uint8 N x H x W or N x H x W x C with C 1 or 3"
 
@@ -178,9 +183,38 @@ def _shape(images: Tensor) -> str:
     return "x".join(map(str, images.shape[1:]))
 
 
-# --- folders ------------------------------------------------------------------------------------
+# --- folders: the one image-file reader ----------------------------------------------------------
 
-def _image_files(folder: Path, exclude: Path | None) -> list[Path]:
+@dataclass(frozen=True)
+class ImageFiles:
+    """Image files as every reader decodes them (`train`, `eval`, `data export`, `flexae metrics`):
+    the same files, channels and size, so one folder means one set of pixels everywhere."""
+
+    paths: tuple[Path, ...]  # sorted, found recursively
+    channels: int            # 1 when every file is greyscale, else 3 (grey files repeated, alpha dropped)
+    height: int
+    width: int
+    resized: bool            # True: each file centre-cropped to its largest square, resized to height x width
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, index: Sequence[int] | None = None, desc: str = "decoding", progress: bool = True) -> Tensor:
+        """uint8 (n, C, H, W) of the files (all, or those at `index`), decoded in threads."""
+        paths = self.paths if index is None else [self.paths[i] for i in index]
+        return decode_files(paths, self, desc, progress)
+
+    def chunks(self, size: int, index: Sequence[int] | None = None) -> Iterator[Tensor]:
+        """uint8 (<= size, C, H, W) tensors of the files in order: memory bounded by `size` images."""
+        index = range(len(self)) if index is None else index
+        for start in range(0, len(index), size):
+            yield self.read(index[start:start + size], progress=False)
+
+
+def image_files(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Every image file under `folder` (recursively, sorted), without those under `exclude`."""
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if exclude is not None:
         paths = [p for p in paths if exclude not in p.parents]
@@ -200,91 +234,134 @@ def _header(path: Path) -> tuple[int, int, str]:
         raise UserError(f"{path}: cannot read image ({' '.join(str(exc).split())})") from None
 
 
-def folder_layout(path: Path, image_size: int) -> tuple[list[Path], list[Path], int, int]:
-    """(train files, test files ([] for the held-out split), channels, side) of an image folder,
-    from the image headers, with every size problem reported before anything is decoded."""
-    if not path.is_dir():
-        raise UserError(f"image folder {path} does not exist")
-    test_dir = path / "test" if (path / "test").is_dir() else None
-    train_dir = path / "train" if (path / "train").is_dir() else path
-    train = _image_files(train_dir, exclude=test_dir)
-    test = _image_files(test_dir, exclude=None) if test_dir is not None else []
-    headers = [(p, *_header(p)) for p in train + test]
+def scan_files(paths: Sequence[Path], image_size: int, what: str, hint: str = f"resize with {SIZE_HINT}") -> ImageFiles:
+    """The ImageFiles of `paths`, from their headers, every size problem reported before anything is
+    decoded. `image_size` S > 0: each file becomes S x S; 0: all must be of one size, kept."""
+    headers = [(p, *_header(p)) for p in paths]
     channels = 1 if all(mode in GREY_MODES for *_, mode in headers) else 3
     if image_size:
-        return train, test, channels, check_side(image_size, f"train.image_size of {path}")
+        return ImageFiles(tuple(paths), channels, image_size, image_size, resized=True)
     sizes = {(w, h) for _, w, h, _ in headers}
     if len(sizes) > 1:
         (a, aw, ah, _), (b, bw, bh, _) = headers[0], next(x for x in headers if (x[1], x[2]) != headers[0][1:3])
-        raise UserError(f"image folder {path}: mixed sizes ({a.name} {aw}x{ah}, {b.name} {bw}x{bh}); "
-                        f"resize all to one side with {SIZE_HINT}")
+        raise UserError(f"{what}: mixed sizes ({a.name} {aw}x{ah}, {b.name} {bw}x{bh}); {hint}")
     (w, h), = sizes
-    if w != h:
-        raise UserError(f"image folder {path}: images are {w}x{h}, not square; crop and resize them with {SIZE_HINT}")
-    return train, test, channels, check_side(w, f"image folder {path}")
+    return ImageFiles(tuple(paths), channels, h, w, resized=False)
 
 
-def _decode(path: Path, side: int, channels: int) -> np.ndarray:
-    """Image file -> (side, side, C) uint8: greyscale or RGB, centre square crop, resize."""
+def folder_layout(path: Path, image_size: int) -> tuple[ImageFiles, ImageFiles | None]:
+    """(train files, test files (None: the held-out split)) of a `folder:` data set: PATH/train/
+    or PATH without PATH/test/, and PATH/test/; one channel count and one square side for both."""
+    if not path.is_dir():
+        raise UserError(f"image folder {path} does not exist")
+    test_dir = path / "test" if (path / "test").is_dir() else None
+    train = image_files(path / "train" if (path / "train").is_dir() else path, exclude=test_dir)
+    test = image_files(test_dir) if test_dir is not None else []
+    both = scan_files(train + test, image_size, f"image folder {path}",
+                      hint=f"resize all to one side with {SIZE_HINT}")
+    if image_size:
+        check_side(image_size, f"train.image_size of {path}")
+    elif both.height != both.width:
+        raise UserError(f"image folder {path}: images are {both.width}x{both.height}, not square; "
+                        f"crop and resize them with {SIZE_HINT}")
+    else:
+        check_side(both.width, f"image folder {path}")
+    split = lambda files: dataclasses.replace(both, paths=tuple(files))  # noqa: E731
+    return split(train), (split(test) if test else None)
+
+
+def _decode(path: Path, files: ImageFiles) -> np.ndarray:
+    """Image file -> (H, W, C) uint8: the 8-bit rule, greyscale or RGB, centre square crop, resize."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            image = to_8bit(image, path).convert("L" if channels == 1 else "RGB")
+            image = to_8bit(image, path).convert("L" if files.channels == 1 else "RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UserError(f"{path}: cannot read image ({' '.join(str(exc).split())})") from None
     w, h = image.size
-    s = min(w, h)
-    image = image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    if s != side:
-        image = image.resize((side, side), Image.BILINEAR)  # antialiased when shrinking
-    return np.asarray(image).reshape(side, side, channels)
+    if files.resized:
+        s = min(w, h)
+        image = image.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if s != files.height:
+            image = image.resize((files.height, files.height), Image.BILINEAR)  # antialiased when shrinking
+    elif (h, w) != (files.height, files.width):  # the header lied (or the file changed since the scan)
+        raise UserError(f"{path}: image is {w}x{h}, the others {files.width}x{files.height}")
+    return np.asarray(image).reshape(files.height, files.width, files.channels)
 
 
-def decode_files(paths: Sequence[Path], side: int, channels: int, desc: str) -> Tensor:
-    """Decode in threads (PIL releases the GIL) -> uint8 (N, C, side, side), with a progress bar."""
+def decode_files(paths: Sequence[Path], files: ImageFiles, desc: str, progress: bool = True) -> Tensor:
+    """Decode in threads (PIL releases the GIL) -> uint8 (N, C, H, W), with a progress bar (on a
+    terminal, for 1000 images or more)."""
     from tqdm.auto import tqdm
 
-    out = np.empty((len(paths), channels, side, side), dtype=np.uint8)
+    out = np.empty((len(paths), files.channels, files.height, files.width), dtype=np.uint8)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = pool.map(lambda p: _decode(p, side, channels), paths)
+        decoded = pool.map(lambda p: _decode(p, files), paths)
         for i, image in enumerate(tqdm(decoded, total=len(paths), desc=desc, unit="img",
-                                       disable=None if len(paths) >= 1000 else True)):
+                                       disable=None if progress and len(paths) >= 1000 else True)):
             out[i] = image.transpose(2, 0, 1)
     return torch.from_numpy(out)
 
 
 def load_folder_data(path: Path, image_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    train_files, test_files, channels, side = folder_layout(path, image_size)
-    train = decode_files(train_files, side, channels, f"decoding {path.name}")
-    if not test_files:
+    train_files, test_files = folder_layout(path, image_size)
+    train = train_files.read(desc=f"decoding {path.name}")
+    if test_files is None:
         return held_out_split(train, seed, f"image folder {path}")
-    return train, decode_files(test_files, side, channels, f"decoding {path.name}/test")
+    return train, test_files.read(desc=f"decoding {path.name}/test")
 
 
 # --- entry points -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class DataSource:
+    """A data source of the user's own, parsed once where it enters (an option, a config): the
+    readers below take this value, not the "kind:PATH" string."""
+
+    kind: str        # "folder", "npz" or "npy"
+    path: Path       # as given (user ~ expanded)
+    image_size: int  # S > 0: every image resized to S x S; 0: the images' own size
+
+    @classmethod
+    def parse(cls, name: str, image_size: int = 0) -> "DataSource":
+        """"folder:imgs" -> DataSource("folder", Path("imgs"), image_size); in-memory data is refused."""
+        if name == MEMORY:
+            raise UserError(MEMORY_ERROR)
+        if not is_user_data(name):
+            raise UserError(f"{name!r} is not a data source of your own: use folder:PATH, npz:PATH or npy:PATH")
+        return cls(name.partition(":")[0], user_data_path(name), image_size)
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.path}"
+
+    def load(self, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """(train, test) uint8 (N, C, S, S), the split of the module docstring."""
+        if self.kind == "folder":
+            return load_folder_data(self.path, self.image_size, seed)
+        return load_array_data(self.kind, self.path, self.image_size, seed)
+
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, S, S), found cheaply (image headers; the arrays' shapes), with the errors of `load`."""
+        if self.kind == "folder":
+            train, _ = folder_layout(self.path, self.image_size)
+            return train.channels, train.height, train.width
+        train, _ = load_array_data(self.kind, self.path, self.image_size, 0)
+        return tuple(train.shape[1:])  # type: ignore[return-value]
+
+
 def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(train, test) uint8 (N, C, S, S) of "folder:PATH", "npz:PATH" or "npy:PATH"."""
-    if name == MEMORY:
-        raise UserError(MEMORY_ERROR)
-    kind, path = name.partition(":")[0], user_data_path(name)
-    if kind == "folder":
-        return load_folder_data(path, image_size, seed)
-    return load_array_data(kind, path, image_size, seed)
+    return DataSource.parse(name, image_size).load(seed)
 
 
 def user_image_shape(name: str, image_size: int = 0) -> tuple[int, int, int]:
-    """(C, S, S) of a user data set, found cheaply (image headers; the arrays' shapes), with the
-    same errors as loading it: for defaults chosen before training (the latent size)."""
+    """(C, S, S) of a user data set, found cheaply, with the same errors as loading it: for defaults
+    chosen before training (the latent size)."""
     if name == MEMORY:
         raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
-    kind, path = name.partition(":")[0], user_data_path(name)
-    if kind == "folder":
-        _, _, channels, side = folder_layout(path, image_size)
-        return channels, side, side
-    train, _ = load_array_data(kind, path, image_size, 0)
-    return tuple(train.shape[1:])  # type: ignore[return-value]
+    return DataSource.parse(name, image_size).image_shape()
 
 
 def images_from_python(data: Any, image_size: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,13 @@
 """`flexae metrics {fid,kid,prd,pms,ims} A B`: one metric between two image sets, printed as one
 JSON object; `flexae metrics stats INPUT --out FILE.npz` saves Inception statistics for `fid`.
 
-A is the generated set, B the real (reference) set. Each is an image folder (PNG/JPEG, all the same
-size), a `.npy` / `.npz` array of shape (N, H, W) or (N, H, W, C), uint8 in [0, 255] or float in
-[0, 1], a data set split NAME:SPLIT (e.g. `mnist:test`, found under --data-dir), or, for `fid`
-only, a statistics file. fid, kid and prd report the sample sizes, Inception weights, resize
-mode and feature precision next to their values. Progress bars and errors go to stderr; a user error prints one line and
+A is the generated set, B the real (reference) set. Each is an image folder (PNG/JPEG/TIFF found
+recursively, all the same size, read as `train --dataset folder:` reads them), a `.npy` / `.npz`
+array of shape (N, H, W) or (N, H, W, C), uint8 in [0, 255] or float in [0, 1], a data set split
+NAME:SPLIT (e.g. `mnist:test`, found under --data-dir), or, for `fid` only, a statistics file.
+Images are read and scored in chunks (memory bounded by the chunk, not the set); `--n N --seed S`
+scores a random N of each image input. fid, kid and prd report the sample sizes, Inception
+weights, resize mode and feature precision next to their values. Progress bars and errors go to stderr; a user error prints one line and
 exits with code 2.
 """
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # the modules below import torch (and PRD scikit-learn): load
     import torch   # so that `flexae --help` starts in well under a second
 
     from flexae.metrics.inception import InceptionExtractor
+    from flexae.metrics.io import ImageSet
     from flexae.metrics.stats import FeatureStats
 
 # flexae.metrics.inception's PRECISION_CHOICES and RESIZE_MODE, written out so that building the
@@ -57,7 +60,10 @@ def _emit(result: dict) -> None:
 
 _data_dir = click.option("--data-dir", type=click.Path(path_type=Path), default=None,
                          help="Where NAME:SPLIT data sets are read [default: $FLEXAE_DATA_DIR or ./data].")
-_files = [click.argument("a"), click.argument("b"), _data_dir]
+_subsample = click.option("--n", "n", type=click.IntRange(min=2), default=None,
+                          help="Score a random N images of each image input (drawn with --seed) [default: all].")
+_seed = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --n draw.")
+_files = [click.argument("a"), click.argument("b"), _data_dir, _subsample]
 _network_options = [
     click.option("--device", default="auto", show_default=True,
                  help="auto = cuda if available, else mps, else cpu."),
@@ -119,18 +125,26 @@ def _precision(a: FeatureStats, b: FeatureStats) -> str:
     return f"{a.precision}/{b.precision}"
 
 
-def _image_pair(a: str, b: str, data_dir: Path | None, needed_by: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both inputs as images (fail fast on bad input, before the network is loaded)."""
-    from flexae.metrics.io import load_images_input
+def _image_pair(a: str, b: str, data_dir: Path | None, needed_by: str, n: int | None,
+                seed: int) -> tuple[ImageSet, ImageSet]:
+    """Both inputs as image sets, subsampled by --n (fail fast on bad input, before the network is
+    loaded); nothing is decoded yet."""
+    from flexae.metrics.io import open_images_input
 
-    return load_images_input(a, data_dir, needed_by), load_images_input(b, data_dir, needed_by)
+    return tuple(open_images_input(x, data_dir, needed_by).subset(n, seed) for x in (a, b))  # type: ignore[return-value]
 
 
-def _features(a: str, b: str, data_dir: Path | None, needed_by: str, **network: object):
+def _stream(images: ImageSet, extractor: InceptionExtractor) -> torch.Tensor:
+    """Features (N, 2048) of an image set, read and scored one cache chunk at a time."""
+    return extractor.stream(images.chunks(extractor.cache_chunk), len(images))
+
+
+def _features(a: str, b: str, data_dir: Path | None, needed_by: str, n: int | None, seed: int,
+              **network: object):
     """Inception features of both inputs, and the extractor."""
-    images_a, images_b = _image_pair(a, b, data_dir, needed_by)
+    images_a, images_b = _image_pair(a, b, data_dir, needed_by, n, seed)
     extractor = _extractor(**network)  # type: ignore[arg-type]
-    return extractor(images_a), extractor(images_b), extractor
+    return _stream(images_a, extractor), _stream(images_b, extractor), extractor
 
 
 @click.group("metrics")
@@ -140,23 +154,26 @@ def metrics() -> None:
 
 @metrics.command("fid")
 @_apply(_files + _network_options)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --n draw and of --ci's resamplings.")
 @click.option("--ci", type=click.IntRange(min=0), default=0, show_default=True,
               help="Bootstrap resamplings of both feature sets for a 95%% interval ('ci95'); 0: none. "
                    "Needs images, not statistics files.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamplings.")
 @_user_errors
-def fid_command(a: str, b: str, data_dir: Path | None, ci: int, seed: int, **network: object) -> None:
-    """Fréchet Inception Distance between A (generated) and B (real); either may be a statistics file."""
-    if ci:  # the interval needs the features themselves (flexae.metrics.api)
-        from flexae.metrics.api import fid
-        result = fid(a, b, ci=ci, seed=seed, data_dir=data_dir, make_extractor=lambda: _extractor(**network))
-        _emit({**result, "resize": result["mode"]})
-        return
+def fid_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int, ci: int, **network: object) -> None:
+    """Fréchet Inception Distance between A (generated) and B (real); either may be a statistics file
+    (--n draws from the image inputs only)."""
     from flexae.metrics.fid import fid_from_stats
-    from flexae.metrics.io import load_input
+    from flexae.metrics.io import open_input
     from flexae.metrics.stats import FeatureStats, common_provenance
 
-    inputs = [load_input(spec, data_dir) for spec in (a, b)]
+    inputs = [open_input(spec, data_dir) for spec in (a, b)]
+    inputs = [x if isinstance(x, FeatureStats) else x.subset(n, seed) for x in inputs]
+    if ci:  # the interval resamples the features themselves (flexae.metrics.api): images loaded whole
+        from flexae.metrics.api import fid
+        result = fid(*(x if isinstance(x, FeatureStats) else x.load() for x in inputs), ci=ci, seed=seed,
+                     make_extractor=lambda: _extractor(**network))
+        _emit({**result, "resize": result["mode"]})
+        return
     if all(isinstance(x, FeatureStats) for x in inputs):
         stats_a, stats_b = inputs  # two statistics files need no network
     else:
@@ -167,27 +184,31 @@ def fid_command(a: str, b: str, data_dir: Path | None, ci: int, seed: int, **net
     _emit({"fid": value, **_provenance(stats_a.n, stats_b.n, weights, resize, _precision(stats_a, stats_b))})
 
 
-def _stats(images: torch.Tensor, extractor: InceptionExtractor) -> FeatureStats:
+def _stats(images: ImageSet, extractor: InceptionExtractor) -> FeatureStats:
+    """Statistics of an image set, summed chunk by chunk: memory holds one chunk's images and
+    features, never the whole set's."""
     from flexae.metrics.stats import FeatureStats
 
-    return FeatureStats.from_features(extractor(images).numpy(), extractor.weights_id, extractor.resize,
-                                      extractor.precision)
+    chunks = extractor.stream_chunks(images.chunks(extractor.cache_chunk), len(images))
+    return FeatureStats.from_feature_chunks((f.numpy() for f in chunks), extractor.weights_id,
+                                            extractor.resize, extractor.precision)
 
 
 @metrics.command("stats")
 @click.argument("input_spec", metavar="INPUT")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Statistics file to write (.npz): Inception mean, covariance, n, weights, resize mode.")
-@_apply([_data_dir] + _network_options)
+@_apply([_data_dir, _subsample, _seed] + _network_options)
 @_user_errors
-def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: object) -> None:
+def stats_command(input_spec: str, out: Path, data_dir: Path | None, n: int | None, seed: int,
+                  **network: object) -> None:
     """Save INPUT's Inception feature statistics, for `flexae metrics fid` against a fixed reference."""
-    from flexae.metrics.io import load_images_input
+    from flexae.metrics.io import open_images_input
     from flexae.metrics.stats import save_stats
 
     if out.suffix.lower() != ".npz":  # checked before the slow part
         raise UserError(f"--out {out}: statistics files must end in .npz")
-    images = load_images_input(input_spec, data_dir, "a statistics file")
+    images = open_images_input(input_spec, data_dir, "a statistics file").subset(n, seed)
     stats = _stats(images, _extractor(**network))  # type: ignore[arg-type]
     save_stats(out, stats)
     _emit({"out": str(out), "n": stats.n, "weights": stats.weights, "mode": stats.resize, "resize": stats.resize,
@@ -200,19 +221,19 @@ def stats_command(input_spec: str, out: Path, data_dir: Path | None, **network: 
               help="Random subsets averaged.")
 @click.option("--subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
               help="Samples per subset and set; larger than either set is an error (as in torch-fidelity).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset draws.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subset draws (and of --n's).")
 @_user_errors
-def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size: int, seed: int,
-                **network: object) -> None:
+def kid_command(a: str, b: str, data_dir: Path | None, n: int | None, subsets: int, subset_size: int,
+                seed: int, **network: object) -> None:
     """Kernel Inception Distance (unbiased MMD^2, cubic kernel) between A (generated) and B (real)."""
     from flexae.metrics.kid import kid_from_features
 
-    images_a, images_b = _image_pair(a, b, data_dir, "KID")
+    images_a, images_b = _image_pair(a, b, data_dir, "KID", n, seed)
     if subset_size > min(len(images_a), len(images_b)):  # refused before the slow Inception passes
         raise UserError(f"KID subset size {subset_size} exceeds the sets ({len(images_a)} in A, "
                         f"{len(images_b)} in B); pass --subset-size {min(len(images_a), len(images_b))} or less")
     extractor = _extractor(**network)  # type: ignore[arg-type]
-    features_a, features_b = extractor(images_a), extractor(images_b)
+    features_a, features_b = _stream(images_a, extractor), _stream(images_b, extractor)
     result = kid_from_features(features_a, features_b, subsets, subset_size, seed)
     _emit({"kid": result.mean, "kid_std": result.std, "subsets": result.subsets,
            "subset_size": result.subset_size,
@@ -222,44 +243,46 @@ def kid_command(a: str, b: str, data_dir: Path | None, subsets: int, subset_size
 @metrics.command("prd")
 @_apply(_files + _network_options)
 @click.option("--runs", type=click.IntRange(min=1), default=10, show_default=True, help="k-means runs to average.")
-@click.option("--seed", type=int, default=0, show_default=True, help="k-means seed of the first run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="k-means seed of the first run (and --n's draw).")
 @_user_errors
-def prd_command(a: str, b: str, data_dir: Path | None, runs: int, seed: int, **network: object) -> None:
+def prd_command(a: str, b: str, data_dir: Path | None, n: int | None, runs: int, seed: int,
+                **network: object) -> None:
     """Precision/recall (Sajjadi et al. 2018) of A (generated) against B (real); equal sizes.
 
     Prints the paper's pair: precision = max F_1/8, recall = max F_8.
     """
     from flexae.metrics.prd import prd_from_features
 
-    images_a, images_b = _image_pair(a, b, data_dir, "precision/recall")
+    images_a, images_b = _image_pair(a, b, data_dir, "precision/recall", n, seed)
     if len(images_a) != len(images_b):
         raise UserError(f"precision/recall needs A and B of equal size, got {len(images_a)} and "
                         f"{len(images_b)}; subsample the larger file")
     extractor = _extractor(**network)  # type: ignore[arg-type]
-    result = prd_from_features(extractor(images_a), extractor(images_b), num_runs=runs, seed=seed)
+    result = prd_from_features(_stream(images_a, extractor), _stream(images_b, extractor), num_runs=runs, seed=seed)
     _emit({"precision": result.precision, "recall": result.recall,
            **_extractor_provenance(len(images_a), len(images_b), extractor)})
 
 
 @metrics.command("pms")
-@_apply(_files)
+@_apply(_files + [_seed])
 @click.option("--device", default="auto", show_default=True, help="Device for the distance computation.")
 @_user_errors
-def pms_command(a: str, b: str, data_dir: Path | None, device: str) -> None:
-    """Pixel Memorization Score: mean L2 distance from each image of A to its nearest image in B."""
+def pms_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int, device: str) -> None:
+    """Pixel Memorization Score: mean L2 distance from each image of A to its nearest image in B
+    (pixels compared whole: both sets are held in memory)."""
     from flexae.devices import resolve_device
     from flexae.metrics.memorization import pms
 
-    images_a, images_b = _image_pair(a, b, data_dir, "PMS")
-    _emit({"pms": pms(images_a, images_b, device=resolve_device(device))})
+    images_a, images_b = _image_pair(a, b, data_dir, "PMS", n, seed)
+    _emit({"pms": pms(images_a.load(), images_b.load(), device=resolve_device(device))})
 
 
 @metrics.command("ims")
-@_apply(_files + _network_options)
+@_apply(_files + [_seed] + _network_options)
 @_user_errors
-def ims_command(a: str, b: str, data_dir: Path | None, **network: object) -> None:
+def ims_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int, **network: object) -> None:
     """Inception Memorization Score: as PMS, on Inception pool3 features."""
     from flexae.metrics.memorization import memorization_score
 
-    features_a, features_b, extractor = _features(a, b, data_dir, "IMS", **network)
+    features_a, features_b, extractor = _features(a, b, data_dir, "IMS", n, seed, **network)
     _emit({"ims": memorization_score(features_a, features_b, device=extractor.device)})

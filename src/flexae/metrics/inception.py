@@ -29,7 +29,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -358,18 +358,23 @@ def _file_id(path: Path) -> str:
 # Preprocessing and batched extraction.
 
 
-def as_unit_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(N, C, H, W) uint8 [0, 255] or float [0, 1] -> float32 tensor in [0, 1], C in {1, 3}."""
+def check_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, C, H, W) uint8 [0, 255] or float [0, 1], C in {1, 3}, as a tensor (not converted: a chunk
+    of uint8 images stays 4x smaller than its floats until a batch is fed to the network)."""
     images = torch.as_tensor(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise UserError(f"images must have shape (N, C, H, W) with C 1 or 3, got {tuple(images.shape)}")
     if 0 in images.shape[2:]:  # 0x0 images cannot be resized to 299x299
         raise UserError(f"images are {images.shape[2]}x{images.shape[3]} pixels; need at least 1x1")
-    if images.dtype == torch.uint8:
-        return as_float(images)
-    if not images.is_floating_point():
+    if images.dtype != torch.uint8 and not images.is_floating_point():
         raise UserError(f"images must be uint8 or float, got {images.dtype}")
-    return images.float()
+    return images
+
+
+def as_unit_float(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(N, C, H, W) uint8 [0, 255] or float [0, 1] -> float32 tensor in [0, 1], C in {1, 3}."""
+    images = check_images(images)
+    return as_float(images) if images.dtype == torch.uint8 else images.float()
 
 
 def default_precision(device: torch.device) -> Precision:
@@ -449,11 +454,16 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FLEXAE_CACHE_DIR") or Path.home() / ".cache" / "flexae").expanduser()
 
 
-def content_key(images: torch.Tensor, settings: str) -> str:
-    """sha256 of the image bytes, shape, dtype and extractor settings."""
-    array = np.ascontiguousarray(images.detach().cpu().numpy())
-    digest = hashlib.sha256(f"{array.shape}|{array.dtype}|{settings}|".encode())
-    digest.update(memoryview(array).cast("B"))
+def content_key(images: torch.Tensor, settings: str, slice_size: int = 64) -> str:
+    """sha256 of the images' float32 [0, 1] values (bytes in C order), shape and extractor settings.
+
+    uint8 images are converted `slice_size` images at a time: the key of a uint8 chunk equals that
+    of its float copy (the key features were cached under before streaming), without the copy."""
+    images = check_images(images)
+    digest = hashlib.sha256(f"{tuple(images.shape)}|float32|{settings}|".encode())
+    for start in range(0, len(images), slice_size):
+        part = as_unit_float(images[start:start + slice_size]).detach().cpu().contiguous()
+        digest.update(memoryview(part.numpy()).cast("B"))
     return digest.hexdigest()
 
 
@@ -571,32 +581,46 @@ class InceptionExtractor:
         an interrupted extraction resumes where it stopped. ``cache`` False skips the disk cache
         (use it for one-off sets such as fresh samples).
         """
-        images = as_unit_float(images)
-        if not cache or self.cache_dir is None or len(images) == 0:  # no chunks to cache for 0 images
-            return self.compute(images)
-        parts = []
-        with self._bar(len(images)) as bar:
-            for start in range(0, len(images), self.cache_chunk):
-                chunk = images[start:start + self.cache_chunk]
-                path = self.cache_path(chunk)
-                cached = load_cached_features(path, len(chunk)) if path.is_file() else None
+        images = check_images(images)
+        chunks = (images[start:start + self.cache_chunk] for start in range(0, len(images), self.cache_chunk))
+        return self.stream(chunks, len(images), cache)
+
+    def stream(self, chunks: Iterable[torch.Tensor], total: int, cache: bool = True) -> torch.Tensor:
+        """Features (total, 2048) of image chunks (n <= ``cache_chunk``, C, H, W), read one at a time:
+        memory holds one chunk, one float batch and the features. Chunks cut at multiples of
+        ``cache_chunk`` from the first image give the cache files of the whole set."""
+        parts = list(self.stream_chunks(chunks, total, cache))
+        return torch.cat(parts) if parts else torch.empty(0, FEATURE_DIM)
+
+    def stream_chunks(self, chunks: Iterable[torch.Tensor], total: int, cache: bool = True) -> Iterator[torch.Tensor]:
+        """As :meth:`stream`, the features (n, 2048) of each chunk as it is scored (FID's statistics
+        need not hold them all)."""
+        use_cache = cache and self.cache_dir is not None
+        with self._bar(total) as bar:
+            for chunk in chunks:
+                chunk = check_images(chunk)
+                if len(chunk) > self.cache_chunk:
+                    raise ValueError(f"a chunk of {len(chunk)} images exceeds cache_chunk {self.cache_chunk}")
+                path = self.cache_path(chunk) if use_cache and len(chunk) else None
+                cached = load_cached_features(path, len(chunk)) if path is not None and path.is_file() else None
                 if cached is not None:
-                    parts.append(cached)
                     bar.update(len(chunk))
-                else:  # absent or bad: compute, and overwrite a bad entry
-                    parts.append(self._compute(chunk, bar))
-                    save_features(path, parts[-1])
-        return torch.cat(parts)
+                    yield cached
+                    continue
+                features = self._compute(chunk, bar)  # absent or bad: compute, and overwrite a bad entry
+                if path is not None:
+                    save_features(path, features)
+                yield features
 
     def cache_path(self, images: torch.Tensor) -> Path:
-        """Cache file for images (n, C, H, W) float in [0, 1] (one chunk of at most ``cache_chunk``)."""
+        """Cache file for images (n, C, H, W), uint8 or float in [0, 1] (one chunk of at most ``cache_chunk``)."""
         if self.cache_dir is None:
             raise ValueError("this extractor has no cache directory")
         return Path(self.cache_dir) / "inception" / f"{content_key(images, self.settings)}.npy"
 
     def store(self, images: torch.Tensor, features: torch.Tensor) -> None:
         """Write features (N, 2048) of images (N, C, H, W) computed elsewhere into the cache."""
-        images = as_unit_float(images)
+        images = check_images(images)
         for start in range(0, len(images), self.cache_chunk):
             stop = start + self.cache_chunk
             save_features(self.cache_path(images[start:stop]), features[start:stop])
@@ -604,7 +628,7 @@ class InceptionExtractor:
     def compute(self, images: torch.Tensor) -> torch.Tensor:
         """Features (N, 2048) of images (N, C, H, W) float in [0, 1], bypassing the cache."""
         with self._bar(len(images)) as bar:
-            return self._compute(as_unit_float(images), bar)
+            return self._compute(check_images(images), bar)
 
     def _bar(self, total: int) -> tqdm:
         return tqdm(total=total, desc="Inception features", unit="img", disable=not self.progress)
@@ -617,7 +641,9 @@ class InceptionExtractor:
             self.notice.begin()  # the first batch is timed too: it is the only one before a long wait
         with autocast:
             for start in range(0, len(images), self.batch_size):
-                batch = preprocess(images[start:start + self.batch_size].to(self.device), self.mode)
+                # uint8 or float (b, C, H, W) -> float [0, 1] one batch at a time: the chunk stays uint8
+                batch = as_unit_float(images[start:start + self.batch_size].to(self.device))
+                batch = preprocess(batch, self.mode)
                 features = self._runner(batch.contiguous(memory_format=self._memory_format))
                 out[start:start + len(batch)] = features.float().cpu()  # .cpu() waits for the device
                 bar.update(len(batch))

@@ -1,35 +1,37 @@
 """Reading the metrics' inputs: `.npy` / `.npz` image arrays, image folders, data sets by name
 (`mnist:test`) and saved Inception statistics (:mod:`flexae.metrics.stats`).
 
-Every image loader returns float32 tensors (N, C, H, W) in [0, 1]; every problem a user can fix is
-a one-line :class:`~flexae.errors.UserError` saying what is wrong and what is expected.
+An image input opens as an :class:`ImageSet`: its size and a way to read any of its images, so
+that `flexae metrics` streams them in chunks (memory bounded by the chunk, not the set) and can
+draw a subset (`--n N --seed S`). Folders are read by the one image-file reader of `train`
+(flexae.data.user.ImageFiles: recursive, the same greyscale / RGB rule, no resize), `.npy` files
+are memory-mapped, `.npz` members and data sets are held as uint8. `load_input` and the loaders
+below return whole float32 tensors (N, C, H, W) in [0, 1]. Every problem a user can fix is a
+one-line :class:`~flexae.errors.UserError` saying what is wrong and what is expected.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from flexae.data import as_float
-from flexae.data.pixels import to_8bit
-from flexae.data.images import DATASETS, IMAGE_SUFFIXES, load_images
+from flexae.data.images import DATASETS, load_images
+from flexae.data.user import image_files, scan_files
 from flexae.errors import UserError
-from flexae.files import first_line
 from flexae.metrics.stats import FeatureStats, is_stats_file, load_stats
 
 EXPECTED = "expected (N, H, W) or (N, H, W, C) with C 1 or 3, uint8 in [0, 255] or float in [0, 1]"
 
 
-def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
-    """(N, H, W) or (N, H, W, C) uint8 [0, 255] / float [0, 1] -> float32 tensor (N, C, H, W) in [0, 1].
-
-    ``name`` is used in error messages (e.g. the file the array came from).
-    """
-    array = np.asarray(array)
+def check_array(array: np.ndarray, name: str = "images") -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) uint8 / float image array, checked (values are not read): as
+    (N, H, W, C), a view when possible (a memory-mapped file stays on disk)."""
     if array.ndim in (3, 4) and 0 in array.shape[1:]:  # before the channel check: its hint would mislead
         raise UserError(f"{name}: shape {array.shape} has no pixels (a dimension of size 0), {EXPECTED}")
     if array.ndim == 3:
@@ -40,14 +42,29 @@ def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
         raise UserError(f"{name}: shape {array.shape} not supported, {EXPECTED}{hint}")
     if array.shape[0] < 2:
         raise UserError(f"{name}: need at least 2 images, got {array.shape[0]}")
-    if array.dtype == np.uint8:
-        tensor = as_float(torch.from_numpy(np.array(array, copy=True)))
-    elif np.issubdtype(array.dtype, np.floating):
-        tensor = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
-        _check_unit_range(tensor, name)
-    else:
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
         raise UserError(f"{name}: dtype {array.dtype} not supported, {EXPECTED}")
-    return tensor.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    return array
+
+
+def array_rows(array: np.ndarray, index: Sequence[int] | slice, name: str) -> torch.Tensor:
+    """Rows of a checked (N, H, W, C) array -> (n, C, H, W): uint8 kept, float32 checked in [0, 1]."""
+    rows = np.array(array[index], copy=True)  # reads only these rows of a memory-mapped file
+    if rows.dtype == np.uint8:
+        tensor = torch.from_numpy(rows)
+    else:
+        tensor = torch.from_numpy(rows.astype(np.float32, copy=False))
+        _check_unit_range(tensor, name)
+    return tensor.permute(0, 3, 1, 2).contiguous()  # (n, H, W, C) -> (n, C, H, W)
+
+
+def images_to_tensor(array: np.ndarray, name: str = "images") -> torch.Tensor:
+    """(N, H, W) or (N, H, W, C) uint8 [0, 255] / float [0, 1] -> float32 tensor (N, C, H, W) in [0, 1].
+
+    ``name`` is used in error messages (e.g. the file the array came from).
+    """
+    array = check_array(np.asarray(array), name)
+    return as_float(array_rows(array, slice(None), name))
 
 
 def _check_unit_range(tensor: torch.Tensor, name: str) -> None:
@@ -67,8 +84,59 @@ def _npz_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarr
         raise UserError(f"{path}: array {key!r} is truncated or corrupt ({' '.join(str(exc).split())})") from None
 
 
-def load_image_file(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Load a `.npy` or `.npz` image array as float32 (N, C, H, W) in [0, 1].
+# --- image sets, read on demand ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageSet:
+    """The images of one metric input, read on demand: `chunks(size)` yields them in order, so
+    memory holds one chunk; `subset(n, seed)` draws n of them."""
+
+    name: str                                   # the input as given, for messages
+    count: int                                  # images in the input
+    read_at: Callable[[Sequence[int]], torch.Tensor]  # positions -> (n, C, H, W) uint8, or float in [0, 1]
+    index: tuple[int, ...] | None = None        # the positions used (sorted); None: all
+
+    def __len__(self) -> int:
+        return self.count if self.index is None else len(self.index)
+
+    def subset(self, n: int | None, seed: int) -> "ImageSet":
+        """n images drawn without replacement, kept in order; the draw of flexae.data.images.subset
+        (the same seed picks the same positions); None: all."""
+        if n is None:
+            return self
+        if not 0 < n <= len(self):
+            raise UserError(f"--n {n}: {self.name} holds {len(self)} images; pass --n {len(self)} or less")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        positions = range(self.count) if self.index is None else self.index
+        return replace(self, index=tuple(positions[i] for i in order.tolist()))
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """(<= size, C, H, W) tensors of the images in order."""
+        positions = range(self.count) if self.index is None else self.index
+        for start in range(0, len(positions), size):
+            yield self.read_at(positions[start:start + size])
+
+    def load(self) -> torch.Tensor:
+        """Every image at once, float32 (N, C, H, W) in [0, 1] (PMS compares pixels)."""
+        positions = range(self.count) if self.index is None else self.index
+        return as_float(self.read_at(positions))
+
+
+def open_image_folder(folder: str | os.PathLike[str]) -> ImageSet:
+    """Every PNG/JPEG/TIFF under ``folder`` (recursively, sorted), through `train`'s reader: C = 1
+    if all are greyscale, else 3 (greyscale ones repeated, alpha dropped); no crop or resize, so all
+    must have one size (Inception resizes them to 299 x 299). Sizes are checked from the headers."""
+    folder = Path(folder)
+    files = scan_files(image_files(folder), 0, f"image folder {folder}",
+                       hint=f"all images in {folder} must have the same size")
+    if len(files) < 2:
+        raise UserError(f"{folder}: need at least 2 images, got {len(files)}")
+    # chunks are decoded without a bar of their own: the Inception features' bar counts them
+    return ImageSet(str(folder), len(files), lambda index: files.read(index, progress=False))
+
+
+def open_image_file(path: str | os.PathLike[str]) -> ImageSet:
+    """A `.npy` (memory-mapped: read chunk by chunk) or `.npz` image array (held as it is stored).
 
     A `.npz` must hold a single array, or one named ``images``.
     """
@@ -78,8 +146,8 @@ def load_image_file(path: str | os.PathLike[str]) -> torch.Tensor:
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise UserError(f"{path}: unsupported file type {suffix or '(none)'}, use .npy or .npz")
-    try:
-        loaded = np.load(path, allow_pickle=False)  # never unpickle user files
+    try:  # never unpickle user files
+        loaded = np.load(path, allow_pickle=False, mmap_mode="r" if suffix == ".npy" else None)
     except Exception as exc:  # a damaged file raises many types: BadZipFile, TokenError, EOFError, ...
         raise UserError(f"{path}: not a readable {suffix} array ({' '.join(str(exc).split())})") from exc
     if suffix == ".npz":
@@ -93,55 +161,18 @@ def load_image_file(path: str | os.PathLike[str]) -> torch.Tensor:
                 raise UserError(f"{path}: holds arrays {keys}; keep one, or name the images 'images'")
     else:
         array = loaded
-    return images_to_tensor(array, name=str(path))
+    array = check_array(array, str(path))
+    return ImageSet(str(path), len(array), lambda index: array_rows(array, list(index), str(path)))
 
 
-# PIL modes read as they are (grayscale, RGB), and those converted; alpha is dropped, as pytorch-fid
-# does. 16-bit and float images are first scaled to 8 bits by flexae.data.pixels.to_8bit (the rule of
-# every image reader), or refused there.
-_KEPT_MODES = ("L", "RGB")
-_CONVERTED_MODES = {"1": "L", "LA": "L", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBX": "RGB",
-                    "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
-
-
-def _read_image(path: Path) -> np.ndarray:
-    """One PNG/JPEG as uint8 (H, W) grayscale or (H, W, 3) RGB."""
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, inside the try
-            image = to_8bit(image, path)  # 16-bit and float: flexae.data.pixels's rule
-            if image.mode not in _KEPT_MODES:
-                if image.mode not in _CONVERTED_MODES:
-                    raise UserError(f"{path}: image mode {image.mode} (16-bit or float) is not supported; "
-                                    "save 8-bit grayscale or RGB")
-                image = image.convert(_CONVERTED_MODES[image.mode])
-            return np.asarray(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UserError(f"{path}: cannot read image ({first_line(exc)})") from None
+def load_image_file(path: str | os.PathLike[str]) -> torch.Tensor:
+    """A `.npy` or `.npz` image array as float32 (N, C, H, W) in [0, 1] (see :func:`open_image_file`)."""
+    return open_image_file(path).load()
 
 
 def read_image_folder(folder: str | os.PathLike[str]) -> torch.Tensor:
-    """Every PNG/JPEG directly in ``folder`` (sorted by name) as float32 (N, C, H, W) in [0, 1].
-
-    Images are used as they are (no crop or resize), so all must have the same size. C is 1 if all
-    are grayscale, else 3 (grayscale ones repeated, which is what the Inception preprocessing does
-    with them anyway).
-    """
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(f"{folder}: no PNG or JPEG images in this folder")
-    arrays = []
-    for path in files:
-        array = _read_image(path)
-        if arrays and array.shape[:2] != arrays[0].shape[:2]:
-            (h0, w0), (h, w) = arrays[0].shape[:2], array.shape[:2]
-            raise UserError(f"{path}: image is {w}x{h} but {files[0].name} is {w0}x{h0}; "
-                            f"all images in {folder} must have the same size")
-        arrays.append(array)
-    if any(a.ndim == 3 for a in arrays):
-        arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
-    return images_to_tensor(np.stack(arrays), name=str(folder))
+    """Every image under ``folder`` as float32 (N, C, H, W) in [0, 1] (see :func:`open_image_folder`)."""
+    return open_image_folder(folder).load()
 
 
 def _dataset_name(spec: str) -> tuple[str, str] | None:
@@ -150,8 +181,8 @@ def _dataset_name(spec: str) -> tuple[str, str] | None:
     return (name, split) if sep and name in DATASETS else None
 
 
-def load_input(spec: str, data_dir: str | os.PathLike[str] | None = None) -> torch.Tensor | FeatureStats:
-    """A metric input: images as float32 (N, C, H, W) in [0, 1], or saved Inception statistics.
+def open_input(spec: str, data_dir: str | os.PathLike[str] | None = None) -> ImageSet | FeatureStats:
+    """A metric input: an :class:`ImageSet`, or saved Inception statistics.
 
     ``spec`` is an image folder, a `.npy`/`.npz` image array, a statistics `.npz` (holding ``mu``
     and ``sigma``) or a data set split NAME:SPLIT (e.g. ``mnist:test``, read from ``data_dir``).
@@ -159,22 +190,34 @@ def load_input(spec: str, data_dir: str | os.PathLike[str] | None = None) -> tor
     """
     path = Path(spec).expanduser()
     if path.is_dir():
-        return read_image_folder(path)
+        return open_image_folder(path)
     if path.is_file():
         if path.suffix.lower() == ".npz" and is_stats_file(path):
             return load_stats(path)
-        return load_image_file(path)
+        return open_image_file(path)
     dataset = _dataset_name(spec)
     if dataset is not None:
-        return as_float(load_images(*dataset, data_dir=data_dir).images)
+        images = load_images(*dataset, data_dir=data_dir).images  # uint8 (N, C, H, W)
+        return ImageSet(spec, len(images), lambda index: images[list(index)])
     raise UserError(f"not found: {spec} (expected an image folder, a .npy/.npz file, a statistics .npz "
                     f"or a data set as NAME:SPLIT with NAME one of {', '.join(DATASETS)})")
 
 
-def load_images_input(spec: str, data_dir: str | os.PathLike[str] | None, needed_by: str) -> torch.Tensor:
-    """As :func:`load_input`, but a statistics file is an error: ``needed_by`` needs the features."""
-    loaded = load_input(spec, data_dir)
-    if isinstance(loaded, FeatureStats):
+def open_images_input(spec: str, data_dir: str | os.PathLike[str] | None, needed_by: str) -> ImageSet:
+    """As :func:`open_input`, but a statistics file is an error: ``needed_by`` needs the features."""
+    opened = open_input(spec, data_dir)
+    if isinstance(opened, FeatureStats):
         raise UserError(f"{spec}: a statistics file holds only a mean and covariance, but {needed_by} "
                         "needs the images' features; pass the images instead")
-    return loaded
+    return opened
+
+
+def load_input(spec: str, data_dir: str | os.PathLike[str] | None = None) -> torch.Tensor | FeatureStats:
+    """As :func:`open_input`, images loaded whole: float32 (N, C, H, W) in [0, 1]."""
+    opened = open_input(spec, data_dir)
+    return opened if isinstance(opened, FeatureStats) else opened.load()
+
+
+def load_images_input(spec: str, data_dir: str | os.PathLike[str] | None, needed_by: str) -> torch.Tensor:
+    """As :func:`open_images_input`, images loaded whole."""
+    return open_images_input(spec, data_dir, needed_by).load()

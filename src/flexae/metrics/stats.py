@@ -15,13 +15,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from flexae.errors import UserError
 from flexae.finite import require_finite
 from flexae.files import atomic_write, first_line
-from flexae.metrics.frechet import gaussian_stats
+from flexae.metrics.frechet import RunningGaussian, gaussian_stats
 
 STATS_FORMAT = "flexae-inception-stats-v1"
 UNKNOWN = "unknown"  # weights or resize mode of a file that does not record them
@@ -45,6 +46,16 @@ class FeatureStats:
         features = np.asarray(features, dtype=np.float64)
         mu, sigma = gaussian_stats(features)
         return cls(mu, sigma, len(features), weights, resize, precision)
+
+    @classmethod
+    def from_feature_chunks(cls, chunks: Iterable[np.ndarray], weights: str, resize: str,
+                            precision: str = UNKNOWN) -> FeatureStats:
+        """As :meth:`from_features` of the chunks' rows stacked, holding one chunk at a time."""
+        running = RunningGaussian()
+        for chunk in chunks:
+            running.add(chunk)
+        mu, sigma = running.stats()
+        return cls(mu, sigma, running.n, weights, resize, precision)
 
 
 def save_stats(path: str | os.PathLike[str], stats: FeatureStats) -> None:
