@@ -19,7 +19,7 @@ parameter gradients are averaged with the rest (docs/performance.md; tests/test_
 shows 2 processes at batch B/2 make the update of 1 process at B). One all-reduce of the stepped optimizer's gradients between `backward()` and
 `step()` (`average_gradients`, called by every update) is the arithmetic DDP performs (the mean
 over ranks of each rank's gradient), needs no special case for any update, and costs one flat
-all-reduce per update (13 per FlexAE-SR iteration; no overlap with the backward pass, which on CPUs
+all-reduce per update (14 per FlexAE-SR iteration: 1 + 5 + 5 + 1 + 1 + 1 updates; no overlap with the backward pass, which on CPUs
 and within one machine is a small cost next to the double backward).
 
 Sampling. Minibatches are drawn uniformly *with replacement*, as in the authors' code. Rank r
