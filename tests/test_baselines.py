@@ -442,7 +442,7 @@ def test_second_stage_and_code_prior_shapes():
     stage2 = SecondStageVAE(5, width=8, depth=2)
     stage2.fitted.fill_(True)
     assert stage2.sample(7).shape == (7, 5)
-    loss, nll, kl = stage2.loss(torch.randn(4, 5))
+    loss, nll, kl = stage2.loss(torch.randn(4, 5), torch.randn(4, 5))
     assert torch.isfinite(loss) and kl >= 0
     prior = CodePrior(6, 10, embed=lambda idx: idx.float(), width=8, layers=1)
     idx = prior.sample_indices(9, torch.Generator().manual_seed(0))
