@@ -343,7 +343,7 @@ def test_fid_of_two_stats_files_needs_no_network(tmp_path, features):
     result = run("fid", "--weights", tmp_path / "no-such-weights.pt", tmp_path / "a.npz", tmp_path / "b.npz")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"fid": fid_from_features(gen, real), "n_a": 60, "n_b": 50,
-                                         "weights": "weights-x", "resize": "pytorch-fid",
+                                         "weights": "weights-x", "mode": "pytorch-fid", "resize": "pytorch-fid",
                                          "inception_precision": "fp32"}
 
 
@@ -369,7 +369,7 @@ def test_stats_fid_and_kid_commands_with_provenance(tmp_path, cache, digits):
     # FID from the features, bit for bit, is tested above on small features.
     fid = run("fid", *args, tmp_path / "gen", tmp_path / "real_stats.npz")
     assert fid.exit_code == 0, fid.output
-    expected = {"n_a": 3, "n_b": 3, "weights": saved["weights"], "resize": "pytorch-fid",
+    expected = {"n_a": 3, "n_b": 3, "weights": saved["weights"], "mode": "pytorch-fid", "resize": "pytorch-fid",
                 "inception_precision": saved["inception_precision"]}
     payload = json.loads(fid.stdout)
     assert list(payload) == ["fid", *expected] and payload["fid"] > 1.0
@@ -392,7 +392,7 @@ def test_prd_command_reports_provenance(tmp_path, cache, shared_data):
     result = run("prd", *args, tmp_path / "ten.npy", tmp_path / "ten.npy")
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert list(payload) == ["precision", "recall", "n_a", "n_b", "weights", "resize",
+    assert list(payload) == ["precision", "recall", "n_a", "n_b", "weights", "mode", "resize",
                              "inception_precision"]
     # (10 points in 20 clusters: tied centres make the value itself arbitrary, so only its range is checked.)
     assert payload["n_a"] == payload["n_b"] == 10 and 0 < payload["precision"] <= 1
