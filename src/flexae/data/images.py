@@ -47,8 +47,7 @@ from flexae.files import atomic_write
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {name: DATASET_INFO[name].shape for name in IMAGES}  # type: ignore[misc]
 DATASETS = tuple(IMAGE_SHAPES)
-SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
-          "cifar10": ("train", "test"), "celeba": ("train", "valid", "test")}
+SPLITS = {name: DATASET_INFO[name].splits for name in IMAGES}
 DATA_DIR_ENV = "FLEXAE_DATA_DIR"
 CELEBA_CROP = 140  # side of the centre crop taken from the 178x218 aligned CelebA images
 _DOWNLOAD_HINT = ("or fetch them when online with `flexae data fetch NAME --data-dir DIR` (in Python: "
