@@ -25,7 +25,9 @@ class DataSetInfo:
     name: str
     shape: tuple[int, ...]  # one data point: (128,) synthetic, (C, H, W) images
     latent_dim: int         # the paper's m for this data set (the default of --latent-dim)
-    splits: tuple[str, ...] = ("train", "test")  # the official splits (images: flexae.data.images)
+    reader: str             # its file format: "synthetic" (generated), else a reader of flexae.data.images
+    torchvision: str | None = None  # the torchvision class that downloads it (and names its folder)
+    splits: tuple[str, ...] = ("train", "test")  # the official splits
 
     own: ClassVar[bool] = False  # not the user's own images: runs record the name only
 
@@ -45,7 +47,7 @@ class DataSetInfo:
 
     def load(self, seed: int = 0, data_dir: str | Path | None = None, download: bool = False) -> "Dataset":
         """The data set: `seed` fixes synthetic data; `data_dir` (and `download`) locate image files."""
-        if not self.is_image:
+        if self.reader == "synthetic":
             from flexae.data.synthetic import make_synthetic
             d = make_synthetic(self.name, seed)
             return Dataset(self.name, torch.from_numpy(d.train.x), torch.from_numpy(d.test.x),
@@ -61,12 +63,12 @@ class DataSetInfo:
 # Paper: m = 50 (Fig 2), 2 (Fig 3), 20 (MNIST, Fashion-MNIST), 64 (CIFAR-10, CelebA).
 # The authors' code used 32 and 128 for the image sets; pass --latent-dim to use those.
 DATASET_INFO: dict[str, DataSetInfo] = {info.name: info for info in (
-    DataSetInfo("synthetic-5d", (128,), 50),
-    DataSetInfo("synthetic-2d", (128,), 2),
-    DataSetInfo("mnist", (1, 28, 28), 20),
-    DataSetInfo("fashion-mnist", (1, 28, 28), 20),
-    DataSetInfo("cifar10", (3, 32, 32), 64),
-    DataSetInfo("celeba", (3, 64, 64), 64, splits=("train", "valid", "test")),
+    DataSetInfo("synthetic-5d", (128,), 50, "synthetic"),
+    DataSetInfo("synthetic-2d", (128,), 2, "synthetic"),
+    DataSetInfo("mnist", (1, 28, 28), 20, "idx", "MNIST"),
+    DataSetInfo("fashion-mnist", (1, 28, 28), 20, "idx", "FashionMNIST"),
+    DataSetInfo("cifar10", (3, 32, 32), 64, "cifar10", "CIFAR10"),
+    DataSetInfo("celeba", (3, 64, 64), 64, "celeba", "CelebA", splits=("train", "valid", "test")),
 )}
 DATASETS = tuple(DATASET_INFO)
 SYNTHETIC = tuple(n for n, info in DATASET_INFO.items() if not info.is_image)
