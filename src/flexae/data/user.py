@@ -64,13 +64,6 @@ def user_data_path(name: str) -> Path:
     return Path(raw).expanduser()
 
 
-def resolved_name(name: str) -> str:
-    """"folder:imgs" -> "folder:/abs/imgs": runs record absolute paths, so they work from anywhere."""
-    if name == MEMORY:
-        return name
-    return f"{name.partition(':')[0]}:{user_data_path(name).resolve()}"
-
-
 def check_side(side: int, what: str) -> int:
     """The networks (Tables 7, 8) take any square side divisible by 4 from 8 to 128."""
     if not (MIN_SIDE <= side <= MAX_SIDE and side % 4 == 0):
@@ -345,8 +338,7 @@ class DataSource:
         return dataclasses.replace(self, path=self.path.resolve())
 
     def default_latent_dim(self) -> int:
-        """The paper's m by channels: 20 for greyscale (as MNIST), 64 for colour (CIFAR-10, CelebA)."""
-        return 20 if self.image_shape()[0] == 1 else 64
+        return paper_latent_dim(self.image_shape())
 
     def data_shape(self, recorded: Any, source: str | Path = "config") -> tuple[int, int, int]:
         """The (C, S, S) a run recorded at training (`recorded`: its train.image_shape), so a run of
@@ -387,10 +379,16 @@ class GivenArrays:
         raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
 
     def default_latent_dim(self) -> int:
-        return 20 if self.image_shape()[0] == 1 else 64
+        return paper_latent_dim(self.image_shape())
 
     def data_shape(self, recorded: Any, source: str | Path = "config") -> tuple[int, int, int]:
         return recorded_image_shape(self.name, recorded, source)
+
+
+def paper_latent_dim(shape: tuple[int, int, int]) -> int:
+    """The paper's m by channels of (C, S, S): 20 for greyscale (as MNIST), 64 for colour (CIFAR-10,
+    CelebA)."""
+    return 20 if shape[0] == 1 else 64
 
 
 def recorded_image_shape(name: str, recorded: Any, source: str | Path) -> tuple[int, int, int]:
