@@ -170,9 +170,9 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     options = model_options(m)
     if options is not None:
         _check_types(options, "model.options.")
-    data = find_source(t.dataset)  # "folder:" (no path) refused here
+    data = find_source(t.dataset)  # train.dataset parsed once ("folder:" without a path refused here)
     if data is None:
-        _choice("data set", t.dataset, DATASETS + OWN_CHOICES)
+        _choice("data set", t.dataset, DATASETS + OWN_CHOICES)  # not a choice: raises
     _validate_image_options(t, data.own)
     _choice("precision", t.precision, PRECISIONS)
     _choice("channels_last", t.channels_last, CHANNELS_LAST)
