@@ -195,6 +195,42 @@ def test_unknown_name_and_split() -> None:
         load_images("celeba", "val")
 
 
+def _write_idx(folder: Path, prefix: str, images: np.ndarray) -> None:
+    """`images` (N, H, W) uint8 as the IDX pair `prefix`-images-idx3-ubyte / -labels-idx1-ubyte."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    header = b"".join(v.to_bytes(4, "big") for v in (IDX_IMAGES_MAGIC, n, h, w))
+    (folder / f"{prefix}-images-idx3-ubyte").write_bytes(header + images.tobytes())
+    labels = IDX_LABELS_MAGIC.to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(range(n))
+    (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(labels)
+
+
+def test_a_new_data_set_is_one_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One DataSetInfo record (no other edit) and the name is accepted, shaped, defaulted, split,
+    read (from the torchvision folder the record names) and checked everywhere."""
+    from flexae.config import ModelConfig, RunConfig, TrainConfig
+    from flexae.data import (DATASET_INFO, DataSetInfo, data_source, default_latent_dim, load_dataset,
+                             run_data_shape)
+    from flexae.validation import validate_config
+
+    monkeypatch.setitem(DATASET_INFO, "tiny-idx", DataSetInfo("tiny-idx", (1, 8, 8), 7, "idx", "TinyIDX"))
+    rng = np.random.default_rng(0)
+    train, test = (rng.integers(0, 256, (n, 8, 8), dtype=np.uint8) for n in (5, 3))
+    _write_idx(tmp_path / "TinyIDX" / "raw", "train", train)
+    _write_idx(tmp_path / "TinyIDX" / "raw", "t10k", test)
+
+    cfg = RunConfig(ModelConfig(latent_dim=default_latent_dim("tiny-idx")), train=TrainConfig(dataset="tiny-idx"))
+    validate_config(cfg, check_device=False)
+    assert cfg.model.latent_dim == 7 and run_data_shape(cfg.train) == (1, 8, 8)
+    assert not data_source("tiny-idx").own and data_source("tiny-idx").is_image
+    data = load_dataset("tiny-idx", tmp_path)
+    assert torch.equal(data.train, torch.from_numpy(train)[:, None]) and torch.equal(data.test[:, 0], torch.from_numpy(test))
+    with pytest.raises(UserError, match="tiny-idx has no split 'valid'; choose one of train, test"):
+        load_images("tiny-idx", "valid", tmp_path)
+    with pytest.raises(UserError, match="train.image_size resizes images of your own"):
+        validate_config(RunConfig(train=TrainConfig(dataset="tiny-idx", image_size=8)), check_device=False)
+
+
 # --- CIFAR-10 on fixtures in the official format ------------------------------------------------
 
 class _Py2Pickler(pickle._Pickler):

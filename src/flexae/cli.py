@@ -124,7 +124,7 @@ def _trust_code_option(f):
 def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, seed, device, precision, out,
           overwrite, resume_dir, data_dir, overrides, tensorboard, quiet) -> None:
     """Train a model; writes config.json, log.jsonl, checkpoint.pt and metrics.json to --out."""
-    from flexae.data import default_latent_dim, is_known_dataset
+    from flexae.data import data_source, default_latent_dim
     from flexae.app import train as loop
     from flexae.validation import validate_data_dir, validate_out_dir, validate_resume_dir
 
@@ -142,9 +142,7 @@ def train(model, dataset, image_size, latent_dim, noise_dim, steps, batch_size, 
         if out is None:
             raise UserError("--out RUN_DIR is required (the folder the run is written to)")
         validate_out_dir(out)
-        if not is_known_dataset(dataset):
-            from flexae.data import data_shape
-            data_shape(dataset)  # the unknown-name error, listing the choices
+        data_source(dataset)  # the unknown-name error, listing the choices
         if latent_dim is not None and latent_dim <= 0:
             raise UserError(f"--latent-dim must be positive, got {latent_dim}")
         cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or 1, noise_dim=noise_dim),

@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from flexae.config import RunConfig
-from flexae.data import IMAGES, load_for_config
-from flexae.data.user import is_user_data
+from flexae.data import IMAGES, data_source, load_for_config
 from flexae.data.images import ImageData, load_images, resolve_data_dir
 from flexae.data import as_float
 from flexae.errors import UserError
@@ -175,12 +174,13 @@ def load_split(cfg: RunConfig, split: str, data_dir: str | Path | None,
     The data directory is `data_dir`, else the one recorded at training, else $FLEXAE_DATA_DIR,
     else ./data.
     """
-    if is_user_data(cfg.train.dataset):  # images of the user's own: their train / test split
-        if split not in ("train", "test"):
-            raise UserError(f"{cfg.train.dataset} has the splits train and test, not {split!r}")
+    source = data_source(cfg.train.dataset, cfg.train.image_size)
+    if source.own:  # images of the user's own: their train / test split
+        if split not in source.splits:
+            raise UserError(f"{cfg.train.dataset} has the splits {' and '.join(source.splits)}, not {split!r}")
         images = getattr(load_for_config(cfg.train, data_dir), split)
         data = ImageData(images=images, labels=None, name=cfg.train.dataset, split=split)
-    elif cfg.train.dataset not in IMAGES:
+    elif not source.is_image:
         raise UserError(f"this run was trained on {cfg.train.dataset!r}, not on an image data set "
                         f"({', '.join(IMAGES)}, folder:PATH, npz:PATH, npy:PATH)")
     else:

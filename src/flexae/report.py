@@ -222,10 +222,17 @@ def metric_n(run: RunRecords, key: str) -> int | None:
     base = key.split(".")[0]
     if base in ("fid", "kid", "kid_std") and train.get("eval_images"):
         return int(train["eval_images"])
-    if base in ("fd", "w_latent") and str(train.get("dataset", "")).startswith("synthetic"):
+    if base in ("fd", "w_latent") and _synthetic(train.get("dataset")):
         from flexae.data.synthetic import NUM_TEST
         return NUM_TEST if base == "fd" else min(int(train.get("eval_samples", NUM_TEST)), NUM_TEST)
     return None
+
+
+def _synthetic(dataset: Any) -> bool:
+    """A named synthetic data set (a config.json read as JSON: any value may stand there)."""
+    from flexae.data import DATASET_INFO
+    info = DATASET_INFO.get(dataset) if isinstance(dataset, str) else None
+    return info is not None and not info.is_image
 
 
 def _eval_n(run: RunRecords, metric: str) -> int | None:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from flexae.config import BATCHNORM_STATS, BEST_SPLITS, CUDA_GRAPHS, PRECISIONS, RunConfig
-from flexae.data import DATASETS, SYNTHETIC, is_known_dataset
-from flexae.data.user import MEMORY, check_image_shape, check_side, is_user_data, user_data_path
+from flexae.data import DATASETS, OWN_CHOICES, find_source
+from flexae.data.user import check_image_shape, check_side
 from flexae.errors import UserError
 from flexae.ranges import MAX_THREADS_PER_CPU, check_ranges, validate_baseline_config
 from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, resolve, spec
@@ -108,9 +108,8 @@ def check_settings_read(cfg: RunConfig, keys: Any) -> None:
 
 
 def _check_paths(t: Any) -> None:
-    """Empty paths ('', 'folder:') would silently mean the working directory."""
-    if is_user_data(t.dataset) and t.dataset != MEMORY:
-        user_data_path(t.dataset)  # "folder:" refused
+    """An empty train.data_dir ('') would silently mean the working directory ('folder:' is
+    refused where train.dataset is parsed)."""
     if t.data_dir is not None and not str(t.data_dir).strip():
         raise UserError("train.data_dir is empty; give a folder, or leave it out")
 
@@ -171,9 +170,10 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     options = model_options(m)
     if options is not None:
         _check_types(options, "model.options.")
-    if not is_known_dataset(t.dataset):
-        _choice("data set", t.dataset, DATASETS + ("folder:PATH", "npz:PATH", "npy:PATH"))
-    _validate_image_options(t)
+    data = find_source(t.dataset)  # train.dataset parsed once ("folder:" without a path refused here)
+    if data is None:
+        _choice("data set", t.dataset, DATASETS + OWN_CHOICES)  # not a choice: raises
+    _validate_image_options(t, data.own)
     _choice("precision", t.precision, PRECISIONS)
     _choice("channels_last", t.channels_last, CHANNELS_LAST)
     _choice("cuda_graphs", t.cuda_graphs, CUDA_GRAPHS)
@@ -199,7 +199,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
                         f"({MAX_THREADS_PER_CPU} per CPU of this machine's {os.cpu_count()}), got {t.cpu_threads}")
     validate_baseline_config(m.baseline)
     _check_paths(t)
-    if spec(m.name).images_only and t.dataset in SYNTHETIC:
+    if spec(m.name).images_only and not data.is_image:
         raise UserError(f"{m.name} needs image data (its smoothing critic is the convolutional net of "
                         "Table 8); use --model flexae on synthetic data")
     if t.eval_images != 0 and t.eval_images < 2:
@@ -213,17 +213,18 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
                         f"(flexae, flexae-sr, wae, wae-gmm); {m.name} keeps 'own'")
 
 
-def _validate_image_options(t: Any) -> None:
-    """train.image_size and train.image_shape: only for images of your own, and sides the networks take."""
+def _validate_image_options(t: Any, own: bool) -> None:
+    """train.image_size and train.image_shape: only for images of your own (`own`), and sides the
+    networks take."""
     if not isinstance(t.image_size, int) or isinstance(t.image_size, bool) or t.image_size < 0:
         raise UserError(f"train.image_size must be 0 (keep the images' size) or a side, got {t.image_size!r:.60}")
-    if t.image_size and not is_user_data(t.dataset):
+    if t.image_size and not own:
         raise UserError(f"train.image_size resizes images of your own (folder:, npz:, npy:); {t.dataset} has "
                         f"a fixed size")
     if t.image_size:
         check_side(t.image_size, "train.image_size")
     if t.image_shape is not None:
-        if not is_user_data(t.dataset):
+        if not own:
             raise UserError(f"train.image_shape is recorded for images of your own only, not for {t.dataset}")
         check_image_shape(t.image_shape, "train.image_shape")
 

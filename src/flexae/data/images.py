@@ -47,8 +47,7 @@ from flexae.files import atomic_write
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {name: DATASET_INFO[name].shape for name in IMAGES}  # type: ignore[misc]
 DATASETS = tuple(IMAGE_SHAPES)
-SPLITS = {"mnist": ("train", "test"), "fashion-mnist": ("train", "test"),
-          "cifar10": ("train", "test"), "celeba": ("train", "valid", "test")}
+SPLITS = {name: DATASET_INFO[name].splits for name in IMAGES}
 DATA_DIR_ENV = "FLEXAE_DATA_DIR"
 CELEBA_CROP = 140  # side of the centre crop taken from the 178x218 aligned CelebA images
 _DOWNLOAD_HINT = ("or fetch them when online with `flexae data fetch NAME --data-dir DIR` (in Python: "
@@ -118,13 +117,13 @@ def load_images(name: str, split: str, data_dir: str | Path | None = None,
     """
     if name.startswith("folder:"):
         return load_image_folder(name[len("folder:"):], image_size, split)
-    if name not in IMAGE_SHAPES:
+    info = DATASET_INFO.get(name)  # the data set's one record: its splits and its file format
+    if info is None or not info.is_image:
         raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")
-    if split not in SPLITS[name]:
-        raise UserError(f"{name} has no split {split!r}; choose one of {', '.join(SPLITS[name])}")
+    if split not in info.splits:
+        raise UserError(f"{name} has no split {split!r}; choose one of {', '.join(info.splits)}")
     root = resolve_data_dir(data_dir)
-    reader = {"mnist": _load_idx_dataset, "fashion-mnist": _load_idx_dataset,
-              "cifar10": _load_cifar10, "celeba": _load_celeba}[name]
+    reader = _READERS[info.reader]
     try:
         return reader(name, split, root)
     except MissingDataError:
@@ -181,7 +180,6 @@ def _read_bytes(path: Path) -> bytes:
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (N, H, W)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (N,)
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
-_TORCHVISION_IDX_DIRS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def read_idx(path: str | Path, magic: int) -> np.ndarray:
@@ -216,7 +214,7 @@ def _idx_names(base: str) -> tuple[str, ...]:
 
 def _load_idx_dataset(name: str, split: str, root: Path) -> ImageData:
     prefix = _IDX_PREFIX[split]
-    dirs = [root / name, root / _TORCHVISION_IDX_DIRS[name] / "raw", root]
+    dirs = [root / name, root / str(DATASET_INFO[name].torchvision) / "raw", root]  # torchvision's: MNIST/raw/
     image_path, label_path = _find_files(
         f"{name} {split} IDX files", dirs,
         [_idx_names(f"{prefix}-images-idx3-ubyte"), _idx_names(f"{prefix}-labels-idx1-ubyte")],
@@ -225,7 +223,7 @@ def _load_idx_dataset(name: str, split: str, root: Path) -> ImageData:
     if len(images) == 0:  # a valid header with count 0: every later step would fail obscurely
         raise UserError(f"{image_path}: holds 0 images; replace it with the full {name} {split} file")
     labels = read_idx(label_path, IDX_LABELS_MAGIC)
-    _, h, w = IMAGE_SHAPES[name]
+    _, h, w = DATASET_INFO[name].shape
     if images.shape[1:] != (h, w):
         raise UserError(f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, "
                         f"{name} needs {h}x{w}")
@@ -509,18 +507,20 @@ def _download(name: str, root: Path) -> None:
     except ImportError:
         raise UserError("download=True needs torchvision: pip install 'flexae[download]'") from None
     root.mkdir(parents=True, exist_ok=True)
-    fetch = {
-        "mnist": lambda: datasets.MNIST(root, train=True, download=True),              # MNIST/raw/
-        "fashion-mnist": lambda: datasets.FashionMNIST(root, train=True, download=True),
-        "cifar10": lambda: datasets.CIFAR10(root, train=True, download=True),          # cifar-10-batches-py/
-        "celeba": lambda: datasets.CelebA(root, split="all", target_type="attr", download=True),
-    }[name]
+    info = DATASET_INFO[name]
     try:
-        fetch()  # each call fetches every split of the data set
+        # each call fetches every split: MNIST/raw/, FashionMNIST/raw/, cifar-10-batches-py/, celeba/
+        getattr(datasets, str(info.torchvision))(root, download=True, **_DOWNLOAD_ARGS[info.reader])
     except Exception as exc:  # network, quota, checksum errors: all end the same way for a user
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"downloading {name} into {root} failed ({detail}); "
                         f"put the files there by hand (see docs/data.md)") from exc
+
+
+# the readers by file format (DataSetInfo.reader), and the torchvision arguments that fetch each format
+_READERS = {"idx": _load_idx_dataset, "cifar10": _load_cifar10, "celeba": _load_celeba}
+_DOWNLOAD_ARGS: dict[str, dict[str, object]] = {"idx": {"train": True}, "cifar10": {"train": True},
+                                                "celeba": {"split": "all", "target_type": "attr"}}
 
 
 __all__ = [

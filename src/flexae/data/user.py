@@ -24,7 +24,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -62,13 +62,6 @@ def user_data_path(name: str) -> Path:
     if not raw.strip():
         raise UserError(f"--dataset {kind}: needs a path after the colon, e.g. {kind}:./my-images")
     return Path(raw).expanduser()
-
-
-def resolved_name(name: str) -> str:
-    """"folder:imgs" -> "folder:/abs/imgs": runs record absolute paths, so they work from anywhere."""
-    if name == MEMORY:
-        return name
-    return f"{name.partition(':')[0]}:{user_data_path(name).resolve()}"
 
 
 def check_side(side: int, what: str) -> int:
@@ -323,6 +316,10 @@ class DataSource:
     path: Path       # as given (user ~ expanded)
     image_size: int  # S > 0: every image resized to S x S; 0: the images' own size
 
+    own: ClassVar[bool] = True       # the user's own images: runs record their path and image shape
+    is_image: ClassVar[bool] = True
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
     @classmethod
     def parse(cls, name: str, image_size: int = 0) -> "DataSource":
         """"folder:imgs" -> DataSource("folder", Path("imgs"), image_size); in-memory data is refused."""
@@ -335,6 +332,18 @@ class DataSource:
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.path}"
+
+    def resolved(self) -> "DataSource":
+        """The same source by its absolute path: runs record it, so they work from anywhere."""
+        return dataclasses.replace(self, path=self.path.resolve())
+
+    def default_latent_dim(self) -> int:
+        return paper_latent_dim(self.image_shape())
+
+    def data_shape(self, recorded: Any, source: str | Path = "config") -> tuple[int, int, int]:
+        """The (C, S, S) a run recorded at training (`recorded`: its train.image_shape), so a run of
+        these images loads without them."""
+        return recorded_image_shape(self.name, recorded, source)
 
     def load(self, seed: int = 0) -> tuple[Tensor, Tensor]:
         """(train, test) uint8 (N, C, S, S), the split of the module docstring."""
@@ -351,6 +360,55 @@ class DataSource:
         return tuple(train.shape[1:])  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class GivenArrays:
+    """Images handed to `flexae.train(..., data=...)` in Python: no files to read them from again."""
+
+    name: ClassVar[str] = MEMORY
+    own: ClassVar[bool] = True
+    is_image: ClassVar[bool] = True
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+
+    def resolved(self) -> "GivenArrays":
+        return self
+
+    def load(self, seed: int = 0) -> tuple[Tensor, Tensor]:
+        raise UserError(MEMORY_ERROR)
+
+    def image_shape(self) -> tuple[int, int, int]:
+        raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
+
+    def default_latent_dim(self) -> int:
+        return paper_latent_dim(self.image_shape())
+
+    def data_shape(self, recorded: Any, source: str | Path = "config") -> tuple[int, int, int]:
+        return recorded_image_shape(self.name, recorded, source)
+
+
+def paper_latent_dim(shape: tuple[int, int, int]) -> int:
+    """The paper's m by channels of (C, S, S): 20 for greyscale (as MNIST), 64 for colour (CIFAR-10,
+    CelebA)."""
+    return 20 if shape[0] == 1 else 64
+
+
+def recorded_image_shape(name: str, recorded: Any, source: str | Path) -> tuple[int, int, int]:
+    """The checked train.image_shape `recorded` of a run trained on `name`."""
+    if recorded is None:
+        raise UserError(f"{source}: trained on {name} but records no train.image_shape")
+    return check_image_shape(recorded, f"{source}: train.image_shape")
+
+
+def parse_own(name: Any, image_size: int = 0) -> DataSource | GivenArrays | None:
+    """The data source of the user's own that the config string `name` names ("folder:PATH",
+    "npz:PATH", "npy:PATH", "array"), or None for any other name. The one place that reads the
+    "kind:PATH" syntax; an empty PATH is refused here."""
+    if name == MEMORY:
+        return GivenArrays()
+    if not is_user_data(name):
+        return None
+    return DataSource.parse(name, image_size)
+
+
 def load_user_data(name: str, image_size: int = 0, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(train, test) uint8 (N, C, S, S) of "folder:PATH", "npz:PATH" or "npy:PATH"."""
     return DataSource.parse(name, image_size).load(seed)
@@ -360,7 +418,7 @@ def user_image_shape(name: str, image_size: int = 0) -> tuple[int, int, int]:
     """(C, S, S) of a user data set, found cheaply, with the same errors as loading it: for defaults
     chosen before training (the latent size)."""
     if name == MEMORY:
-        raise UserError(f"dataset {MEMORY!r} names images given in Python: pass them as train(..., data=...)")
+        return GivenArrays().image_shape()
     return DataSource.parse(name, image_size).image_shape()
 
 

@@ -34,8 +34,7 @@ import torch
 from flexae.config import ModelConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
 from flexae.files import atomic_write_text
-from flexae.data import default_latent_dim, load_for_config
-from flexae.data.user import is_user_data, resolved_name
+from flexae.data import data_source, default_latent_dim, find_source, load_for_config
 from flexae.experiments.launch import Failed, LaunchSettings, RunJob, launch
 from flexae.runs.layout import METRICS_NAME, PRIOR_NAME
 
@@ -158,7 +157,7 @@ def run_config(model: str, settings: TableSettings, latent_dim: int | None = Non
     """The config of one table run: the paper's m for the data set unless given, everything else
     default (Algorithm 1 optimisers, batch 128) unless overridden, checkpoints four times per run."""
     steps = settings.steps
-    dataset = resolved_name(settings.dataset) if is_user_data(settings.dataset) else settings.dataset
+    dataset = data_source(settings.dataset).resolved().name  # the user's own: by absolute path
     cfg = RunConfig(ModelConfig(name=model, latent_dim=latent_dim or 1),
                     train=TrainConfig(dataset=dataset, steps=steps, seed=settings.seed,
                                       device=settings.device, log_every=max(1, min(50, steps // 10)),
@@ -310,7 +309,8 @@ def write_sample_grid(model: torch.nn.Module, path: Path, seed: int, n: int = SA
 
 
 def check_settings(settings: TableSettings, warn: Callable[[str], None]) -> None:
-    if settings.dataset not in IMAGE_DATASETS and not is_user_data(settings.dataset):
+    source = find_source(settings.dataset)
+    if source is None or not (source.own or settings.dataset in IMAGE_DATASETS):
         raise UserError(f"the tables use image data; choose --dataset from {', '.join(IMAGE_DATASETS)}, "
                         f"folder:PATH, npz:PATH or npy:PATH")
     if settings.steps < 1:
