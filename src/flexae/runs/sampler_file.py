@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from flexae.errors import UserError
