@@ -105,6 +105,6 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
                         f"e.g. by training or --overwrite); {json_name} not written: evaluate it again")
     run = RunFolder(run_dir)
     run.sweep_stale()
-    run.write_text(json_name, json.dumps(results, indent=2) + "\n")
-    run.write_text(md_name, results_markdown(results, label=cfg.model.name))
+    run.save_text(json_name, json.dumps(results, indent=2) + "\n")
+    run.save_text(md_name, results_markdown(results, label=cfg.model.name))
     return results

@@ -377,6 +377,6 @@ def _finish(run: Run, stop: GracefulStop, progress: bool, final: dict[str, float
     except StopNow as exc:
         run.log.write({"step": run.step, "event": "stopped", "signal": str(exc), "during": phase})
         raise TrainingStopped(run.out, run.step, run.cfg.train.steps, str(exc), during=phase) from None
-    run.folder.write_text(METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    run.folder.save_text(METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
     if run.log.tensorboard is not None:
         run.log.tensorboard.close()

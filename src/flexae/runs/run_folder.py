@@ -50,7 +50,7 @@ class RunFolder:
         return status.saved_config(self.path)
 
     def write_config(self, payload: dict[str, Any]) -> None:
-        self.write_text(CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+        self.save_text(CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
 
     def checkpoint(self, name: str = CHECKPOINT_NAME, map_location: str | torch.device = "cpu",
                    finite: bool = False) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class RunFolder:
 
     # --- artifacts and status ---------------------------------------------------------------------
 
-    def write_text(self, name: str, text: str) -> Path:
+    def save_text(self, name: str, text: str) -> Path:
         """RUN_DIR/name written atomically (results, tables)."""
         path = self.file(name)
         atomic_write_text(path, text)
