@@ -27,9 +27,8 @@ from flexae.app.prior_kinds import PriorFitConfig, fit_kind, latent_distances
 from flexae.data import as_float, load_for_config, run_data_shape
 from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.files import atomic_write_text
 from flexae.runs import prior_file
-from flexae.runs.folder import RunFolderLock, checkpoint_path
+from flexae.runs.run_folder import RunFolder
 from flexae.runs.layout import COMPARE_JSON, COMPARE_MD, prior_grid_name
 
 GRID = 64                 # samples per prior grid (8 x 8)
@@ -45,12 +44,13 @@ def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KIND
     kinds = _check_kinds(kinds)
     fit = (fit or PriorFitConfig()).check()
     model, cfg, state, codes = encode_run(run_dir, fit_points, data_dir, device, seed, trust_code, with_sampler=True)
-    run_dir = checkpoint_path(run_dir).parent
+    run, _ = RunFolder.of(run_dir)
+    run_dir = run.path
     data = load_for_config(cfg.train, data_dir)
     image_eval = _ImageProtocol(data, n, mode, weights, device, progress) if data.is_image else None
     fit = dataclasses.replace(fit, noise_dim=fit.noise_dim or cfg.model.noise_dim)  # G_psi's m': the run's
     own_prior, rows = model.prior, []
-    with RunFolderLock(run_dir):  # the fitted priors are saved into the run
+    with run.lock():  # the fitted priors are saved into the run
         for kind in kinds:
             started = time.time()
             if kind == prior_file.OWN:
@@ -62,8 +62,7 @@ def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KIND
             else:
                 fitted = fit_kind(kind, codes, run_data_shape(cfg.train, run_dir), fit, cfg.optim, seed, progress)
                 name = default_name(kind)
-                prior_file.save(run_dir, name, kind, fitted.settings, model, fitted.module,
-                                int(state["step"]), fitted.stats)
+                run.save_prior(name, kind, fitted.settings, model, fitted.module, int(state["step"]), fitted.stats)
                 row = {"name": name, "kind": kind, "settings": fitted.settings, "stats": fitted.stats}
                 module = fitted.module
             row["fit_seconds"] = round(time.time() - started, 1)
@@ -78,8 +77,8 @@ def compare_priors(run_dir: str | Path, kinds: tuple[str, ...] = prior_file.KIND
                "codes": int(codes.shape[0]), "seed": seed, "fit": dataclasses.asdict(fit),
                "protocol": _protocol(image_eval), "rows": rows}
     markdown = table_markdown(results)
-    atomic_write_text(run_dir / COMPARE_JSON, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / COMPARE_MD, markdown)
+    run.save_text(COMPARE_JSON, json.dumps(results, indent=2) + "\n")
+    run.save_text(COMPARE_MD, markdown)
     return {**results, "markdown": markdown}
 
 

@@ -20,10 +20,10 @@ from flexae.devices import resolve_device
 from flexae.eta import Notice
 from flexae.errors import UserError
 from flexae.evaluation.protocol import METRICS, check_metrics, evaluate_generator, results_markdown
-from flexae.files import atomic_write_text
 from flexae.app.build import read_model
-from flexae.runs.folder import checkpoint_path, sweep_stale
+from flexae.runs.folder import checkpoint_path
 from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, EVAL_JSON, EVAL_MD, METRICS_NAME
+from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 
 
@@ -103,7 +103,8 @@ def evaluate_run(run_dir: str | Path, n: int = 10_000, metrics: Iterable[str] = 
     if _fingerprint(watched) != before:  # the results describe a model that is no longer the run's
         raise UserError(f"{run_dir} changed while it was evaluated ({path.name} or {CONFIG_NAME} was rewritten, "
                         f"e.g. by training or --overwrite); {json_name} not written: evaluate it again")
-    sweep_stale(run_dir)
-    atomic_write_text(run_dir / json_name, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(run_dir / md_name, results_markdown(results, label=cfg.model.name))
+    run = RunFolder(run_dir)
+    run.sweep_stale()
+    run.save_text(json_name, json.dumps(results, indent=2) + "\n")
+    run.save_text(md_name, results_markdown(results, label=cfg.model.name))
     return results

@@ -43,7 +43,7 @@ from flexae.app.build import build_for_config, build_prior, read_model
 from flexae.runs import prior_file
 from flexae.finite import require_finite
 from flexae.runs.checkpoint import check_versions
-from flexae.runs.folder import checkpoint_path
+from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 from flexae.validation import config_from_dict
 
@@ -72,8 +72,8 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
         raise UserError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    path = checkpoint_path(run_dir)  # RUN_DIR's last checkpoint, or a checkpoint file (RUN_DIR/best.pt)
-    run_dir = path.parent
+    run, path = RunFolder.of(run_dir)  # RUN_DIR's last checkpoint, or a checkpoint file (RUN_DIR/best.pt)
+    run_dir = run.path
     # The checks load_weights makes; the fitted ex-post sampler (sampler.pt) is part of the model's
     # state dict (its prior), so the exported file generates like the run does.
     with allowing_code(trust_code):
@@ -92,7 +92,7 @@ def export_weights(run_dir: str | Path, out: str | Path, overwrite: bool = False
     if left_out:
         metadata["without"] = json.dumps(left_out)
     if prior != prior_file.OWN:  # fitted by `flexae fit-prior`: what rebuilds it (never pickled)
-        fitted = prior_file.matching_state(model, run_dir, int(state["step"]), prior, required=True)
+        fitted = run.matching_prior(model, int(state["step"]), prior, required=True)
         metadata["prior"] = json.dumps({"name": prior, "kind": fitted["kind"], "settings": fitted["settings"]})
     atomic_write(out, lambda f: f.write(save(tensors, metadata)))
     return out

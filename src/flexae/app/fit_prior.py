@@ -22,9 +22,8 @@ from flexae.errors import UserError
 from flexae.app.prior_kinds import PriorFitConfig, fit_kind
 from flexae.runs import prior_file
 from flexae.app.build import read_model
-from flexae.runs.folder import RunFolderLock, checkpoint_path
-from flexae.runs.layout import LOG_NAME
-from flexae.runs.log import RunLog
+from flexae.runs.folder import checkpoint_path
+from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 
 ENCODE_BATCH = 256
@@ -90,16 +89,16 @@ def fit_prior_run(run_dir: str | Path, *, kind: str = "adversarial", name: str |
     if name == prior_file.OWN:
         raise UserError("--name own is the run's own prior; give the fitted prior another name")
     model, cfg, state, codes = encode_run(run_dir, fit_points, data_dir, device, seed, trust_code)
-    run_dir = checkpoint_path(run_dir).parent
+    run, _ = RunFolder.of(run_dir)
     seed = cfg.train.seed if seed is None else seed
     noise_dim = noise_dim or cfg.model.noise_dim or codes.shape[1]
     fit = dataclasses.replace(fit or PriorFitConfig(), steps=steps, noise_dim=noise_dim,
                               batch_size=batch_size or cfg.train.batch_size)
-    with RunFolderLock(run_dir):  # not while a training process writes this run
-        fitted = fit_kind(kind, codes, run_data_shape(cfg.train, run_dir), fit, cfg.optim, seed, progress)
-        prior_file.save(run_dir, name, kind, fitted.settings, model, fitted.module, int(state["step"]), fitted.stats)
-        RunLog(run_dir / LOG_NAME).write({"step": int(state["step"]), "prior_fit": {"name": name, "kind": kind,
-                                          **json.loads(json.dumps(fitted.stats))}})
+    with run.lock():  # not while a training process writes this run
+        fitted = fit_kind(kind, codes, run_data_shape(cfg.train, run.path), fit, cfg.optim, seed, progress)
+        run.save_prior(name, kind, fitted.settings, model, fitted.module, int(state["step"]), fitted.stats)
+        run.log.write({"step": int(state["step"]), "prior_fit": {"name": name, "kind": kind,
+                                                                 **json.loads(json.dumps(fitted.stats))}})
     return fitted.stats
 
 

@@ -23,10 +23,8 @@ from flexae.errors import UserError
 from flexae.finite import nonfinite_names
 from flexae.registry import fit_sampler
 from flexae.app.build import read_model
-from flexae.runs.folder import RunFolderLock, checkpoint_path
-from flexae.runs.layout import LOG_NAME, SAMPLER_NAME
-from flexae.runs.log import RunLog
-from flexae.runs.sampler_file import load_into, save
+from flexae.runs.layout import SAMPLER_NAME
+from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 
 
@@ -40,7 +38,7 @@ def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Basel
     if bad:
         raise UserError(f"the ex-post sampler fit diverged: {bad[0]} is NaN or infinite; {SAMPLER_NAME} was "
                         f"not written (lower model.baseline.second_stage_lr / vq_prior_lr, or check the codes)")
-    save(run_dir, model, step, stats)
+    RunFolder(run_dir).save_sampler(model, step, stats)
     if log is not None:
         log({"step": int(step), "sampler_fit": json.loads(json.dumps(stats))})
     return stats
@@ -55,7 +53,7 @@ def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Base
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a stale sampler is simply refitted
-        if load_into(model, run_dir, step):
+        if RunFolder(run_dir).load_sampler(model, step):
             return
     fit_and_save(model, run_dir, train_data, cfg, step, seed, progress, log)
 
@@ -68,8 +66,7 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
     `steps` / `fit_points` override the config's `sampler_steps` / `sampler_fit_points` for this fit;
     `trust_code`: as for `load_run`.
     """
-    path = checkpoint_path(run_dir)
-    run_dir = path.parent
+    run, path = RunFolder.of(run_dir)
     device = resolve_device(device)  # "auto": the GPU where there is one
     with allowing_code(trust_code):
         model, cfg, state = read_model(path, device, with_sampler=False)  # the old sampler.pt is not read: it is rewritten
@@ -83,7 +80,6 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
         raise UserError("--steps must be positive and --fit-points >= 0")
     step = int(state["step"])
     data = load_for_config(cfg.train, data_dir)
-    log = RunLog(run_dir / LOG_NAME)
-    with RunFolderLock(run_dir):  # not while a training process writes this run
-        stats = fit_and_save(model, run_dir, data.train, hp, step, cfg.train.seed, progress, log.write)
+    with run.lock():  # not while a training process writes this run
+        stats = fit_and_save(model, run.path, data.train, hp, step, cfg.train.seed, progress, run.log.write)
     return {**stats, "sampler_steps": float(hp.sampler_steps)}

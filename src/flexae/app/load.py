@@ -14,7 +14,7 @@ from flexae.app.build import read_model
 from flexae.app.export import load_weights
 from flexae.app.pretrained import is_pretrained_folder, load_folder
 from flexae.runs.layout import CHECKPOINT_NAME
-from flexae.runs.folder import checkpoint_path
+from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 
 
@@ -37,5 +37,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", with_sampl
             return load_weights(run_dir, device, prior)
         if is_pretrained_folder(run_dir) and not (run_dir / CHECKPOINT_NAME).exists():
             return load_folder(run_dir, device, prior=prior)
-        model, cfg, _ = read_model(checkpoint_path(run_dir, checkpoint), device, with_sampler, prior)
+        _, path = RunFolder.of(run_dir, checkpoint)
+        model, cfg, _ = read_model(path, device, with_sampler, prior)
     return model.to(device).eval(), cfg

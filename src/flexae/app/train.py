@@ -22,17 +22,14 @@ from flexae.config import RunConfig
 from flexae.data import Dataset, RandomBatches, given_data_name, load_for_config, resolve_data
 from flexae.devices import resolve_device
 from flexae.errors import UserError
-from flexae.files import atomic_write_text, first_line
+from flexae.files import first_line
 from flexae.metrics.frechet import frechet_distance_from_samples
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.models import AutoEncoder
 from flexae.registry import build_model, make_trainer
-from flexae.runs.checkpoint import (CheckpointWriter, NonFiniteStateError, check_finite_state, load_checkpoint,
-                                    rng_state, set_rng_state, versions)
-from flexae.runs.folder import RunFolderLock, check_new_run_dir, clear_run_dir, create_run_dir
-from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME, TENSORBOARD_DIR
-from flexae.runs import status
-from flexae.runs.log import RunLog, rewind_log
+from flexae.runs.checkpoint import CheckpointWriter, NonFiniteStateError, rng_state, set_rng_state, versions
+from flexae.runs.layout import BEST_NAME, CHECKPOINT_NAME, METRICS_NAME, TENSORBOARD_DIR
+from flexae.runs.run_folder import RunFolder
 from flexae.app.fit_sampler import ensure_fitted
 from flexae.training import distributed
 from flexae.training.divergence import DivergenceMonitor, TrainingDiverged
@@ -77,14 +74,15 @@ def synthetic_metrics(model: AutoEncoder, data: Dataset, n_latent: int) -> dict[
 
 def _writer_lock(out: Path) -> contextlib.AbstractContextManager:
     """The run folder's lock, held by rank 0 (the only process that writes into it)."""
-    return RunFolderLock(out) if distributed.is_main() else contextlib.nullcontext()
+    return RunFolder(out).lock() if distributed.is_main() else contextlib.nullcontext()
 
 
 def _replace_run_dir(out: Path, overwrite: bool) -> None:
     """Under the lock, once the new run's data are loaded and its model is built: check the folder
     again (another run may have written it meanwhile) and remove the old run's files."""
-    check_new_run_dir(out, overwrite)
-    clear_run_dir(out)
+    folder = RunFolder(out)
+    folder.check_new(overwrite)
+    folder.clear()
 
 
 class Run:
@@ -92,6 +90,7 @@ class Run:
 
     def __init__(self, cfg: RunConfig, out: Path, device: torch.device, data: Dataset):
         self.cfg, self.out, self.device, self.data = cfg, out, device, data
+        self.folder = RunFolder(out)
         set_cpu_threads(cfg.train.cpu_threads, data.is_image)
         torch.manual_seed(cfg.train.seed)
         self.model = build_model(cfg.model, data.shape).to(device)
@@ -109,7 +108,7 @@ class Run:
         self.step = 0
         self.elapsed_before = 0.0  # seconds of training before this process (resumed runs)
         self.started = time.time()
-        self.log = RunLog(out / LOG_NAME)
+        self.log = self.folder.log
         self.writer = checkpoint_writer(device)  # in a thread on accelerators
         # Fixed-input preview grids of image runs; they use their own seeds, never the training RNG.
         self.previews = Previews(out, data.test, cfg.train.seed) if data.is_image else None
@@ -169,7 +168,7 @@ def checkpoint_writer(device: torch.device) -> CheckpointWriter:
 def _write_config(run: Run) -> None:
     payload = {**run.cfg.to_dict(), "versions": versions(), "device": str(run.device),
                "processes": distributed.world_size()}
-    atomic_write_text(run.out / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+    run.folder.write_config(payload)
 
 
 def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir: str | None = None,
@@ -183,11 +182,11 @@ def train(cfg: RunConfig, out: str | Path, *, overwrite: bool = False, data_dir:
     validate_config(cfg)
     out = Path(out)
     distributed.init_from_environment(cfg.train.device)  # under torchrun: join the process group
-    distributed.on_main(check_new_run_dir, out, overwrite)  # nothing is touched yet
+    distributed.on_main(RunFolder(out).check_new, overwrite)  # nothing is touched yet
     device = resolve_device(cfg.train.device)
     cfg.train, data = resolve_data(cfg.train, data_dir, data)
     run = Run(cfg, distributed.rank_folder(out), device, data)  # only rank 0 writes into `out`
-    distributed.on_main(create_run_dir, out)
+    distributed.on_main(RunFolder(out).create)
     with _writer_lock(out):
         # Only now, with the data loaded and the model built, is an old run replaced.
         distributed.on_main(_replace_run_dir, out, overwrite)
@@ -210,17 +209,16 @@ def ensure_run(cfg: RunConfig, run_dir: str | Path, *, data_dir: str | None = No
     """Reuse the run in `run_dir` if it finished with `cfg`, resume it if it can get there, else
     train it anew (replacing what the folder held): the one "train, resume or reuse" of every sweep."""
     run_dir = Path(run_dir)
-    if status.finished(run_dir, cfg):
+    if RunFolder(run_dir).finished(cfg):
         return run_dir
-    if status.resumable(run_dir, cfg):
+    if RunFolder(run_dir).resumable(cfg):
         return resume(run_dir, cfg.train.steps, data_dir=data_dir, progress=progress, device=cfg.train.device)
     return train(cfg, run_dir, overwrite=True, data_dir=data_dir, progress=progress)
 
 
 def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, device: str | None,
             tensorboard: bool | None) -> Path:
-    state = load_checkpoint(out / CHECKPOINT_NAME)
-    check_finite_state(state, out / CHECKPOINT_NAME)
+    state = RunFolder(out).checkpoint(finite=True)
     cfg = config_from_dict(state["config"], out / CHECKPOINT_NAME)
     if steps is not None:
         cfg.train.steps = steps
@@ -241,7 +239,7 @@ def _resume(out: Path, steps: int | None, data_dir: str | None, progress: bool, 
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # shapes or names do not match
         raise UserError(f"{out / CHECKPOINT_NAME} does not fit the model its config describes "
                         f"({first_line(exc)})") from None
-    rewind_log(run.log.path, run.step)  # the iterations after the checkpoint are run (and logged) again
+    run.folder.rewind_log(run.step)  # the iterations after the checkpoint are run (and logged) again
     _write_config(run)
     _loop(run, progress and distributed.is_main())
     return out
@@ -379,6 +377,6 @@ def _finish(run: Run, stop: GracefulStop, progress: bool, final: dict[str, float
     except StopNow as exc:
         run.log.write({"step": run.step, "event": "stopped", "signal": str(exc), "during": phase})
         raise TrainingStopped(run.out, run.step, run.cfg.train.steps, str(exc), during=phase) from None
-    atomic_write_text(run.out / METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
+    run.folder.save_text(METRICS_NAME, json.dumps({"step": run.step, **final}, indent=2) + "\n")
     if run.log.tensorboard is not None:
         run.log.tensorboard.close()

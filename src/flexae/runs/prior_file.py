@@ -6,9 +6,10 @@
 prior="own", is the run's own prior whether or not such files are there, and every evaluation
 records which.
 
-A file holds tensors and plain values only, read back with `torch.load(weights_only=True)` (which
-refuses a pickle of anything else): the kind (flexae.app.prior_kinds), its settings (a flat dict
-of ints, floats, strings), the prior module's state dict, the training step and a fingerprint of
+A file is in the sidecar format of flexae.runs.sidecar (tensors and plain values only, read back
+with `torch.load(weights_only=True)`, which refuses a pickle of anything else): the kind
+(flexae.app.prior_kinds), its settings (a flat dict of ints, floats, strings), the prior module's
+state dict, the training step and a fingerprint of
 the weights it was fitted to, fit statistics, and a checksum over all of it.
 """
 
@@ -21,12 +22,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from flexae.errors import UserError
-from flexae.files import atomic_write, first_line
-from flexae.finite import require_finite
+from flexae.runs import sidecar
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import PRIOR_NAME, PRIORS_DIR, prior_file_name, prior_name_of
 from flexae.runs.sampler_file import first_stage_fingerprint
@@ -75,10 +74,7 @@ def save(run_dir: Path, name: str, kind: str, settings: dict[str, Any], model: n
     state = {"kind": check_kind(kind), "settings": _plain(settings), "step": int(step),
              "fingerprint": first_stage_fingerprint(model), "stats": {k: float(v) for k, v in stats.items()},
              "tensors": {k: v.detach().cpu().clone() for k, v in prior.state_dict().items()}}
-    state["checksum"] = _digest(state)
-    path.parent.mkdir(exist_ok=True)
-    atomic_write(path, lambda f: torch.save(state, f))
-    return path
+    return sidecar.save(path, state, _digest)
 
 
 def _plain(settings: dict[str, Any]) -> dict[str, Any]:
@@ -98,30 +94,29 @@ def _legacy_digest(state: dict[str, Any]) -> str:  # prior.pt of flexae before n
     return tensor_digest(state["generator"], f"{state['step']}|{state['fingerprint']!r}|{state['noise_dim']}")
 
 
+def _parse(state: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(the checked file, its expected checksum); an adversarial prior.pt of older flexae (the
+    generator's state dict and its noise size) reads as a prior of kind "adversarial"."""
+    if "kind" in state:
+        checked = {"kind": check_kind(state["kind"]), "settings": _plain(dict(state["settings"])),
+                   "step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
+                   "tensors": dict(state["tensors"]), "stats": dict(state.get("stats", {}))}
+        return checked, _digest(checked)
+    legacy = {"step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
+              "noise_dim": int(state["noise_dim"]), "generator": dict(state["generator"])}
+    checked = {"kind": "adversarial", "settings": {"noise_dim": legacy["noise_dim"]},
+               "step": legacy["step"], "fingerprint": legacy["fingerprint"], "stats": state.get("stats", {}),
+               "tensors": {f"generator.{k}": v for k, v in legacy["generator"].items()}}
+    return checked, _legacy_digest(legacy)
+
+
 def read(path: Path) -> dict[str, Any]:
     """A fitted prior file, checked: {kind, settings, step, fingerprint, stats, tensors}; a UserError
     names the command that writes it again."""
-    refit = f"run `flexae fit-prior {_run_of(path)}` to write it again, or delete it"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if "kind" in state:
-            checked = {"kind": check_kind(state["kind"]), "settings": _plain(dict(state["settings"])),
-                       "step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
-                       "tensors": dict(state["tensors"]), "stats": dict(state.get("stats", {}))}
-            expected = _digest(checked)
-        else:  # the adversarial prior.pt of older flexae: the generator's state dict, its noise size
-            legacy = {"step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
-                      "noise_dim": int(state["noise_dim"]), "generator": dict(state["generator"])}
-            expected = _legacy_digest(legacy)
-            checked = {"kind": "adversarial", "settings": {"noise_dim": legacy["noise_dim"]},
-                       "step": legacy["step"], "fingerprint": legacy["fingerprint"], "stats": state.get("stats", {}),
-                       "tensors": {f"generator.{k}": v for k, v in legacy["generator"].items()}}
-    except Exception as exc:  # damaged, a planted pickle, or not a prior file
-        raise UserError(f"cannot load learned prior {path} ({first_line(exc)}); {refit}") from None
-    if state.get("checksum") != expected:
-        raise UserError(f"{path} is damaged (its contents do not match their checksum); {refit}")
-    require_finite(checked["tensors"], path, refit)
-    return checked
+    path = Path(path)
+    return sidecar.read(path, _parse, tensors="tensors",
+                        fix=f"run `flexae fit-prior {_run_of(path)}` to write it again, or delete it",
+                        unreadable=f"cannot load learned prior {path}")
 
 
 def _run_of(path: Path) -> Path:

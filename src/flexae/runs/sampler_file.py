@@ -1,6 +1,6 @@
 """`RUN_DIR/sampler.pt`: the fitted ex-post sampler of a baseline run, saved as its state dict
 (tensors only), the training step it was fitted at, a fingerprint of the first stage's weights
-and fit statistics; read back with `torch.load(weights_only=True)`. The fit step that writes it
+and fit statistics, in the sidecar format of flexae.runs.sidecar. The fit step that writes it
 is `flexae.app.fit_sampler`.
 """
 
@@ -11,12 +11,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from flexae.errors import UserError
-from flexae.files import atomic_write, first_line
-from flexae.finite import require_finite
+from flexae.files import first_line
+from flexae.runs import sidecar
 from flexae.runs.checkpoint import tensor_digest
 from flexae.runs.layout import SAMPLER_NAME
 
@@ -34,35 +33,28 @@ def save(run_dir: Path, model: nn.Module, step: int, stats: dict[str, float]) ->
     assert sampler is not None and sampler.is_fitted
     state = {"step": int(step), "fingerprint": first_stage_fingerprint(model), "stats": stats,
              "sampler": {k: v.detach().cpu() for k, v in sampler.state_dict().items()}}
-    state["checksum"] = _digest(state)
-    path = Path(run_dir) / SAMPLER_NAME
-    atomic_write(path, lambda f: torch.save(state, f))
-    return path
+    return sidecar.save(Path(run_dir) / SAMPLER_NAME, state, _digest)
 
 
 def _digest(state: dict[str, Any]) -> str:
     return tensor_digest(state["sampler"], f"{state['step']}|{state['fingerprint']!r}")
 
 
-def _read_sampler_file(path: Path) -> dict[str, Any]:
+def _parse(state: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    checked = {"step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
+               "sampler": dict(state["sampler"])}
+    return checked, _digest(checked)
+
+
+def read(path: Path) -> dict[str, Any]:
     """RUN_DIR/sampler.pt as {"step": int, "fingerprint": float, "sampler": dict}, or a UserError
-    that names the command rewriting it (never torch's advice to load unsafely)."""
-    refit = f"run `flexae fit-sampler {path.parent}` to write it again"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged file, or not tensors and plain data
-        raise UserError(f"cannot load ex-post sampler {path}: damaged or not a sampler file "
-                        f"({first_line(exc)}); {refit}") from None
-    try:
-        checked = {"step": int(state["step"]), "fingerprint": float(state["fingerprint"]),
-                   "sampler": dict(state["sampler"])}
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise UserError(f"{path} is not an ex-post sampler file (expected step, fingerprint and sampler); "
-                        f"{refit}") from None
-    if "checksum" in state and state["checksum"] != _digest(checked):  # files of older flexae have none
-        raise UserError(f"{path} is damaged (its contents do not match their checksum); {refit}")
-    require_finite(checked["sampler"], path, refit)
-    return checked
+    that names the command rewriting it. Files of older flexae have no checksum."""
+    path = Path(path)
+    return sidecar.read(path, _parse, tensors="sampler",
+                        fix=f"run `flexae fit-sampler {path.parent}` to write it again",
+                        unreadable=f"cannot load ex-post sampler {path}: damaged or not a sampler file",
+                        malformed=f"{path} is not an ex-post sampler file (expected step, fingerprint and sampler)",
+                        checksum_optional=True)
 
 
 def load_into(model: nn.Module, run_dir: Path, step: int | None = None) -> bool:
@@ -75,7 +67,7 @@ def load_into(model: nn.Module, run_dir: Path, step: int | None = None) -> bool:
     path = Path(run_dir) / SAMPLER_NAME
     if sampler is None or not path.is_file():
         return False
-    state = _read_sampler_file(path)
+    state = read(path)
     stale = step is not None and state["step"] != int(step)
     if stale or not math.isclose(state["fingerprint"], first_stage_fingerprint(model), rel_tol=1e-6):
         warnings.warn(f"{path} was fitted to other weights than the checkpoint's (step {state['step']}); "
