@@ -22,7 +22,7 @@ from flexae.cli import cli
 from flexae.runs.layout import CHECKPOINT_NAME, LOCK_NAME, LOG_NAME
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_tables import _write_idx  # noqa: E402
+from test_tables import write_tiny_mnist  # noqa: E402
 
 MODELS = "vae,wae"
 
@@ -64,17 +64,7 @@ def _table(out: Path) -> str:
 @pytest.fixture(scope="module")
 def tiny_mnist(tmp_path_factory) -> Path:
     """An MNIST folder of 300 training and 100 test images (bars at random rows), as test_tables'."""
-    import numpy as np
-
-    root = tmp_path_factory.mktemp("data")
-    (root / "mnist").mkdir()
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 300), ("t10k", 100)):
-        images = np.zeros((n, 28, 28), np.uint8)
-        images[np.arange(n), rng.integers(4, 24, n)] = 255
-        _write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
-        _write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), 2049)
-    return root
+    return write_tiny_mnist(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,8 @@ def _write_idx(path: Path, array: np.ndarray, magic: int) -> None:
     path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
 
 
-@pytest.fixture
-def tiny_mnist(tmp_path) -> Path:
-    """An MNIST folder of 300 training and 100 test images (bars at random rows)."""
-    root = tmp_path / "data"
+def write_tiny_mnist(root: Path) -> Path:
+    """ROOT/mnist with 300 training and 100 test images (bars at random rows); returns ROOT."""
     (root / "mnist").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 300), ("t10k", 100)):
@@ -40,6 +38,12 @@ def tiny_mnist(tmp_path) -> Path:
         _write_idx(root / "mnist" / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
         _write_idx(root / "mnist" / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), 2049)
     return root
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path) -> Path:
+    """An MNIST folder of 300 training and 100 test images (bars at random rows)."""
+    return write_tiny_mnist(tmp_path / "data")
 
 
 class FakeEvaluation:
