@@ -363,6 +363,20 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
     click.echo(f"sampler written to {run_dir / layout.SAMPLER_NAME}")
 
 
+def _prior_kind_options(f):
+    """The prior kinds' settings that fit-prior and compare-priors both take (flexae.app.prior_kinds)."""
+    options = [
+        click.option("--components", type=click.IntRange(min=1), default=10, show_default=True, help="gmm: components."),
+        click.option("--width", type=click.IntRange(min=1), default=256, show_default=True,
+                     help="flow-matching, 2s-vae: MLP width."),
+        click.option("--ode-steps", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="flow-matching: fixed ODE solver steps."),
+    ]
+    for option in reversed(options):  # listed in --help in this order
+        f = option(f)
+    return f
+
+
 @cli.command("fit-prior")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
@@ -378,13 +392,9 @@ def fit_sampler(run_dir, steps, fit_points, data_dir, device, quiet) -> None:
               help="Training images encoded for the fit; 0 = all.")
 @click.option("--noise-dim", type=click.IntRange(min=1), default=None,
               help="adversarial: m' of G_psi; default: the run's, else m.")
-@click.option("--components", type=click.IntRange(min=1), default=10, show_default=True, help="gmm: components.")
-@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True,
-              help="flow-matching, 2s-vae: MLP width.")
+@_prior_kind_options
 @click.option("--depth", type=click.IntRange(min=1), default=3, show_default=True,
               help="flow-matching, 2s-vae: hidden layers.")
-@click.option("--ode-steps", type=click.IntRange(min=1), default=32, show_default=True,
-              help="flow-matching: fixed ODE solver steps.")
 @click.option("--solver", type=click.Choice(["euler", "midpoint"]), default="midpoint", show_default=True,
               help="flow-matching: the ODE solver.")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
@@ -418,11 +428,7 @@ def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim,
 @click.option("--steps", type=click.IntRange(min=1), default=5000, show_default=True, help="Fit iterations per kind.")
 @click.option("--fit-points", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training images encoded for the fits; 0 = all.")
-@click.option("--components", type=click.IntRange(min=1), default=10, show_default=True, help="gmm: components.")
-@click.option("--width", type=click.IntRange(min=1), default=256, show_default=True,
-              help="flow-matching, 2s-vae: MLP width.")
-@click.option("--ode-steps", type=click.IntRange(min=1), default=32, show_default=True,
-              help="flow-matching: fixed ODE solver steps.")
+@_prior_kind_options
 @click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
               help="Inception preprocessing (docs/metrics.md).")
 @click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
