@@ -183,6 +183,38 @@ def test_loading_a_run_imports_no_training_code(tmp_path):
     assert out.stdout.strip() == ""
 
 
+def test_cli_help_lists_come_from_the_registries_without_importing_torch():
+    """`--model`, `--dataset` and the prior kinds of the CLI's help are read from the registry,
+    flexae.data's table and config.PRIOR_KINDS (a model or data set added there shows up in the
+    help with no edit to cli.py), and `import flexae.cli` still imports no torch."""
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from flexae.cli import cli
+    from flexae.config import PRIOR_KINDS
+    from flexae.data import DATASETS, IMAGES
+    from flexae.registry import BASELINE_NAMES, MODELS, PAPER_MODELS
+
+    assert set(PAPER_MODELS + BASELINE_NAMES) == set(MODELS)  # the help's two groups cover the registry
+    runner = CliRunner()
+
+    def help_text(*command: str) -> str:
+        return " ".join(runner.invoke(cli, [*command, "--help"], terminal_width=10_000).output.split())
+
+    train = help_text("train")
+    assert all(f" {name}" in train for name in MODELS) and all(name in train for name in DATASETS)
+    assert "FlexAE with its prior fixed to N(0, I)" in train  # a registered summary
+    table = help_text("reproduce", "table1")
+    assert all(name in table for name in IMAGES) and "synthetic-5d" not in table
+    assert ",".join(PRIOR_KINDS) in help_text("compare-priors")
+    code = "import sys, flexae.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
+    assert out.stdout.strip() == "False"
+
+
 @pytest.fixture
 def toy_registered():
     from flexae.registry import MODELS, ModelSpec, register

@@ -102,6 +102,25 @@ def test_one_reader_one_greyscale_rule_and_one_resize(tmp_path):
     assert _as_rows(torch.cat(resized)) == _as_rows(load_image_folder(imgs, 8).images)
 
 
+def test_load_images_parses_a_source_of_your_own_once_like_train(tmp_path):
+    """`load_images` (eval, `data export`) reads folder:, npz: and npy: through the parsed
+    DataSource: the same train/test split `train` uses, for every kind."""
+    from flexae.data.images import load_images
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (20, SIDE, SIDE), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", images)
+    np.savez(tmp_path / "x.npz", images=images)
+    sources = {"folder": _folder(tmp_path / "imgs"), "npz": tmp_path / "x.npz", "npy": tmp_path / "x.npy"}
+    for kind, path in sources.items():
+        source = DataSource.parse(f"{kind}:{path}", SIDE)
+        train, test = source.load(seed=0)
+        assert torch.equal(load_images(f"{kind}:{path}", "train", image_size=SIDE).images, train)
+        assert torch.equal(load_images(f"{kind}:{path}", "test", image_size=SIDE).images, test)
+        with pytest.raises(UserError, match="splits train and test"):
+            load_images(f"{kind}:{path}", "valid", image_size=SIDE)
+
+
 def test_subsampling_draws_n_of_each_input_by_seed(tmp_path):
     rng = np.random.default_rng(1)
     a, b = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8), rng.integers(0, 256, (12, 8, 8), dtype=np.uint8)

@@ -29,14 +29,30 @@ if _START_UP_SIGINT:
 import click  # noqa: E402
 from click.core import ParameterSource  # noqa: E402
 
-from flexae.config import CUDA_GRAPHS, INCEPTION_BATCH_SIZE, INCEPTION_MODES, PRECISIONS, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from flexae.config import CUDA_GRAPHS, INCEPTION_BATCH_SIZE, INCEPTION_MODES, PRECISIONS, PRIOR_KINDS, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from flexae.data import DATASETS, IMAGES, OWN_CHOICES  # noqa: E402  (names only: neither imports torch)
 from flexae.errors import UserError  # noqa: E402
+from flexae.registry import BASELINE_NAMES, MODELS, PAPER_MODELS  # noqa: E402
 from flexae.training.signals import TrainingStopped  # noqa: E402
 
 # Defaults come from the config dataclasses, so the CLI and the Python API never disagree.
 _MODEL, _TRAIN = ModelConfig(), TrainConfig()
 _DATA_DIR = click.Path()  # --data-dir of every command (a str, as the loaders and configs take it)
 _DEVICE_HELP = "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps."
+
+
+def _model_help() -> str:
+    """--model's help, from the registry: every model, with the summary it was registered with."""
+    def named(name: str) -> str:
+        return f"{name} ({MODELS[name].summary})" if MODELS[name].summary else name
+    return (f"{', '.join(map(named, PAPER_MODELS))}, or a baseline: {', '.join(map(named, BASELINE_NAMES))} "
+            "(docs/baselines.md); or module:Name of your own (docs/architecture.md).")
+
+
+def _dataset_help(names: tuple[str, ...]) -> str:
+    """--dataset's help, from flexae.data's table of data sets."""
+    return (f"{', '.join(names)}, or images of your own: {', '.join(OWN_CHOICES)} (PNG/JPEG files; "
+            "uint8 N x H x W [x C] arrays); docs/data.md.")
 
 
 class _NonEmptyPath(click.Path):
@@ -91,14 +107,8 @@ def _trust_code_option(f):
 
 @cli.command()
 @_trust_code_option
-@click.option("--model", default=_MODEL.name, show_default=True,
-              help="flexae, flexae-sr, wae (FlexAE with its prior fixed to N(0, I), the paper's ablation), "
-                   "wae-gmm (the same, prior fixed to a Gaussian mixture), vae, or a baseline: wae-gan, wae-mmd, "
-                   "ae-gmm, rae-gmm, 2s-vae, vamp-vae, iaf-vae, vq-vae, mask-aae, vae-iop, pioneer, alae (docs/baselines.md); "
-                   "or module:Name of your own (docs/architecture.md).")
-@click.option("--dataset", default=_TRAIN.dataset, show_default=True,
-              help="synthetic-5d, synthetic-2d, mnist, fashion-mnist, cifar10, celeba, or images of your own: "
-                   "folder:PATH (PNG/JPEG), npz:PATH, npy:PATH (uint8 N x H x W [x C]); docs/data.md.")
+@click.option("--model", default=_MODEL.name, show_default=True, help=_model_help())
+@click.option("--dataset", default=_TRAIN.dataset, show_default=True, help=_dataset_help(DATASETS))
 @click.option("--image-size", type=click.IntRange(min=0), default=0, show_default=True,
               help="Images of your own: resize to this square side (train.image_size); 0: keep their size.")
 @click.option("--latent-dim", type=int, default=None,
@@ -269,8 +279,7 @@ def _table_options(f):
                      help="Test (and generated) images per evaluation; FID needs >= 2048 (smaller: a warning).")(f)
     f = click.option("--steps", type=int, default=130000, show_default=True,
                      help="Training iterations per model (paper: 130,000).")(f)
-    f = click.option("--dataset", required=True, help="mnist, fashion-mnist, cifar10, celeba, or images of your "
-                                                      "own: folder:PATH, npz:PATH, npy:PATH (docs/data.md).")(f)
+    f = click.option("--dataset", required=True, help=_dataset_help(IMAGES))(f)
     f = click.option("--out", type=_PATH, required=True,
                      help="Output folder (runs/, eval/, samples/, tables); re-running reuses finished runs.")(f)
     return _trust_code_option(f)
@@ -380,7 +389,7 @@ def _prior_kind_options(f):
 @cli.command("fit-prior")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
-@click.option("--kind", type=click.Choice(["adversarial", "gmm", "flow-matching", "2s-vae"]), default="adversarial",
+@click.option("--kind", type=click.Choice(PRIOR_KINDS), default=PRIOR_KINDS[0],
               show_default=True, help="adversarial: the paper's G_psi + WGAN-GP latent critic; gmm: a full-covariance "
                                       "GMM; flow-matching: an MLP velocity field, ODE-sampled; 2s-vae: a second-stage VAE.")
 @click.option("--name", default=None, help="Saved under this name, beside the run's other priors (--prior NAME); "
@@ -421,7 +430,7 @@ def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim,
 @cli.command("compare-priors")
 @_trust_code_option
 @click.argument("run_dir", type=_PATH)
-@click.option("--kinds", default="adversarial,gmm,flow-matching,2s-vae", show_default=True,
+@click.option("--kinds", default=",".join(PRIOR_KINDS), show_default=True,
               help="Comma-separated prior kinds to fit and compare (and 'own': the run's own prior).")
 @click.option("-n", "--n", "n", type=click.IntRange(min=2), default=10_000, show_default=True,
               help="Generated / test images for FID and KID (image runs; FID needs >= 2048).")
@@ -452,8 +461,8 @@ def compare_priors_cmd(run_dir, kinds, n, steps, fit_points, components, width, 
 
 def checkpoint_run_dir(run_dir: Path) -> Path:
     """The run folder of RUN_DIR or of a checkpoint file in one."""
-    from flexae.runs.folder import checkpoint_path
-    return checkpoint_path(run_dir).parent
+    from flexae.runs.run_folder import RunFolder
+    return RunFolder.of(run_dir)[0].path
 
 
 # --- using a trained model (flexae.inference) -------------------------------------------------------

@@ -16,6 +16,7 @@ from flexae.trust import note_named
 PRECISIONS = ("fp32", "bf16", "fp16")  # train.precision (flexae.training.precision has the policy)
 CUDA_GRAPHS = ("auto", "on", "off")     # train.cuda_graphs (flexae.training.graphs)
 INCEPTION_MODES = ("pytorch-fid", "tf")  # Inception preprocessing (flexae.metrics.inception.preprocess)
+PRIOR_KINDS = ("adversarial", "gmm", "flow-matching", "2s-vae")  # fit-prior --kind (flexae.app.prior_kinds)
 # Images per Inception forward pass (and per generation batch of `flexae eval`), the one default of
 # `flexae eval` and `flexae metrics`: pytorch-fid's default (50), whose 299 x 299 x 3 float32 inputs
 # (54 MB) and activations stay small on a CPU; a GPU may take more (--batch-size).

@@ -16,24 +16,17 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from torch import Tensor, nn
-
-from flexae.baselines.common import ExPostFit, fit_expost_sampler
-from flexae.baselines.deterministic import build_expost_gmm_ae, build_wae_mmd
-from flexae.baselines.iop import build_iop
-from flexae.baselines.alae import build_alae
-from flexae.baselines.maskaae import build_mask_aae
-from flexae.baselines.pioneer import build_pioneer
-from flexae.baselines.variational import build_iaf, build_two_stage, build_vamp
-from flexae.baselines.vqvae import build_vqvae
-from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES, build_wae_gan
 from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.trust import check_import
 from flexae.ranges import validate_baseline_config
-from flexae.models import AutoEncoder, build_flexae, build_vae, build_wae
+
+if TYPE_CHECKING:  # the registry itself imports neither torch nor a model: the CLI lists its names
+    from torch import Tensor
+    from flexae.baselines.common import ExPostFit
+    from flexae.models import AutoEncoder
 
 # (model, optim config, batch source, StepOptions | None) -> a flexae.training.steps.Trainer
 TrainerFactory = Callable[..., Any]
@@ -41,15 +34,17 @@ TrainerFactory = Callable[..., Any]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build a model, and where its training side lives. `trainer` and `fit_sampler` may be
-    "module:name" references, imported on first use, so that building or loading a model imports
-    no training code (`load_run` needs only `build`)."""
+    """How to build a model, and where its training side lives. Each of `build`, `trainer` and
+    `fit_sampler` may be a "module:name" reference, imported on first use: listing the models
+    (the CLI's help) imports nothing, building or loading one imports no training code (`load_run`
+    needs only `build`)."""
 
-    build: Callable[[ModelConfig, tuple[int, ...]], AutoEncoder]  # (config, data shape) -> model
+    build: Callable[[ModelConfig, tuple[int, ...]], AutoEncoder] | str  # (config, data shape) -> model
     trainer: TrainerFactory | str                                 # (model, optim, batches, options)
     fit_sampler: ExPostFit | str | None = None                    # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
     options: type | None = None                                   # dataclass of the model's own settings
+    summary: str = ""                                             # what it is, for the CLI's help
     # The model.* settings it reads beyond COMMON_MODEL_SETTINGS ("gmm_std", "baseline.mmd_weight"):
     # a --set of any other is an error. None: not declared (models registered from outside), not checked.
     settings: tuple[str, ...] | None = None
@@ -83,31 +78,35 @@ def register(name: str, spec: ModelSpec) -> None:
     MODELS[name] = spec
 
 
+_M = "flexae.models"             # the paper's models
 _T = "flexae.training.trainers"  # the paper's trainers (Algorithm 1 and the VAE)
-_B = "flexae.baselines"          # each baseline family's training side: flexae.baselines.<family>_train
+_B = "flexae.baselines"          # each baseline family: its model flexae.baselines.<family>, its
+                                 # training side flexae.baselines.<family>_train
 for _name, _spec in {
     # The paper's models (flexae.models, trainers in flexae.training.trainers).
-    "flexae": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", settings=()),
-    "flexae-sr": ModelSpec(build_flexae, f"{_T}:AdversarialTrainer", images_only=True, settings=()),
-    "wae": ModelSpec(build_wae, f"{_T}:AdversarialTrainer", settings=()),
-    "wae-gmm": ModelSpec(build_wae, f"{_T}:AdversarialTrainer", settings=_GMM_PRIOR),
-    "vae": ModelSpec(build_vae, f"{_T}:VAETrainer", settings=()),
+    "flexae": ModelSpec(f"{_M}:build_flexae", f"{_T}:AdversarialTrainer", settings=()),
+    "flexae-sr": ModelSpec(f"{_M}:build_flexae", f"{_T}:AdversarialTrainer", images_only=True, settings=()),
+    "wae": ModelSpec(f"{_M}:build_wae", f"{_T}:AdversarialTrainer", settings=(),
+                     summary="FlexAE with its prior fixed to N(0, I), the paper's ablation"),
+    "wae-gmm": ModelSpec(f"{_M}:build_wae", f"{_T}:AdversarialTrainer", settings=_GMM_PRIOR,
+                         summary="the same, prior fixed to a Gaussian mixture"),
+    "vae": ModelSpec(f"{_M}:build_vae", f"{_T}:VAETrainer", settings=()),
     # The baselines of Table 1 (flexae.baselines).
-    "wae-gan": ModelSpec(build_wae_gan, f"{_B}.wae_gan_train:WAEGANTrainer", settings=_baseline('wae_gan_weight', 'wae_gan_lr', 'wae_gan_adversary_lr', 'wae_gan_beta1', 'wae_gan_prior_trick', 'wae_gan_schedule', 'wae_gan_schedule_steps', 'wae_cost_scale', 'wae_input_noise', 'prior_std')),
-    "wae-mmd": ModelSpec(build_wae_mmd, f"{_B}.deterministic_train:WAEMMDTrainer", settings=_baseline("mmd_weight", "prior_std", "wae_cost_scale", "wae_input_noise")),
-    "ae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
+    "wae-gan": ModelSpec(f"{_B}.wae_gan:build_wae_gan", f"{_B}.wae_gan_train:WAEGANTrainer", settings=_baseline('wae_gan_weight', 'wae_gan_lr', 'wae_gan_adversary_lr', 'wae_gan_beta1', 'wae_gan_prior_trick', 'wae_gan_schedule', 'wae_gan_schedule_steps', 'wae_cost_scale', 'wae_input_noise', 'prior_std')),
+    "wae-mmd": ModelSpec(f"{_B}.deterministic:build_wae_mmd", f"{_B}.deterministic_train:WAEMMDTrainer", settings=_baseline("mmd_weight", "prior_std", "wae_cost_scale", "wae_input_noise")),
+    "ae-gmm": ModelSpec(f"{_B}.deterministic:build_expost_gmm_ae", f"{_B}.deterministic_train:RAETrainer",
                         f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "sampler_fit_points")),
-    "rae-gmm": ModelSpec(build_expost_gmm_ae, f"{_B}.deterministic_train:RAETrainer",
+    "rae-gmm": ModelSpec(f"{_B}.deterministic:build_expost_gmm_ae", f"{_B}.deterministic_train:RAETrainer",
                          f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "rae_code_weight", "rae_decoder_decay", "sampler_fit_points")),
-    "2s-vae": ModelSpec(build_two_stage, f"{_B}.variational_train:TwoStageTrainer",
+    "2s-vae": ModelSpec(f"{_B}.variational:build_two_stage", f"{_B}.variational_train:TwoStageTrainer",
                         f"{_B}.variational_train:fit_second_stage", settings=_baseline("second_stage_width", "second_stage_depth", "second_stage_lr") + _SAMPLER_FIT),
-    "vamp-vae": ModelSpec(build_vamp, f"{_B}.variational_train:VampTrainer", settings=_baseline("vamp_pseudo_inputs", "vamp_init_mean", "vamp_init_std")),
-    "iaf-vae": ModelSpec(build_iaf, f"{_B}.variational_train:IAFTrainer", settings=_baseline("iaf_steps", "iaf_hidden")),
-    "vq-vae": ModelSpec(build_vqvae, f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior", settings=_baseline("vq_codebook_size", "vq_embedding_dim", "vq_commitment", "vq_prior_width", "vq_prior_layers", "vq_prior_lr") + _SAMPLER_FIT),
-    "mask-aae": ModelSpec(build_mask_aae, f"{_B}.maskaae_train:MaskAAETrainer", settings=_baseline("mask_variance_weight", "mask_rec_weight", "mask_lr", "mask_schedule")),
-    "vae-iop": ModelSpec(build_iop, f"{_B}.iop_train:IOPTrainer", settings=_baseline('iop_ratio_width', 'iop_ratio_depth', 'iop_ratio_dropout', 'iop_ratio_lr', 'iop_ratio_steps', 'iop_sir_candidates')),
-    "pioneer": ModelSpec(build_pioneer, f"{_B}.pioneer_train:PioneerTrainer", settings=_baseline('pioneer_generator_steps', 'pioneer_real_kl_weight', 'pioneer_fake_kl_weight', 'pioneer_image_weight', 'pioneer_code_weight', 'pioneer_lr', 'pioneer_beta1', 'pioneer_beta2')),
-    "alae": ModelSpec(build_alae, f"{_B}.alae_train:ALAETrainer", settings=_baseline('alae_mapping_layers', 'alae_mapping_width', 'alae_head_layers', 'alae_r1_gamma', 'alae_lr', 'alae_beta1', 'alae_beta2', 'alae_equalized_lr')),
+    "vamp-vae": ModelSpec(f"{_B}.variational:build_vamp", f"{_B}.variational_train:VampTrainer", settings=_baseline("vamp_pseudo_inputs", "vamp_init_mean", "vamp_init_std")),
+    "iaf-vae": ModelSpec(f"{_B}.variational:build_iaf", f"{_B}.variational_train:IAFTrainer", settings=_baseline("iaf_steps", "iaf_hidden")),
+    "vq-vae": ModelSpec(f"{_B}.vqvae:build_vqvae", f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior", settings=_baseline("vq_codebook_size", "vq_embedding_dim", "vq_commitment", "vq_prior_width", "vq_prior_layers", "vq_prior_lr") + _SAMPLER_FIT),
+    "mask-aae": ModelSpec(f"{_B}.maskaae:build_mask_aae", f"{_B}.maskaae_train:MaskAAETrainer", settings=_baseline("mask_variance_weight", "mask_rec_weight", "mask_lr", "mask_schedule")),
+    "vae-iop": ModelSpec(f"{_B}.iop:build_iop", f"{_B}.iop_train:IOPTrainer", settings=_baseline('iop_ratio_width', 'iop_ratio_depth', 'iop_ratio_dropout', 'iop_ratio_lr', 'iop_ratio_steps', 'iop_sir_candidates')),
+    "pioneer": ModelSpec(f"{_B}.pioneer:build_pioneer", f"{_B}.pioneer_train:PioneerTrainer", settings=_baseline('pioneer_generator_steps', 'pioneer_real_kl_weight', 'pioneer_fake_kl_weight', 'pioneer_image_weight', 'pioneer_code_weight', 'pioneer_lr', 'pioneer_beta1', 'pioneer_beta2')),
+    "alae": ModelSpec(f"{_B}.alae:build_alae", f"{_B}.alae_train:ALAETrainer", settings=_baseline('alae_mapping_layers', 'alae_mapping_width', 'alae_head_layers', 'alae_r1_gamma', 'alae_lr', 'alae_beta1', 'alae_beta2', 'alae_equalized_lr')),
 }.items():
     register(_name, _spec)
 
@@ -189,7 +188,7 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     is rebuilt by `load_run` (the classes must be importable then)."""
     for name, value in (("encoder", encoder), ("decoder", decoder)):
         if value is not None:
-            if isinstance(value, nn.Module):
+            if not isinstance(value, (type, str)):
                 raise UserError(f"build_model({name}=...) takes the class ({type(value).__name__}), not an "
                                 f"instance: flexae builds it as Class(data_shape, size) and records its name")
             setattr(cfg, name, class_reference(value))
@@ -198,13 +197,14 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     entry = spec(cfg.name)
     if cfg.name in BASELINE_NAMES:
         validate_baseline_config(cfg.baseline)
+        from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES
         if cfg.baseline.wae_gan_schedule not in WAE_GAN_SCHEDULES:
             raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
                             f"got {cfg.baseline.wae_gan_schedule!r}")
     options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
     if options is not None:
         cfg.options = options  # (models without settings of their own keep {}, as config.json has it)
-    model = entry.build(cfg, data_shape)
+    model = resolve(entry.build)(cfg, data_shape)
     model.model_name = cfg.name
     model.baseline_config = cfg.baseline
     model.options = options  # the model's own settings, for its trainer (None: it has none)
@@ -234,4 +234,5 @@ def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | Non
     fit = resolve(spec(name).fit_sampler) if name is not None else None
     if fit is None or model.expost_sampler is None:
         raise TypeError(f"{type(model).__name__} has no ex-post sampler")
+    from flexae.baselines.common import fit_expost_sampler
     return fit_expost_sampler(model, fit, train_data, hp or model.baseline_config, seed, progress)

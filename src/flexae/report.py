@@ -26,7 +26,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from flexae.errors import UserError  # noqa: E402
 from flexae.files import atomic_write, atomic_write_text, first_line, save_figure  # noqa: E402
 from flexae.runs.layout import CONFIG_NAME, EVAL_JSON, GRIDS_DIR, LOG_NAME, METRICS_NAME  # noqa: E402
-from flexae.runs.log import read_log  # noqa: E402
+from flexae.runs.run_folder import RunFolder  # noqa: E402
 
 METRIC_KEYS = ("fd", "w_latent", "fid", "kid")  # evaluation records, as opposed to losses
 
@@ -93,7 +93,7 @@ def read_run(folder: str | Path) -> RunRecords:
                         f"model, optim and train, got {type(config).__name__})")
     run = RunRecords(folder.resolve().name, folder, config)
     if (folder / LOG_NAME).exists() and _refuse_symlink(folder, folder / LOG_NAME):
-        for record in read_log(folder):
+        for record in RunFolder(folder).read_log():
             getattr(run, {"losses": "losses", "metrics": "metrics"}.get(kind(record), "events")).append(record)
     run.final = _json_or_empty(folder / METRICS_NAME) if _refuse_symlink(folder, folder / METRICS_NAME) else {}
     run.evaluation = _json_or_empty(folder / EVAL_JSON) if _refuse_symlink(folder, folder / EVAL_JSON) else {}
@@ -105,10 +105,7 @@ def read_run(folder: str | Path) -> RunRecords:
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    value = RunFolder(path.parent).read_json(path.name)
     return value if isinstance(value, dict) else {}
 
 

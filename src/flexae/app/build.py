@@ -18,9 +18,8 @@ from flexae.files import first_line
 from flexae.nets.factory import prior_networks
 from flexae.priors import FlowMatchingPrior, LearnedPrior
 from flexae.registry import build_model
-from flexae.runs.checkpoint import check_finite_state, load_checkpoint
 from flexae.runs import prior_file
-from flexae.runs.sampler_file import load_into
+from flexae.runs.run_folder import RunFolder
 from flexae.validation import config_from_dict
 
 
@@ -32,9 +31,9 @@ def build_for_config(cfg: RunConfig, source: str | Path) -> AutoEncoder:
 
 
 def model_from_checkpoint(state: dict, path: Path) -> tuple[AutoEncoder, RunConfig]:
-    """(model with the checkpoint's weights, its RunConfig) from a loaded checkpoint `state`."""
+    """(model with the checkpoint's weights, its RunConfig) from a checkpoint `state` loaded from
+    `path` (with finite weights and optimizer states: RunFolder.checkpoint(finite=True))."""
     cfg = config_from_dict(state["config"], path)
-    check_finite_state(state, path)
     model = build_for_config(cfg, path)
     try:
         model.load_state_dict(state["model"])
@@ -51,12 +50,14 @@ def read_model(path: Path, device: str | torch.device = "cpu", with_sampler: boo
     "fitted" is prior.pt) replaces the model's own prior (a UserError if the run has none fitted to
     these weights)."""
     prior_file.check_prior(prior)
-    state = load_checkpoint(path, map_location=device)
+    path = Path(path)
+    run = RunFolder(path.parent)
+    state = run.checkpoint(path.name, map_location=device, finite=True)
     model, cfg = model_from_checkpoint(state, path)
     if with_sampler:
-        load_into(model, Path(path).parent, state["step"])
+        run.load_sampler(model, state["step"])
     if prior != prior_file.OWN:
-        load_learned_prior(model, Path(path).parent, state["step"], run_data_shape(cfg.train, path),
+        load_learned_prior(model, run.path, state["step"], run_data_shape(cfg.train, path),
                            cfg.model.latent_dim, required=True, name=prior)
     return model, cfg, state
 
@@ -109,9 +110,10 @@ def load_learned_prior(model: nn.Module, run_dir: Path, step: int, data_shape: t
                        latent_dim: int, required: bool = False, name: str = prior_file.DEFAULT_NAME) -> bool:
     """Swap in the run's fitted prior `name` ("fitted": RUN_DIR/prior.pt) as the model's prior if the
     run has one fitted to these weights (with `required`, a missing or stale file is a UserError)."""
-    state = prior_file.matching_state(model, run_dir, step, name, required)
+    run = RunFolder(run_dir)
+    state = run.matching_prior(model, step, name, required)
     if state is None:
         return False
     attach_prior(model, state["kind"], state["settings"], state["tensors"], data_shape, latent_dim,
-                 prior_file.path_of(run_dir, name), f"run `flexae fit-prior {run_dir}` again")
+                 run.prior(name), f"run `flexae fit-prior {run_dir}` again")
     return True

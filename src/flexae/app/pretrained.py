@@ -37,7 +37,7 @@ from flexae.finite import require_finite
 from flexae.models import AutoEncoder
 from flexae.runs import prior_file
 from flexae.runs.checkpoint import check_versions
-from flexae.runs.folder import checkpoint_path
+from flexae.runs.run_folder import RunFolder
 from flexae.runs.layout import (COMPARE_JSON, EVAL_JSON, FOLDER_CARD, FOLDER_CONFIG, FOLDER_EVAL, FOLDER_MODEL,
                                 FOLDER_PRIOR)
 from flexae.trust import allowing_code
@@ -58,8 +58,8 @@ def export_folder(run_dir: str | Path, out: str | Path, prior: str = prior_file.
 
     prior_file.check_prior(prior)
     out = _check_out(Path(out), overwrite)
-    path = checkpoint_path(run_dir)
-    run_dir = path.parent
+    run, path = RunFolder.of(run_dir)
+    run_dir = run.path
     with allowing_code(trust_code):
         model, cfg, state = read_model(path, prior=prior)
     if not model.can_generate():
@@ -107,7 +107,7 @@ def _held_prior(model: AutoEncoder, run_dir: Path, step: int, prior: str) -> dic
     """{name, kind, settings} of the exported prior; kind "own" is the prior the config builds."""
     if prior == prior_file.OWN:
         return {"name": prior_file.OWN, "kind": prior_file.OWN, "settings": {}, "class": type(model.prior).__name__}
-    fitted = prior_file.matching_state(model, run_dir, step, prior, required=True)
+    fitted = RunFolder(run_dir).matching_prior(model, step, prior, required=True)
     return {"name": prior, "kind": fitted["kind"], "settings": fitted["settings"], "class": type(model.prior).__name__,
             "fit_stats": fitted["stats"]}
 
@@ -115,23 +115,18 @@ def _held_prior(model: AutoEncoder, run_dir: Path, step: int, prior: str) -> dic
 def _evaluations(run_dir: Path, prior: str) -> dict[str, Any]:
     """The run's results for this prior: eval*.json with "prior" equal to it, and its compare-priors row."""
     found: dict[str, Any] = {"prior": prior, "evaluations": [], "compare_priors": None}
-    for path in sorted(run_dir.glob("eval*.json")):
-        try:
-            results = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+    run = RunFolder(run_dir)
+    for name in run.evaluation_files():
+        results = run.read_json(name)
         if isinstance(results, dict) and results.get("prior", prior_file.OWN) == prior:
-            found["evaluations"].append({"source": path.name, "command": _eval_command(path.name, results),
-                                         "results": results})
-    compare = run_dir / COMPARE_JSON
-    if compare.is_file():
-        try:
-            table = json.loads(compare.read_text())
-            rows = [r for r in table.get("rows", []) if r.get("name") == prior]
-        except (OSError, ValueError, AttributeError):
-            rows = []
-        if rows:
-            found["compare_priors"] = {"source": COMPARE_JSON, "protocol": table.get("protocol"), "row": rows[0]}
+            found["evaluations"].append({"source": name, "command": _eval_command(name, results), "results": results})
+    table = run.read_json(COMPARE_JSON)
+    try:
+        rows = [r for r in table.get("rows", []) if r.get("name") == prior] if table is not None else []
+    except AttributeError:  # not the table compare-priors writes
+        rows = []
+    if rows:
+        found["compare_priors"] = {"source": COMPARE_JSON, "protocol": table.get("protocol"), "row": rows[0]}
     return found
 
 

@@ -23,6 +23,7 @@ from flexae.errors import UserError
 from flexae.grids import make_grid, to_uint8, write_images
 from flexae.models import AutoEncoder
 from flexae.runs.layout import GRIDS_DIR
+from flexae.runs.run_folder import RunFolder
 
 PREVIEW_SEED_OFFSET = 1_000_000  # keeps the preview seeds apart from the run's own seed
 GRID_SIDE = 8                    # 8x8 grids
@@ -32,7 +33,7 @@ class Previews:
     """Fixed-input sample and reconstruction grids of one image run."""
 
     def __init__(self, out: Path, test_images: Tensor, seed: int):
-        self.folder = Path(out) / GRIDS_DIR
+        self.folder = RunFolder(out).file(GRIDS_DIR)  # grids are written atomically (flexae.grids)
         self.test = test_images[: GRID_SIDE * GRID_SIDE // 2].cpu()  # (32, C, H, W) uint8
         self.seed = seed + PREVIEW_SEED_OFFSET
 

@@ -1,5 +1,8 @@
 """Data sets by name (the one table of names, shapes and paper latent sizes), loading, the uint8 ->
-float conversion, and the random minibatch source used by the trainers."""
+float conversion, and the random minibatch source used by the trainers.
+
+torch is imported where it is used, not here: the command line lists this table's names in its
+help without importing torch (seconds)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import torch
-from torch import Tensor
 
 from flexae.config import TrainConfig
 from flexae.errors import UserError
@@ -48,6 +48,7 @@ class DataSetInfo:
     def load(self, seed: int = 0, data_dir: str | Path | None = None, download: bool = False) -> "Dataset":
         """The data set: `seed` fixes synthetic data; `data_dir` (and `download`) locate image files."""
         if self.reader == "synthetic":
+            import torch
             from flexae.data.synthetic import make_synthetic
             d = make_synthetic(self.name, seed)
             return Dataset(self.name, torch.from_numpy(d.train.x), torch.from_numpy(d.test.x),
@@ -77,6 +78,8 @@ DEFAULT_LATENT_DIM = {name: info.latent_dim for name, info in DATASET_INFO.items
 OWN_CHOICES = ("folder:PATH", "npz:PATH", "npy:PATH")  # the user's own images, read by flexae.data.user
 
 if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
     from flexae.data.user import DataSource, GivenArrays
     Source = DataSetInfo | DataSource | GivenArrays  # what a config's train.dataset names
 
@@ -207,10 +210,11 @@ def load_for_config(train: TrainConfig, data_dir: str | Path | None = None) -> D
     return resolve_data(train, data_dir)[1]
 
 
-def as_float(batch: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+def as_float(batch: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """uint8 images in [0, 255] -> floats in [0, 1] (float32 by default); float data pass through
     unchanged. The one uint8 -> float conversion of the library."""
-    return batch.to(dtype).div_(255.0) if batch.dtype == torch.uint8 else batch
+    import torch
+    return batch.to(dtype or torch.float32).div_(255.0) if batch.dtype == torch.uint8 else batch
 
 
 class RandomBatches:
@@ -225,6 +229,7 @@ class RandomBatches:
 
     def __call__(self, generator: torch.Generator | None = None) -> Tensor:
         # generator: a private stream (train.batchnorm_stats="authors"); None: the global RNG.
+        import torch
         idx = torch.randint(0, self.data.shape[0], (self.batch_size,), device=self.data.device,
                             generator=generator)
         return as_float(self.data.index_select(0, idx))

@@ -35,15 +35,18 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from flexae.data import DATASET_INFO, IMAGES
+from flexae.data import DATASET_INFO, IMAGES, find_source
 from flexae.data.pixels import to_8bit
 from flexae.errors import UserError
 from flexae.files import atomic_write
+
+if TYPE_CHECKING:
+    from flexae.data.user import DataSource, GivenArrays
 
 IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {name: DATASET_INFO[name].shape for name in IMAGES}  # type: ignore[misc]
 DATASETS = tuple(IMAGE_SHAPES)
@@ -115,9 +118,9 @@ def load_images(name: str, split: str, data_dir: str | Path | None = None,
     Missing files raise a one-line UserError saying which files to put where; with
     `download=True` they are fetched with torchvision into the data directory first.
     """
-    if name.startswith("folder:"):
-        return load_image_folder(name[len("folder:"):], image_size, split)
-    info = DATASET_INFO.get(name)  # the data set's one record: its splits and its file format
+    info = find_source(name, image_size)  # parsed once: a data set's record, or a source of the user's own
+    if info is not None and info.own:
+        return _own_split(info, split)
     if info is None or not info.is_image:
         raise UserError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)} or folder:PATH")
     if split not in info.splits:
@@ -472,6 +475,17 @@ def _load_celeba(name: str, split: str, root: Path, cache: bool = True) -> Image
         attributes = torch.from_numpy(values)
     return ImageData(images=torch.from_numpy(images), labels=None, name=name, split=split,
                      attributes=attributes, attribute_names=attribute_names)
+
+
+def _own_split(source: "DataSource | GivenArrays", split: str) -> ImageData:
+    """One split of images of the user's own (a folder, .npz or .npy), as `train` splits them
+    (arrays given in Python have no files to read them from again: GivenArrays.load says so)."""
+    if getattr(source, "kind", None) == "folder":
+        return load_image_folder(source.path, source.image_size, split)
+    if split not in ("train", "test"):
+        raise UserError(f"{source.name} has the splits train and test (as `train` reads them), not {split!r}")
+    train, test = source.load(seed=0)
+    return ImageData(images=train if split == "train" else test, labels=None, name=source.name, split=split)
 
 
 def load_image_folder(path: str | Path, size: int = 0, split: str | None = None) -> ImageData:

@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable
 
@@ -156,10 +156,10 @@ class _Progress:
 
     def running(self, key: Hashable) -> None:
         from flexae.runs.layout import LOG_NAME
-        from flexae.runs.log import read_log
+        from flexae.runs.run_folder import RunFolder
 
-        run_dir = Path(self.jobs[key].run_dir)
-        records = read_log(run_dir) if (run_dir / LOG_NAME).is_file() else []  # none before its first step
+        run = RunFolder(self.jobs[key].run_dir)
+        records = run.read_log() if run.file(LOG_NAME).is_file() else []  # none before its first step
         steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
         line = f"running  {self.jobs[key].name} at step {steps[-1] if steps else 0}"
         if self.shown.get(key) != line:

@@ -23,7 +23,7 @@ from flexae.files import atomic_write_text
 from flexae.files import first_line
 from flexae.plots import plot_convergence, plot_latent_distance, plot_latent_scatter
 from flexae.app.load import load_run
-from flexae.runs.log import read_log
+from flexae.runs.run_folder import RunFolder
 from flexae.app import train
 from flexae.runs.layout import METRICS_NAME
 
@@ -113,7 +113,7 @@ def ensure_runs(exp: SyntheticExperiment, rows: tuple[str, ...], seeds: int, ste
 
 
 def _record(model: str, seed: int, run_dir: Path) -> dict:
-    metrics = _read_json(run_dir / METRICS_NAME, ("fd", "w_latent"))
+    metrics = _read_json(RunFolder(run_dir).file(METRICS_NAME), ("fd", "w_latent"))
     return {"model": model, "seed": seed, "fd": metrics["fd"], "w_latent": metrics["w_latent"]}
 
 
@@ -153,7 +153,7 @@ def reproduce_fig2(out: str | Path, seeds: int = 1, steps: int = 3000, device: s
         for model in models:
             run_dir = runs[seed, model]
             records.append(_record(model, seed, run_dir))
-            evals = [r for r in read_log(run_dir) if "w_latent" in r]
+            evals = [r for r in RunFolder(run_dir).read_log() if "w_latent" in r]
             curves[model].append((np.array([r["step"] for r in evals]), np.array([r["w_latent"] for r in evals])))
             fds[model].append(records[-1]["fd"])
     plot_latent_distance(curves, fds, out / "fig2.png")
@@ -164,7 +164,7 @@ def reproduce_fig2(out: str | Path, seeds: int = 1, steps: int = 3000, device: s
 
 def _curve(run_dir: Path) -> dict[str, list[float]]:
     """FD and latent W1 at every evaluation of a run (log.jsonl "metrics" lines, step 0 included)."""
-    evals = [r for r in read_log(run_dir) if r.get("kind") == "metrics" or "w_latent" in r]
+    evals = [r for r in RunFolder(run_dir).read_log() if r.get("kind") == "metrics" or "w_latent" in r]
     return {key: [r[key] for r in evals] for key in ("step", "fd", "w_latent")}
 
 

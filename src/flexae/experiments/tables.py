@@ -36,7 +36,8 @@ from flexae.errors import UserError
 from flexae.files import atomic_write_text
 from flexae.data import data_source, default_latent_dim, find_source, load_for_config
 from flexae.experiments.launch import Failed, LaunchSettings, RunJob, launch
-from flexae.runs.layout import METRICS_NAME, PRIOR_NAME
+from flexae.runs.layout import METRICS_NAME
+from flexae.runs.run_folder import RunFolder
 
 IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba")
 TABLE1_MODELS = ("vae", "iaf-vae", "vamp-vae", "vae-iop", "vq-vae",
@@ -261,7 +262,7 @@ class Evaluator:
         from flexae.app.load import load_run
 
         s = self.settings
-        step = json.loads((run_dir / METRICS_NAME).read_text())["step"]
+        step = RunFolder(run_dir).read_json(METRICS_NAME)["step"]  # a finished run (ensure_run) has one
         key = {"run": str(run_dir.name), "step": step, "n": s.eval_n, "metrics": list(self.metrics), "seed": s.seed,
                "prior": s.prior, **_fitted_prior_digest(run_dir, s.prior)}
         cache, grid = s.out / "eval" / f"{run_dir.name}.json", s.out / "samples" / f"{run_dir.name}.png"
@@ -287,7 +288,7 @@ class Evaluator:
 
 def _fitted_prior_digest(run_dir: Path, prior: str) -> dict[str, str]:
     """{"prior_sha256": ...} of RUN_DIR/prior.pt when the evaluation uses it: a refit invalidates the cache."""
-    path = run_dir / PRIOR_NAME
+    path = RunFolder(run_dir).prior("fitted")  # RUN_DIR/prior.pt
     if prior != "fitted" or not path.is_file():
         return {}
     return {"prior_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}

@@ -29,6 +29,7 @@ PRIOR_NAME = "prior.pt"
 PRIORS_DIR = "priors"
 COMPARE_JSON, COMPARE_MD = "compare-priors.json", "compare-priors.md"
 EVAL_JSON, EVAL_MD = "eval.json", "eval.md"
+EVAL_PATTERN = "eval*.json"  # eval.json and eval-<checkpoint>.json (`flexae eval RUN_DIR/best.pt`)
 GRIDS_DIR, TENSORBOARD_DIR = "grids", "tensorboard"
 LOCK_NAME = ".lock"
 

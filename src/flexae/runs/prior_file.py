@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from flexae.config import PRIOR_KINDS
 from flexae.errors import UserError
 from flexae.runs import sidecar
 from flexae.runs.checkpoint import tensor_digest
@@ -32,7 +33,7 @@ from flexae.runs.sampler_file import first_stage_fingerprint
 
 OWN, DEFAULT_NAME = "own", "fitted"
 PRIORS = (OWN, DEFAULT_NAME)  # the two names every run understands; other names are fitted ones
-KINDS = ("adversarial", "gmm", "flow-matching", "2s-vae")
+KINDS = PRIOR_KINDS  # the prior kinds this format records (their fits: flexae.app.prior_kinds)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 

@@ -21,7 +21,7 @@ from flexae.files import atomic_write_text, save_figure
 from flexae.runs import checkpoint as _checkpoint
 from flexae.runs import folder as _folder
 from flexae.runs import prior_file, sampler_file, status
-from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, SAMPLER_NAME
+from flexae.runs.layout import CHECKPOINT_NAME, CONFIG_NAME, EVAL_PATTERN, LOG_NAME, SAMPLER_NAME
 from flexae.runs.log import RunLog, read_log, rewind_log
 
 
@@ -134,6 +134,18 @@ class RunFolder:
         path = self.file(name)
         atomic_write_text(path, text)
         return path
+
+    def read_json(self, name: str) -> Any:
+        """The JSON artifact RUN_DIR/name (eval.json, compare-priors.json, metrics.json); None when
+        it is missing or unreadable (results are optional: a damaged one is as good as none)."""
+        try:
+            return json.loads(self.file(name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def evaluation_files(self) -> list[str]:
+        """The names of the run's `flexae eval` results (eval.json, eval-best.json, ...), sorted."""
+        return sorted(p.name for p in self.path.glob(EVAL_PATTERN))
 
     def save_figure(self, name: str, fig: Any, dpi: int = 100) -> Path:
         """A matplotlib figure as RUN_DIR/name, atomically, in the format its suffix names."""
