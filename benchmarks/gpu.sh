@@ -6,8 +6,9 @@
 #
 # DATA_DIR holds mnist/ (the IDX .gz files); NAIVE_SCRIPT is the naive single-file transcription
 # of one FlexAE-SR iteration. .gpu/ is git-ignored; carry it to the GPU machine. Results go to
-# $OUT (or gpu-results/): gpu_bench.json, pytest.log, samples_{fp32,bf16}.npz. Score the samples
-# where the Inception weights are: flexae metrics fid OUT/samples_fp32.npz mnist:test (and bf16).
+# $OUT (or gpu-results/): gpu_bench.json, gpu_bench.log, pytest.log, samples_{fp32,bf16,bn-authors}.npz
+# (6 files). Score the samples where the Inception weights are, e.g. on the CPU:
+#   flexae metrics fid OUT/samples_fp32.npz mnist:test --n 2048   (and bf16, bn-authors)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -14,10 +14,11 @@ tables and writes everything to OUT/gpu_bench.json. Run by benchmarks/gpu.sh (on
    sum of GPU kernel time per iteration (what a graph replay cannot go below) and the top kernels.
 4. Loop: `flexae train` (the real loop, real MNIST from --data-dir) for --loop-steps iterations
    graphed; ms per iteration from the log's cumulative time between the first and last log line.
-5. Quality (skipped with --quick): FlexAE-SR MNIST trained --quality-steps iterations in fp32 and
-   in bf16, graphed, same seed; final losses side by side and 5000 samples of each written as
-   OUT/samples_{fp32,bf16}.npz for `flexae metrics fid OUT/samples_fp32.npz mnist:test` on a
-   machine with the Inception weights.
+5. Quality (skipped with --quick): FlexAE-SR MNIST trained --quality-steps iterations in fp32, in
+   bf16, and in fp32 with train.batchnorm_stats=authors, same seed; final losses side by side and
+   5000 eval-mode samples of each written as OUT/samples_{fp32,bf16,bn-authors}.npz for
+   `flexae metrics fid OUT/samples_fp32.npz mnist:test --n 2048` on a machine with the Inception
+   weights (fp32 vs bf16: mixed precision; fp32 vs bn-authors: issue 19's BatchNorm measurement).
 """
 
 from __future__ import annotations
@@ -131,11 +132,14 @@ def kernel_profile() -> dict:
 
 
 def run_loop(out: Path, steps: int, data_dir: str | None, precision: str = "fp32",
-             model: str = "flexae-sr") -> dict:
-    """`flexae train` as a user runs it (a subprocess, progress bar off); ms/iter from the log."""
+             model: str = "flexae-sr", settings: tuple[str, ...] = ()) -> dict:
+    """`flexae train` as a user runs it (a subprocess, progress bar off); ms/iter from the log.
+    `settings`: extra KEY=VALUE config overrides (--set)."""
     cmd = [sys.executable, "-m", "flexae", "train", "--model", model, "--dataset", "mnist",
            "--steps", str(steps), "--device", device(), "--precision", precision, "--out", str(out),
            "--overwrite", "--quiet", "--set", f"train.log_every={max(1, min(50, steps // 4))}"]
+    for setting in settings:
+        cmd += ["--set", setting]
     if SMOKE["on"]:
         cmd += ["--batch-size", "8", "--set", "optim.critic_steps=1"]
     if data_dir:
@@ -157,25 +161,35 @@ def quality(out: Path, steps: int, data_dir: str | None) -> dict:
     from flexae.app.load import load_run
 
     result = {}
-    for precision in ("fp32", "bf16"):
-        run_dir = out / f"quality_{precision}"
-        result[precision] = run_loop(run_dir, steps, data_dir, precision)
-        if "error" in result[precision]:
+    for name, (precision, settings, _) in QUALITY_RUNS.items():
+        run_dir = out / f"quality_{name}"
+        result[name] = run_loop(run_dir, steps, data_dir, precision, settings=settings)
+        if "error" in result[name]:
             continue
-        model, _ = load_run(run_dir, device=device())
-        save_npz(out / f"samples_{precision}.npz", to_uint8(sample(model, 16 if SMOKE["on"] else 5000, seed=0)))  # as `flexae sample` writes
+        model, _ = load_run(run_dir, device=device())  # eval mode: the running BatchNorm statistics
+        save_npz(out / f"samples_{name}.npz", to_uint8(sample(model, 16 if SMOKE["on"] else 5000, seed=0)))  # as `flexae sample` writes
     return result
 
 
+# The quality runs: name -> (precision, --set overrides, graphed). fp32 vs bf16 is the mixed-precision
+# check; fp32 vs bn-authors is issue 19's train.batchnorm_stats measurement (own vs the authors'
+# graph's BatchNorm refreshes, equal iterations, same seed), scored on a CPU from the samples it
+# writes. batchnorm_stats=authors trains eagerly (its draws are seeded on the host: graph_unsafe).
+QUALITY_RUNS = {"fp32": ("fp32", (), True), "bf16": ("bf16", (), True),
+                "bn-authors": ("fp32", ("train.batchnorm_stats=authors",), False)}
+
+
 def quality_steps(report: dict, wanted: int, seconds_left: float) -> int:
-    """As many of `wanted` iterations as two graphed runs can do in `seconds_left` (30 s of start-up
-    and sampling each), at the measured graphed FlexAE-SR MNIST bf16 speed (the slower of fp32 and bf16)."""
-    ms = [r.get("graphs_on_ms") for r in report["steps"] if r["model"] == "flexae-sr" and r["dataset"] == "mnist"
-          and r["precision"] in ("fp32", "bf16")]
-    ms = [m for m in ms if m]
-    if not ms:
+    """As many of `wanted` iterations as the quality runs can do in `seconds_left` (30 s of start-up
+    and sampling each), at the measured FlexAE-SR MNIST speeds: graphed (the slower of fp32 and
+    bf16) for the graphed runs, eager fp32 for the run that trains eagerly (bn-authors)."""
+    rows = {r["precision"]: r for r in report["steps"] if r["model"] == "flexae-sr" and r["dataset"] == "mnist"}
+    graphed = [rows.get(p, {}).get("graphs_on_ms") for p in ("fp32", "bf16")]
+    eager = rows.get("fp32", {}).get("graphs_off_ms")
+    if not all(graphed) or not eager:
         return 0
-    return int(min(wanted, (seconds_left / 2 - 30) * 1000 / max(ms)))
+    ms_per_step = sum(max(graphed) if graphs else eager for _, _, graphs in QUALITY_RUNS.values())
+    return max(0, int(min(wanted, (seconds_left - 30 * len(QUALITY_RUNS)) * 1000 / ms_per_step)))
 
 
 def print_tables(report: dict) -> None:
