@@ -172,6 +172,14 @@ def test_fid_with_a_read_only_empty_cache_computes_without_caching(tmp_path, cap
 
 # --- Ctrl-C during start-up, thread counts --------------------------------------------------------
 
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # the process has ended (or is not there yet)
+        return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc (Linux)")
 def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(SRC))
     process = subprocess.Popen([sys.executable, "-m", "flexae", *_train_args(tmp_path / "run", "--steps", "500")],
@@ -179,7 +187,14 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
                                # a shell without job control starts background jobs with SIGINT
                                # ignored, and Python then never raises KeyboardInterrupt
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(0.5)  # inside the imports (torch takes seconds), or later in the training loop
+    # Wait until numpy's C extension is mapped: flexae.cli installs its start-up handler before it
+    # imports numpy and torch, so the Ctrl-C lands inside those imports (seconds), or later in the
+    # training loop, and never in the interpreter's own start-up, which no flexae code can cover
+    # (a fixed sleep was flaky on a loaded machine: the signal arrived before flexae ran at all).
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while "_multiarray_umath" not in _read_or_empty(maps) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     process.send_signal(signal.SIGINT)
     err = process.communicate(timeout=120)[1].decode()
     assert process.returncode == 130 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
