@@ -235,8 +235,7 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
     if options is not None:
         check_options(options)  # as validate_config does, for models built in Python
-    # (models without settings of their own keep {}, as config.json has it)
-    cfg.options = options if options is not None else {}
+    cfg.options = options if options is not None else {}  # {}: config.json's value for "no settings of its own"
     model = resolve(entry.build)(cfg, data_shape)
     model.model_name = cfg.name
     model.options = options  # the model's own settings, for its trainer and sampler fit (None: it has none)
