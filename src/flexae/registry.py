@@ -261,10 +261,11 @@ def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: Callable[[], Ten
 def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: Any = None, seed: int = 0,
                 progress: bool = False) -> dict[str, float]:
     """Fit the model's ex-post sampler on training data (N, ...) with the fit settings of `hp`
-    (default: the model's options); TypeError for models without one."""
+    (default: the model's options, flexae.baselines.common.fit_options); TypeError for models
+    without one."""
     name = getattr(model, "model_name", None)
     fit = resolve(spec(name).fit_sampler) if name is not None else None
     if fit is None or model.expost_sampler is None:
         raise TypeError(f"{type(model).__name__} has no ex-post sampler")
-    from flexae.baselines.common import fit_expost_sampler
-    return fit_expost_sampler(model, fit, train_data, hp or model.options, seed, progress)
+    from flexae.baselines.common import fit_expost_sampler, fit_options
+    return fit_expost_sampler(model, fit, train_data, hp or fit_options(model), seed, progress)

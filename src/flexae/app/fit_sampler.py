@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
+from flexae.baselines.common import fit_options
 from flexae.data import load_for_config
 from flexae.devices import resolve_device
 from flexae.errors import UserError
@@ -73,7 +74,7 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
     model = model.to(device).eval()
     if model.expost_sampler is None:
         raise UserError(f"{cfg.model.name} has no ex-post sampler to fit (only ae-gmm, rae-gmm, 2s-vae and vq-vae do)")
-    hp = _fit_settings(model.options, steps, fit_points)
+    hp = _fit_settings(fit_options(model), steps, fit_points)
     step = int(state["step"])
     data = load_for_config(cfg.train, data_dir)
     with run.lock():  # not while a training process writes this run

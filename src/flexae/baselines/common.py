@@ -49,6 +49,13 @@ class WAEOptions:
 ExPostFit = Callable[[nn.Module, Any, Any, torch.Generator, int, bool], dict[str, float]]
 
 
+def fit_options(model: nn.Module) -> Any:
+    """The settings of the model's ex-post fit: its options, or for a model of your own without
+    settings of its own the defaults of a fit (the values the flat model.baseline section gave it)."""
+    options = getattr(model, "options", None)
+    return options if options is not None else SamplerFitOptions()
+
+
 def data_size(data_shape: tuple[int, ...]) -> int:
     """d, the number of values per data point (784 for MNIST, 128 for the synthetic data)."""
     return math.prod(data_shape)
