@@ -110,13 +110,13 @@ def main() -> int:
         np.save(images, (np.random.default_rng(0).random((300, 16, 16)) * 255).astype(np.uint8))
         finish(flexae("train", "--model", "ae-gmm", "--dataset", f"npy:{images}", "--steps", 2, "--seed", 3,
                       "--quiet", "--out", root / "base-eval", "--set", "train.cpu_threads=1",
-                      "--set", "model.baseline.expost_gmm_components=2"))
+                      "--set", "model.options.expost_gmm_components=2"))
         shutil.copytree(root / "base-eval", root / "ref-eval")
         finish(flexae(EVAL[0], root / "ref-eval", *EVAL[1:]))
         finish(flexae("train", "--model", "flexae", "--steps", args.steps, "--out", root / "ref-train", *TRAIN))
         for model, sidecar, fit in (("ae-gmm", "sampler.pt", ["fit-sampler", "--quiet"]),
                                     ("wae", "prior.pt", ["fit-prior", "--steps", "300", "--quiet"])):
-            extra = ["--set", "model.baseline.expost_gmm_components=10"] if model == "ae-gmm" else []
+            extra = ["--set", "model.options.expost_gmm_components=10"] if model == "ae-gmm" else []
             finish(flexae("train", "--model", model, "--steps", 6, "--out", root / f"base-{model}", *TRAIN, *extra))
             shutil.copytree(root / f"base-{model}", root / f"ref-{model}")
             finish(flexae(fit[0], root / f"ref-{model}", *fit[1:]))

@@ -149,8 +149,7 @@ def test_pioneer_codes_and_prior_lie_on_the_unit_sphere():
 def test_out_of_range_settings_are_user_errors():
     for field, value, message in (("alae_beta2", 1.0, r"must lie in \[0, 1\)"), ("pioneer_generator_steps", 0, "positive"),
                                   ("alae_r1_gamma", -1.0, ">= 0")):
-        cfg = ModelConfig(name="alae", latent_dim=4)
-        setattr(cfg.baseline, field, value)
+        cfg = ModelConfig(name=field.split("_")[0], latent_dim=4, options={field: value})
         with pytest.raises(UserError, match=message):
             build_model(cfg, (128,))
 
@@ -211,6 +210,6 @@ def test_alae_optimizers_give_each_layer_the_originals_equalised_step():
     model, trainer = _model_and_trainer("alae")
     n_params = sum(p.numel() for p in model.parameters())
     assert sum(p.numel() for o in trainer.optimizers.values() for g in o.param_groups for p in g["params"]) == n_params
-    model.baseline_config.alae_equalized_lr = False
+    model.options.alae_equalized_lr = False
     plain = make_trainer(model, OptimConfig(), lambda: torch.rand(8, 128))
     assert {g["lr"] for o in plain.optimizers.values() for g in o.param_groups} == {0.0015}

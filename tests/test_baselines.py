@@ -1,6 +1,7 @@
 """Baselines (flexae.baselines): build for every data shape, one training step moves exactly what it
 should, checkpoint + sampler round-trips, sampler shapes, and every loss on a case with a known value."""
 
+import dataclasses
 import json
 import math
 import warnings
@@ -20,11 +21,12 @@ from flexae.runs.layout import SAMPLER_NAME
 from flexae.runs.sampler_file import load_into, save
 from flexae.baselines.maskaae_train import MaskAAETrainer, default_schedule, polarising_weight
 from flexae.baselines.variational import IAFStep, made_masks
-from flexae.baselines.wae_gan import lr_factor
+from flexae.baselines.wae_gan import WAEGANOptions, lr_factor
 from flexae.baselines.wae_gan_train import WAEGANTrainer
 from flexae.config import ModelConfig, OptimConfig, RunConfig, TrainConfig
 from flexae.errors import UserError
-from flexae.registry import BASELINE_NAMES, MODELS, build_model, fit_sampler, make_trainer, model_names, resolve
+from flexae.registry import (BASELINE_NAMES, MODELS, build_model, fit_sampler, make_trainer, model_names, model_options,
+                             resolve, set_options)
 
 EXPOST = ("ae-gmm", "rae-gmm", "2s-vae", "vq-vae")
 SHAPES = [(128,), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
@@ -41,17 +43,15 @@ def _one_thread():
 def small_config(name: str, m: int = 4) -> ModelConfig:
     """Paper layouts with small sizes, so every test runs in seconds."""
     cfg = ModelConfig(name=name, latent_dim=m)
-    hp = cfg.baseline
-    hp.vamp_pseudo_inputs, hp.vq_codebook_size, hp.vq_embedding_dim = 6, 16, 3
-    hp.second_stage_width, hp.vq_prior_width, hp.iaf_hidden = 32, 16, 16
-    hp.expost_gmm_components, hp.sampler_steps, hp.sampler_batch_size = 3, 3, 8
+    set_options(cfg, vamp_pseudo_inputs=6, vq_codebook_size=16, vq_embedding_dim=3, second_stage_width=32,
+                vq_prior_width=16, iaf_hidden=16, expost_gmm_components=3, sampler_steps=3, sampler_batch_size=8)
     return cfg
 
 
 def fitted(name: str, shape, data: torch.Tensor):
     model = build_model(small_config(name), shape)
     if model.expost_sampler is not None:
-        fit_sampler(model, data, model.baseline_config)
+        fit_sampler(model, data, model.options)
     return model.eval()
 
 
@@ -199,7 +199,7 @@ def test_mask_aae_schedule_follows_the_authors_rule():
     assert polarising_weight(300, 20, 75) == pytest.approx(0.2)  # doubled every 4 T
     assert polarising_weight(10**7, 20, 75) == 2048.0             # capped
     model = build_model(small_config("mask-aae"), (128,))
-    model.baseline_config.mask_schedule = 1
+    model.options.mask_schedule = 1
     trainer = _trainer(model)
     for _ in range(7):
         trainer.step()
@@ -237,7 +237,7 @@ def test_wae_gan_step_logs_the_hand_computed_losses(shape):
     """With an adversary that outputs logit c for every input, one iteration's penalty is
     log(1 + e^-c) and the adversary's loss lambda * (log(1 + e^-c) + log(1 + e^c)), whatever the codes."""
     model = build_model(small_config("wae-gan"), shape)
-    model.baseline_config.wae_gan_weight = 7.0
+    model.options.wae_gan_weight = 7.0
     _constant_adversary(model, 0.8)
     logs = _trainer(model, shape, batch=4).step()
     softplus = lambda t: math.log1p(math.exp(t))
@@ -266,7 +266,7 @@ def test_wae_gan_lr_schedule_follows_the_authors_code():
     assert lr_factor("smooth", 49, 50) == lr_factor("smooth", 10**6, 50) == pytest.approx(0.01)
     assert lr_factor("none", 10**6, 50) == 1.0
     model = build_model(small_config("wae-gan"), (128,))
-    model.baseline_config.wae_gan_schedule_steps = 10
+    model.options.wae_gan_schedule_steps = 10
     trainer = _trainer(model)
     for _ in range(4):
         trainer.step()
@@ -284,7 +284,7 @@ def test_wae_gan_resumes_bit_for_bit(tmp_path):
     def config(steps: int) -> RunConfig:
         cfg = RunConfig(small_config("wae-gan"), train=TrainConfig(dataset="synthetic-2d", steps=steps, batch_size=16,
                                                                   seed=3, eval_every=0, cpu_threads=1))
-        cfg.model.baseline.wae_gan_schedule_steps = 4
+        cfg.model.options.wae_gan_schedule_steps = 4
         return cfg
 
     train(config(4), tmp_path / "full", progress=False)
@@ -311,7 +311,7 @@ def test_wae_mmd_minimises_the_authors_scaled_objective():
     def model():
         torch.manual_seed(0)
         m = build_model(small_config("wae-mmd"), (128,))
-        m.baseline_config.wae_input_noise = 0.0
+        m.options.wae_input_noise = 0.0
         return m
 
     def by_hand(cost_scale: float) -> dict:
@@ -355,13 +355,13 @@ def test_checkpoint_and_sampler_round_trip(name, tmp_path):
 
     cfg = RunConfig(small_config(name), train=TrainConfig(dataset="synthetic-2d", steps=1, batch_size=16,
                                                          cpu_threads=1))
-    cfg.model.baseline.sampler_fit_points = 200
+    cfg.model.options.sampler_fit_points = 200
     run = Run(cfg, tmp_path, torch.device("cpu"), load_dataset("synthetic-2d"))
     run.trainer.step()
     run.step = 1
     run.save()
     if name in EXPOST:
-        samplers.fit_and_save(run.model, tmp_path, run.data.train, cfg.model.baseline, step=1)
+        samplers.fit_and_save(run.model, tmp_path, run.data.train, cfg.model.options, step=1)
     model, loaded_cfg = load_run(tmp_path)
     assert loaded_cfg.model == cfg.model
     run.model.eval()
@@ -463,7 +463,7 @@ def test_code_prior_is_causal():
 def test_code_prior_learns_a_deterministic_sequence():
     prior = CodePrior(4, 5, embed=lambda idx: idx, width=16, layers=1)
     data = torch.tensor([[1, 3, 0, 2]]).repeat(64, 1)
-    cfg = small_config("vq-vae").baseline
+    cfg = small_config("vq-vae").options
     cfg.sampler_steps, cfg.vq_prior_lr = 150, 3e-3
     fit_code_prior(prior, data, cfg, torch.Generator().manual_seed(0), seed=0, progress=False)
     assert (prior.sample(20, torch.Generator().manual_seed(1)) == data[:20]).float().mean() > 0.9
@@ -675,15 +675,15 @@ def test_bad_baseline_values_are_user_errors():
                                   ("wae_gan_beta1", 1.0, "wae_gan_beta1"), ("wae_gan_lr", 0.0, "wae_gan_lr"),
                                   ("wae_gan_weight", -1.0, "wae_gan_weight")):
         cfg = small_config("wae-gan")
-        setattr(cfg.baseline, field, value)
+        setattr(cfg.options, field, value)
         with pytest.raises(UserError, match=message):
             build_model(cfg, (128,))
     cfg = small_config("vq-vae")
-    cfg.baseline.vq_codebook_size = 0
+    cfg.options.vq_codebook_size = 0
     with pytest.raises(UserError, match="vq_codebook_size"):
         build_model(cfg, (128,))
     cfg = small_config("vq-vae")
-    cfg.baseline.vq_prior_width = 10
+    cfg.options.vq_prior_width = 10
     with pytest.raises(UserError, match="divisible"):
         build_model(cfg, (128,))
 
@@ -691,7 +691,56 @@ def test_bad_baseline_values_are_user_errors():
 def test_config_round_trips_through_a_dict():
     cfg = RunConfig(small_config("vamp-vae"))
     again = RunConfig.from_dict(cfg.to_dict())
-    assert again == cfg and again.model.baseline.vamp_pseudo_inputs == 6
+    assert again.to_dict() == cfg.to_dict() and model_options(again.model) == cfg.model.options
+    assert model_options(again.model).vamp_pseudo_inputs == 6
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert RunConfig.from_dict({"model": {"name": "vae"}}).model.baseline.vq_codebook_size == 512
+        assert model_options(RunConfig.from_dict({"model": {"name": "vq-vae"}}).model).vq_codebook_size == 512
+
+
+def _old_format(name: str, **baseline) -> dict:
+    """The config dict of a run written before issue 20: every baseline setting in one flat
+    model.baseline section (all of them at their defaults but `baseline`), options empty."""
+    from flexae.registry import options_type
+    flat = {}
+    for other in BASELINE_NAMES:
+        flat.update(dataclasses.asdict(options_type(other)()))
+    d = RunConfig(ModelConfig(name=name, latent_dim=4), train=TrainConfig(dataset="synthetic-2d")).to_dict()
+    d["model"]["baseline"] = {**flat, **baseline}
+    return d
+
+
+def test_an_old_flat_baseline_section_loads_as_the_models_own_settings():
+    from flexae.validation import config_from_dict
+    cfg = config_from_dict(_old_format("wae-gan", wae_gan_weight=3.0, vq_codebook_size=7), "old run")
+    assert isinstance(cfg.model.options, WAEGANOptions) and cfg.model.options.wae_gan_weight == 3.0
+    assert "baseline" not in cfg.to_dict()["model"]
+    assert set(cfg.to_dict()["model"]["options"]) == {f.name for f in dataclasses.fields(WAEGANOptions)}  # vq-vae's dropped
+    assert config_from_dict(_old_format("flexae"), "old run").model.options == {}  # no settings of its own
+    with pytest.raises(UserError, match="wae_gan_weight must be"):  # still checked
+        config_from_dict(_old_format("wae-gan", wae_gan_weight=-1.0), "old run")
+
+
+def test_an_old_run_folder_is_still_the_same_run_to_a_sweep(tmp_path):
+    """The experiments' sweeps reuse a finished run of the config they want: a run folder whose
+    config.json has the old flat section is one of the same config (flexae.runs.status)."""
+    import json
+    from flexae.runs.status import finished
+    (tmp_path / "metrics.json").write_text("{}")
+    old = _old_format("rae-gmm", rae_code_weight=1e-3)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    wanted = RunConfig.from_dict(old)
+    set_options(wanted.model)  # typed: the old section's rae-gmm settings
+    assert wanted.model.options.rae_code_weight == 1e-3 and finished(tmp_path, wanted)
+    wanted.model.options.rae_code_weight = 1e-4
+    assert not finished(tmp_path, wanted)
+
+
+def test_the_old_spelling_of_a_baseline_setting_on_the_command_line_is_an_alias():
+    from flexae.validation import apply_override, check_settings_read
+    cfg = RunConfig(ModelConfig(name="wae-gan"))
+    apply_override(cfg, "model.baseline.wae_gan_weight=4")
+    assert cfg.model.options.wae_gan_weight == 4.0
+    check_settings_read(cfg, ["model.baseline.wae_gan_weight=4"])
+    with pytest.raises(UserError, match="has no setting model.options.mmd_weight; its settings: prior_std"):
+        apply_override(cfg, "model.baseline.mmd_weight=1")

@@ -127,8 +127,8 @@ def test_warnings_are_one_flexae_line(tmp_path):
 
     run = tmp_path / "run"
     flexae("train", "--model", "ae-gmm", "--dataset", "synthetic-2d", "--latent-dim", "2", "--steps", "2",
-           "--out", run, "--quiet", "--set", "model.baseline.expost_gmm_components=2",
-           "--set", "model.baseline.sampler_fit_points=200", "--set", "train.eval_samples=50")
+           "--out", run, "--quiet", "--set", "model.options.expost_gmm_components=2",
+           "--set", "model.options.sampler_fit_points=200", "--set", "train.eval_samples=50")
     state = torch.load(run / SAMPLER_NAME, weights_only=True)
     state["step"] = 1  # as if fitted before the last checkpoint
     state.pop("checksum")

@@ -54,7 +54,7 @@ WORKER = textwrap.dedent("""
     import json, sys
     import torch
     from flexae.config import ModelConfig, OptimConfig
-    from flexae.registry import build_model, make_trainer
+    from flexae.registry import build_model, make_trainer, set_options
     from flexae.training import distributed
 
     cases, folder = json.loads(sys.argv[1]), sys.argv[2]  # [[model, data, batchnorm, iterations], ...]
@@ -90,7 +90,7 @@ WORKER = textwrap.dedent("""
         torch.rand, torch.randn = rand, randn                   # the same initial weights everywhere
         torch.manual_seed(0)
         cfg = ModelConfig(name=model_name, latent_dim=8)
-        cfg.baseline.wae_input_noise = 0.0  # WAE-GAN's input noise is drawn in place (uniform_), not split here
+        set_options(cfg, wae_input_noise=0.0)  # WAE-GAN's input noise is drawn in place (uniform_), not split here
         model = build_model(cfg, shape)
         if batchnorm == "remove":
             for module in list(model.modules()):

@@ -61,7 +61,7 @@ def test_fit_prior_cli_on_an_mnist_shaped_ae_gmm_run_samples_and_exports(tmp_pat
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--model", "ae-gmm", "--dataset", f"npy:{tmp_path / 'digits.npy'}",
                                  "--steps", "2", "--batch-size", "4", "--out", str(run), "--quiet",
-                                 "--set", "train.grid_every=0", "--set", "model.baseline.expost_gmm_components=2"],
+                                 "--set", "train.grid_every=0", "--set", "model.options.expost_gmm_components=2"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["fit-prior", str(run), "--steps", "3", "--batch-size", "8", "--quiet"],

@@ -27,7 +27,7 @@ def _one_thread():
 
 def small_config(m: int = 4) -> ModelConfig:
     cfg = ModelConfig(name="vae-iop", latent_dim=m)
-    cfg.baseline.iop_ratio_width, cfg.baseline.iop_ratio_steps, cfg.baseline.iop_sir_candidates = 16, 2, 8
+    cfg.options = {"iop_ratio_width": 16, "iop_ratio_steps": 2, "iop_sir_candidates": 8}
     return cfg
 
 
@@ -137,7 +137,7 @@ def test_ratio_updates_move_only_t_and_the_vae_update_only_e_and_d():
 def test_bad_iop_values_are_user_errors():
     for field, value in (("iop_ratio_steps", 0), ("iop_sir_candidates", 0), ("iop_ratio_dropout", 1.0)):
         cfg = small_config()
-        setattr(cfg.baseline, field, value)
+        cfg.options[field] = value
         with pytest.raises(UserError, match=field):
             build_model(cfg, (128,))
 

@@ -176,11 +176,10 @@ BASELINE_SHAPE = (1, 12, 12)
 
 
 def _baseline(name, options):
-    from flexae.registry import make_trainer
+    from flexae.registry import make_trainer, set_options
     torch.manual_seed(0)
     cfg = ModelConfig(name=name, latent_dim=4)
-    hp = cfg.baseline
-    hp.vamp_pseudo_inputs, hp.vq_codebook_size, hp.vq_embedding_dim, hp.iaf_hidden = 6, 16, 3, 16
+    set_options(cfg, vamp_pseudo_inputs=6, vq_codebook_size=16, vq_embedding_dim=3, iaf_hidden=16)
     model = build_model(cfg, BASELINE_SHAPE)
     data = torch.randint(0, 256, (64, *BASELINE_SHAPE), dtype=torch.uint8)
     return model, make_trainer(model, OptimConfig(critic_steps=1), RandomBatches(data, 8), options)

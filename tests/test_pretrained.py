@@ -43,7 +43,7 @@ def _image_run(tmp_path: Path, model: str, *extra: str) -> Path:
 def runs(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("pretrained")
     return {"flexae": _image_run(tmp, "flexae"),
-            "ae-gmm": _image_run(tmp, "ae-gmm", "--set", "model.baseline.expost_gmm_components=2")}
+            "ae-gmm": _image_run(tmp, "ae-gmm", "--set", "model.options.expost_gmm_components=2")}
 
 
 def _export(run: Path, out: Path, *extra: str) -> Path:

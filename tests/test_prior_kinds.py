@@ -155,7 +155,7 @@ def test_compare_priors_on_an_image_run_adds_fid_kid_and_a_grid_per_prior(tmp_pa
     runner, run = CliRunner(), tmp_path / "run"
     result = runner.invoke(cli, ["train", "--model", "ae-gmm", "--dataset", f"npy:{tmp_path / 'digits.npy'}",
                                  "--steps", "2", "--batch-size", "4", "--latent-dim", "4", "--out", str(run), "--quiet",
-                                 "--set", "train.grid_every=0", "--set", "model.baseline.expost_gmm_components=2"],
+                                 "--set", "train.grid_every=0", "--set", "model.options.expost_gmm_components=2"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     with pytest.warns(UserWarning, match="FID from 4 samples"):

@@ -28,7 +28,7 @@ import torch
 
 from flexae.config import ModelConfig, OptimConfig
 from flexae.data import RandomBatches
-from flexae.registry import build_model, fit_sampler, make_trainer
+from flexae.registry import build_model, fit_sampler, make_trainer, set_options
 from flexae.app.load import load_run
 from flexae.training.precision import StepOptions
 
@@ -59,10 +59,8 @@ RERECORDED = {r["cpu_capability"]: r for r in
 
 def small_config(name: str) -> ModelConfig:
     cfg = ModelConfig(name=name, latent_dim=4)
-    hp = cfg.baseline
-    hp.vamp_pseudo_inputs, hp.vq_codebook_size, hp.vq_embedding_dim = 6, 16, 3
-    hp.second_stage_width, hp.vq_prior_width, hp.iaf_hidden = 32, 16, 16
-    hp.expost_gmm_components, hp.sampler_steps, hp.sampler_batch_size = 3, 3, 8
+    set_options(cfg, vamp_pseudo_inputs=6, vq_codebook_size=16, vq_embedding_dim=3, second_stage_width=32,
+                vq_prior_width=16, iaf_hidden=16, expost_gmm_components=3, sampler_steps=3, sampler_batch_size=8)
     return cfg
 
 
@@ -78,7 +76,7 @@ def three_iterations(name: str, kind: str) -> dict:
     losses = [{k: float(v) for k, v in trainer.step().items()} for _ in range(3)]
     model.eval()
     if model.expost_sampler is not None:
-        fit_sampler(model, data, cfg.baseline, seed=0)
+        fit_sampler(model, data, cfg.options, seed=0)
     with torch.no_grad():
         images = model.generate(8, torch.Generator().manual_seed(2))
     return {"losses": losses, "images": images}

@@ -20,6 +20,7 @@ import torch
 
 from flexae.cli import main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
+from flexae.registry import set_options
 from flexae.errors import UserError
 from flexae.files import atomic_write
 from flexae.runs.checkpoint import load_checkpoint
@@ -31,8 +32,7 @@ def _cfg(model: str = "flexae", steps: int = 2) -> RunConfig:
     cfg = RunConfig(ModelConfig(name=model, latent_dim=2),
                     train=TrainConfig(dataset="synthetic-2d", steps=steps, batch_size=16, eval_samples=50,
                                       log_every=1, device="cpu"))
-    hp = cfg.model.baseline
-    hp.expost_gmm_components, hp.sampler_fit_points, hp.sampler_steps = 2, 200, 3
+    set_options(cfg.model, expost_gmm_components=2, sampler_fit_points=200, sampler_steps=3)
     return cfg
 
 

@@ -13,6 +13,7 @@ import torch
 
 from flexae.cli import main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
+from flexae.registry import set_options
 from flexae.errors import UserError
 from flexae.app.build import attach_learned_prior
 from flexae.app.load import load_run
@@ -24,8 +25,7 @@ def _cfg(model: str) -> RunConfig:
     cfg = RunConfig(ModelConfig(name=model, latent_dim=2),
                     train=TrainConfig(dataset="synthetic-2d", steps=2, batch_size=16, eval_samples=50,
                                       log_every=1, device="cpu"))
-    hp = cfg.model.baseline
-    hp.expost_gmm_components, hp.sampler_fit_points, hp.sampler_steps = 2, 200, 3
+    set_options(cfg.model, expost_gmm_components=2, sampler_fit_points=200, sampler_steps=3)
     return cfg
 
 
@@ -99,13 +99,13 @@ def test_singular_gmm_covariance_is_detected(gmm_run, tmp_path, capsys):
 def test_gmm_fit_on_degenerate_codes_is_one_line():
     from flexae.baselines.deterministic import GaussianMixtureSampler, check_gmm
     from flexae.baselines.deterministic_train import fit_gmm
-    from flexae.config import BaselineConfig
+    from flexae.baselines.deterministic import ExPostGMMOptions
 
     sampler = GaussianMixtureSampler(2, 3)
     codes = torch.randn(50, 3)
     codes[3, 1] = float("nan")
     with pytest.raises(UserError, match="codes hold NaN"):
-        fit_gmm(sampler, codes, BaselineConfig(), torch.Generator(), 0, False)
+        fit_gmm(sampler, codes, ExPostGMMOptions(), torch.Generator(), 0, False)
     with pytest.raises(UserError, match="NaN or infinite weights"):
         check_gmm(torch.tensor([float("nan"), 0.5]), torch.zeros(2, 3), torch.eye(3).repeat(2, 1, 1))
     singular = torch.eye(3).repeat(2, 1, 1)
@@ -146,7 +146,7 @@ def test_diverged_sampler_fit_is_not_written(gmm_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(samplers, "fit_sampler", diverge)
     with pytest.raises(UserError, match="sampler fit diverged: sampler.means"):
-        samplers.fit_and_save(model, run, torch.zeros(4, 128), cfg.model.baseline, 2)
+        samplers.fit_and_save(model, run, torch.zeros(4, 128), model.options, 2)
     assert (run / "sampler.pt").read_bytes() == before
 
 

@@ -225,7 +225,7 @@ BAD_ARGUMENTS = [
     ["train", "--set", "train.log_every=1e18"],
     ["train", "--set", "model.bn_eps=1e-320"],
     ["train", "--set", "model.gmm_std=1e-320", "--model", "wae-gmm"],
-    ["train", "--set", "model.baseline.vq_codebook_size=0"],
+    ["train", "--set", "model.options.vq_codebook_size=0"],
     ["train", "--resume", ""],
     ["train", "--data-dir", ""],
     ["train", "--dataset", "folder:"],
@@ -236,7 +236,7 @@ BAD_ARGUMENTS = [
     ["export", "", "--out", "x.safetensors"],
     ["train", "--set", "train.eval_samples=1e12"],
     ["train", "--set", "optim.critic_steps=1e9"],
-    ["train", "--set", "model.baseline.sampler_batch_size=1e9", "--model", "2s-vae"],
+    ["train", "--set", "model.options.sampler_batch_size=1e9", "--model", "2s-vae"],
     ["train", "--set", "train.grid_every=-1"],
 ]
 

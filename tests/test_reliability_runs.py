@@ -22,6 +22,7 @@ import torch
 
 from flexae.cli import main
 from flexae.config import ModelConfig, RunConfig, TrainConfig
+from flexae.registry import set_options
 from flexae.errors import UserError
 from flexae.files import append_jsonl, atomic_write
 from flexae.app.load import load_run
@@ -38,8 +39,7 @@ def _cfg(model: str = "flexae", steps: int = 2, **train_fields) -> RunConfig:
     cfg = RunConfig(ModelConfig(name=model, latent_dim=2),
                     train=TrainConfig(dataset="synthetic-2d", steps=steps, batch_size=16, eval_samples=50,
                                       log_every=1, device="cpu", **train_fields))
-    hp = cfg.model.baseline
-    hp.expost_gmm_components, hp.sampler_fit_points, hp.sampler_steps = 2, 200, 3
+    set_options(cfg.model, expost_gmm_components=2, sampler_fit_points=200, sampler_steps=3)
     return cfg
 
 

@@ -86,27 +86,29 @@ def test_run_configs_follow_the_paper_per_data_set(tmp_path):
     s = TableSettings(dataset="mnist", steps=40, out=tmp_path, sampler_steps=7)
     cfg = tables.run_config("rae-gmm", s)
     assert cfg.model.latent_dim == 20 and cfg.train.steps == 40 and cfg.train.batch_size == 128
-    assert cfg.model.baseline.sampler_steps == 7 and cfg.model.baseline.rae_code_weight == 1e-4
+    assert cfg.model.options.rae_code_weight == 1e-4 and tables.run_config("2s-vae", s).model.options.sampler_steps == 7
     cifar = tables.run_config("rae-gmm", TableSettings(dataset="cifar10", steps=1, out=tmp_path))
     assert cifar.model.latent_dim == 64
-    assert (cifar.model.baseline.rae_code_weight, cifar.model.baseline.rae_decoder_decay) == (1e-3, 1e-6)
-    assert tables.run_config("wae-mmd", TableSettings(dataset="celeba", steps=1, out=tmp_path)).model.baseline.mmd_weight == 100
+    assert (cifar.model.options.rae_code_weight, cifar.model.options.rae_decoder_decay) == (1e-3, 1e-6)
+    assert tables.run_config("wae-mmd", TableSettings(dataset="celeba", steps=1, out=tmp_path)).model.options.mmd_weight == 100
     assert tables.run_config("wae", s, latent_dim=128).model.latent_dim == 128
     # WAE-GAN / WAE-MMD: the authors' MNIST config on grey sets, their CelebA config on colour sets.
-    mnist = tables.run_config("wae-gan", s).model.baseline
+    mnist = tables.run_config("wae-gan", s).model.options
     assert (mnist.wae_gan_weight, mnist.wae_cost_scale, mnist.wae_gan_schedule, mnist.wae_gan_prior_trick,
             mnist.wae_gan_lr, mnist.wae_gan_adversary_lr, mnist.wae_gan_schedule_steps) == \
         (10.0, 0.05, "manual", False, 1e-3, 5e-4, 40)
-    celeba = tables.run_config("wae-gan", TableSettings(dataset="celeba", steps=9, out=tmp_path)).model.baseline
-    assert (celeba.wae_gan_weight, celeba.mmd_weight, celeba.wae_cost_scale, celeba.wae_gan_schedule,
+    celeba = tables.run_config("wae-gan", TableSettings(dataset="celeba", steps=9, out=tmp_path)).model.options
+    assert (celeba.wae_gan_weight, celeba.wae_cost_scale, celeba.wae_gan_schedule,
             celeba.wae_gan_prior_trick, celeba.wae_gan_lr, celeba.wae_gan_adversary_lr) == \
-        (100.0, 100.0, 0.2, "smooth", True, 3e-4, 1e-3)
+        (100.0, 0.2, "smooth", True, 3e-4, 1e-3)
+    celeba_mmd = tables.run_config("wae-mmd", TableSettings(dataset="celeba", steps=9, out=tmp_path)).model.options
+    assert (celeba_mmd.mmd_weight, celeba_mmd.wae_cost_scale) == (100.0, 0.2)
     assert tables.TABLE1_MODELS.index("wae-gan") < tables.TABLE1_MODELS.index("2s-vae")  # the paper's row
     assert "wae" in tables.TABLE1_MODELS and set(tables.TABLE3_MODELS) == {"wae-gan", "wae", "flexae-sr"}
     tuned = TableSettings(dataset="cifar10", steps=1, out=tmp_path,
-                          overrides=("model.bn_momentum=0.1", "model.baseline.rae_code_weight=0.5"))
+                          overrides=("model.bn_momentum=0.1", "model.options.rae_code_weight=0.5"))
     cfg = tables.run_config("rae-gmm", tuned)
-    assert cfg.model.bn_momentum == 0.1 and cfg.model.baseline.rae_code_weight == 0.5  # --set wins
+    assert cfg.model.bn_momentum == 0.1 and cfg.model.options.rae_code_weight == 0.5  # --set wins
     with pytest.raises(UserError):
         tables.run_config("vae", TableSettings(dataset="mnist", steps=1, out=tmp_path, overrides=("model.nope=1",)))
 

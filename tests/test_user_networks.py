@@ -20,7 +20,7 @@ from user_nets import TinyEncoder, TinyImageDecoder
 def test_own_networks_train_save_and_reload(tmp_path: Path, model_name: str) -> None:
     images = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
     cfg = RunConfig(ModelConfig(model_name, latent_dim=3, encoder=TinyEncoder, decoder=TinyImageDecoder,
-                                baseline={"expost_gmm_components": 2}),
+                                options={"expost_gmm_components": 2} if model_name == "ae-gmm" else {}),
                     train=TrainConfig(steps=2, batch_size=4, grid_every=0))
     assert cfg.model.encoder == "user_nets:TinyEncoder"
     run = train(cfg, tmp_path / "run", progress=False, data=images)

@@ -25,76 +25,11 @@ BATCHNORM_STATS = ("own", "authors")    # train.batchnorm_stats (flexae.training
 BEST_SPLITS = ("validation", "test")     # train.best_split (flexae.app.image_eval)
 
 
-@dataclass
-class BaselineConfig:
-    """Hyper-parameters of the baselines in flexae.baselines; docs/baselines.md compares each with
-    its paper. Weights are relative to L_AE, the per-image *sum* of squared errors."""
-
-    mmd_weight: float = 10.0              # wae-mmd: lambda on the IMQ-kernel MMD, on top of the scaled cost below
-                                          # (authors' configs.py: 10 MNIST, 100 CelebA).
-    prior_std: float = 1.0                # wae-mmd, wae-gan: sigma_z of the prior N(0, sigma_z^2 I); IMQ base scale 2 m sigma_z^2.
-    wae_cost_scale: float = 0.05          # wae-mmd, wae-gan: c(x, D(E(x))) = this * L_AE (authors' l2sq: 0.05 * sum
-                                          # of squares; 0.2 on RGB sets, whose [-1, 1] range they use).
-    wae_input_noise: float = 0.01         # wae-mmd, wae-gan: std of the truncated-normal noise added to encoder inputs
-                                          # in training (authors' e_noise = "add_noise"); 0: none.
-    wae_gan_weight: float = 10.0          # wae-gan: lambda on the JS adversarial penalty (authors' configs.py:
-                                          # 10 MNIST, 100 CelebA); the adversary's loss is scaled by it too.
-    wae_gan_lr: float = 1e-3              # wae-gan: Adam lr of encoder + decoder (MNIST 1e-3; CelebA 3e-4).
-    wae_gan_adversary_lr: float = 5e-4    # wae-gan: Adam lr of the adversary on Z (MNIST 5e-4; CelebA 1e-3).
-    wae_gan_beta1: float = 0.5            # wae-gan: Adam beta1 of both optimisers (beta2 0.999, TF's default).
-    wae_gan_prior_trick: bool = False     # wae-gan: add log N(z; 0, sigma_z^2 I) to the adversary's logits
-                                          # (authors' gan_p_trick: off MNIST, on CelebA).
-    wae_gan_schedule: str = "manual"      # wae-gan lr decay: "manual" (MNIST: x1/2 from 30% of the span, x1/10 from
-                                          # 50%), "smooth" (CelebA: x100^(-1/50) every 1/50 of it), "none".
-    wae_gan_schedule_steps: int = 60000   # wae-gan: iterations the decay spans (the authors' MNIST run: 100 epochs of
-                                          # 600 batches); `reproduce` sets the run's steps. The last factor holds after.
-    expost_gmm_components: int = 10       # ae-gmm, rae-gmm: components of the ex-post full-covariance GMM.
-    rae_code_weight: float = 1e-4         # rae-gmm: beta on mean_j z_j^2 per pixel of squared error (RAE code; CIFAR 1e-3).
-    rae_decoder_decay: float = 1e-7       # rae-gmm: lambda on the decoder's squared weights, same scale (CIFAR 1e-6).
-    second_stage_width: int = 1024        # 2s-vae: width of the second-stage encoder and decoder MLPs.
-    second_stage_depth: int = 3           # 2s-vae: hidden layers of each second-stage MLP.
-    second_stage_lr: float = 1e-4         # 2s-vae: Adam learning rate of the second stage.
-    vamp_pseudo_inputs: int = 500         # vamp-vae: K, the number of learned pseudo-inputs.
-    vamp_init_mean: float = -0.05         # vamp-vae: pseudo-input pre-activations ~ N(mean, std^2) at init.
-    vamp_init_std: float = 0.01           # vamp-vae: (images: u = sigmoid(a); synthetic data: u = a).
-    iaf_steps: int = 2                    # iaf-vae: IAF transformations after the Gaussian posterior.
-    iaf_hidden: int = 320                 # iaf-vae: hidden units of each step's MADE.
-    vq_codebook_size: int = 512           # vq-vae: K, entries of the codebook.
-    vq_embedding_dim: int = 64            # vq-vae: D; the code is m vectors of size D, each one codebook entry.
-    vq_commitment: float = 0.25           # vq-vae: beta on the commitment loss.
-    vq_prior_width: int = 128             # vq-vae: width of the causal transformer over code indices.
-    vq_prior_layers: int = 2              # vq-vae: its layers (4 attention heads each).
-    vq_prior_lr: float = 3e-4             # vq-vae: Adam learning rate of the code prior.
-    mask_variance_weight: float = 100.0   # mask-aae: weight of the variance penalty on masked-off code dims.
-    mask_rec_weight: float = 1.0          # mask-aae: weight of L_AE in the mask loss.
-    mask_lr: float = 5e-4                 # mask-aae: Adam learning rate of the mask parameters.
-    mask_schedule: int = 0                # mask-aae: schedule interval in steps; 0 = the authors' rule from m.
-    # vae-iop (flexae.baselines.iop): Takahashi et al., AAAI 2019; values of the authors' code.
-    iop_ratio_width: int = 500            # vae-iop: units of each hidden layer of the density-ratio estimator T(z).
-    iop_ratio_depth: int = 3              # vae-iop: tanh hidden layers of T.
-    iop_ratio_dropout: float = 0.5        # vae-iop: dropout before T's output layer, in T's own updates only.
-    iop_ratio_lr: float = 1e-3            # vae-iop: Adam learning rate of T (betas 0.9, 0.999).
-    iop_ratio_steps: int = 10             # vae-iop: T updates per VAE update (authors: 10 epochs of T per VAE epoch).
-    iop_sir_candidates: int = 100         # vae-iop: N(0, I) proposals per generated code (importance resampling).
-    alae_mapping_layers: int = 4          # alae: layers of the mapping F (their MNIST config: 4; faces: 8).
-    alae_mapping_width: int = 1024        # alae: width of F's hidden layers (theirs: the latent size; 1024 as Table 8).
-    alae_head_layers: int = 3             # alae: Linear layers of the D head on w, no activation between (theirs: 3).
-    alae_r1_gamma: float = 10.0           # alae: gamma of the R1 penalty (gamma/2)||grad D(x)||^2, in their [-1, 1] range.
-    alae_lr: float = 0.0015               # alae: Adam learning rate of both optimizers (their MNIST config).
-    alae_beta1: float = 0.0               # alae: Adam beta1 (theirs: 0.0).
-    alae_beta2: float = 0.99              # alae: Adam beta2 (theirs: 0.99).
-    alae_equalized_lr: bool = True        # alae: per-layer Adam steps lr*sqrt(2/fan_in)*lrmul as their LREQAdam (False: lr).
-    pioneer_generator_steps: int = 2      # pioneer: decoder updates per encoder update (their n_generator).
-    pioneer_real_kl_weight: float = 0.1   # pioneer: weight of KL(e(x)) in the encoder loss (their real_x_KL_scale).
-    pioneer_fake_kl_weight: float = 0.1   # pioneer: weight of KL(e(g(z))), maximised by e, minimised by g (fake_*_KL_scale).
-    pioneer_image_weight: float = 1.5     # pioneer: weight of the mean L1 |g(e(x)) - x| (match_x 1 x 1.5 when stable).
-    pioneer_code_weight: float = 100.0    # pioneer: weight of the cosine code loss of e(g(z)) to z (their match_z).
-    pioneer_lr: float = 0.001             # pioneer: Adam learning rate of encoder and decoder (their --lr).
-    pioneer_beta1: float = 0.0            # pioneer: Adam beta1 (theirs: 0.0).
-    pioneer_beta2: float = 0.99           # pioneer: Adam beta2 (theirs: 0.99).
-    sampler_steps: int = 5000             # Iterations of an ex-post sampler fit (2s-vae stage 2, VQ prior).
-    sampler_batch_size: int = 128         # Minibatch size of that fit.
-    sampler_fit_points: int = 0           # Training images encoded for the ex-post fit; 0 = all of them.
+class LegacyBaselineSection(dict):
+    """The flat `model.baseline` section of the run folders written before each model had its own
+    settings (`model.options`, a dataclass of its module): all the baselines' hyper-parameters in
+    one, at most a few of them the model's. `RunConfig.from_dict` reads it as `model.options`;
+    flexae.registry.model_options keeps the keys the model's options have and drops the others."""
 
 
 @dataclass
@@ -113,7 +48,6 @@ class ModelConfig:
                                       # TF init: truncated-normal fan-avg for D, G_psi, C_kappa; docs/algorithm.md).
     bn_momentum: float = 0.01         # BatchNorm momentum in PyTorch terms (TF default decay 0.99).
     bn_eps: float = 1e-3              # BatchNorm epsilon (TF default).
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)  # Baseline hyper-parameters.
     encoder: str | None = None        # Your own encoder class, "module:Class", built as Class(data_shape,
                                       # out_features); None: the paper's (Tables 6-7). A class is accepted too.
     decoder: str | None = None        # Your own decoder class, "module:Class", built as Class(data_shape,
@@ -122,8 +56,6 @@ class ModelConfig:
                                       # `ModelSpec.options` dataclass (a dict in JSON; flexae.registry.model_options).
 
     def __post_init__(self) -> None:
-        if isinstance(self.baseline, dict):  # read back from JSON or a checkpoint
-            self.baseline = BaselineConfig(**self.baseline)
         self.encoder, self.decoder = class_reference(self.encoder), class_reference(self.decoder)
 
 
@@ -224,6 +156,10 @@ class RunConfig:
             model["decoder_variant"] = "authors"
         if optim.get("feed") == "code":
             optim["feed"] = "authors"
+        # Before issue 20, the baselines' settings were one flat section, model.baseline.
+        legacy = model.pop("baseline", None)
+        if isinstance(legacy, dict) and not model.get("options"):
+            model["options"] = LegacyBaselineSection(legacy)
         for name in ("ae", "critic", "reg", "ae_reg", "gen", "enc"):
             if name in optim and isinstance(optim[name], dict):
                 optim[name] = Adam(**optim[name])

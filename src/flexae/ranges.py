@@ -1,6 +1,8 @@
 """Declared ranges of every numeric config field (one table, `RANGES`) and the one generic loop
-that checks them (`check_ranges`), used by flexae.validation for whole RunConfigs and by
-flexae.registry.build_model for the baseline hyper-parameters of models built in Python.
+that checks them (`check_ranges`), used by flexae.validation for whole RunConfigs. A model's own
+settings (`model.options`, a dataclass of its module) declare theirs on the fields
+(`ranged(default, Range(...))`); `check_options` checks them, for whole RunConfigs and for models
+built in Python (flexae.registry.build_model).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ MAX_THREADS_PER_CPU = 4     # train.cpu_threads on this machine (beyond, torch f
 LR = Range(0, MAX_LR, low_open=True)
 COUNT = Range(1, MAX_STEPS)
 POSITIVE_SCALE = Range(1e-6, 1e6)  # standard deviations: below 1e-6 a float32 sample collapses to its mean
+WEIGHT = Range(0, MAX_WEIGHT)
+BETA = Range(0, 1, high_open=True, interval=True)  # Adam betas (and dropout rates): [0, 1)
 
 # Every int / float field of RunConfig, by its dotted key ("optim.*" is each Adam section). A test
 # checks that no numeric field lacks an entry; `check_ranges` applies them all in one loop.
@@ -69,66 +73,9 @@ RANGES: dict[str, Range] = {
     "model.gmm_std": POSITIVE_SCALE,
     "model.bn_momentum": Range(0, 1, interval=True),
     "model.bn_eps": Range(1e-10, 1.0),  # below, BatchNorm divides by ~0 for a constant channel
-    "model.baseline.mmd_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.prior_std": POSITIVE_SCALE,
-    "model.baseline.expost_gmm_components": Range(1, MAX_COMPONENTS),
-    "model.baseline.rae_code_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.rae_decoder_decay": Range(0, MAX_WEIGHT),
-    "model.baseline.second_stage_width": Range(1, MAX_DIM),
-    "model.baseline.second_stage_depth": Range(0, 1000),
-    "model.baseline.second_stage_lr": LR,
-    "model.baseline.vamp_pseudo_inputs": Range(1, 1_000_000),
-    "model.baseline.vamp_init_mean": Range(-1e3, 1e3),
-    "model.baseline.vamp_init_std": Range(0, 1e3),
-    "model.baseline.iaf_steps": Range(0, 1000),
-    "model.baseline.iaf_hidden": Range(1, MAX_DIM),
-    "model.baseline.vq_codebook_size": Range(1, 1_000_000),
-    "model.baseline.vq_embedding_dim": Range(1, MAX_DIM),
-    "model.baseline.vq_commitment": Range(0, MAX_WEIGHT),
-    "model.baseline.vq_prior_width": Range(1, MAX_DIM),
-    "model.baseline.vq_prior_layers": Range(1, 1000),
-    "model.baseline.vq_prior_lr": LR,
-    "model.baseline.mask_variance_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.mask_rec_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.mask_lr": LR,
-    "model.baseline.mask_schedule": Range(0, MAX_STEPS),
-    "model.baseline.sampler_steps": COUNT,
-    "model.baseline.sampler_batch_size": Range(1, MAX_BATCH),
-    "model.baseline.sampler_fit_points": Range(0, 10**12),
-    # wae-gan, wae-mmd (flexae.baselines.wae_gan, deterministic)
-    "model.baseline.wae_cost_scale": Range(0, MAX_WEIGHT, low_open=True),
-    "model.baseline.wae_input_noise": Range(0, 1e3),
-    "model.baseline.wae_gan_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.wae_gan_lr": LR,
-    "model.baseline.wae_gan_adversary_lr": LR,
-    "model.baseline.wae_gan_beta1": Range(0, 1, high_open=True, interval=True),
-    "model.baseline.wae_gan_schedule_steps": Range(0, MAX_STEPS),
-    # vae-iop (flexae.baselines.iop)
-    "model.baseline.iop_ratio_width": Range(1, MAX_DIM),
-    "model.baseline.iop_ratio_depth": Range(0, 1000),
-    "model.baseline.iop_ratio_dropout": Range(0, 1, high_open=True, interval=True),
-    "model.baseline.iop_ratio_lr": LR,
-    "model.baseline.iop_ratio_steps": Range(1, 10_000),
-    "model.baseline.iop_sir_candidates": Range(1, 1_000_000),
-    # alae, pioneer (flexae.baselines.alae, pioneer)
-    "model.baseline.alae_mapping_layers": Range(1, 1000),
-    "model.baseline.alae_mapping_width": Range(1, MAX_DIM),
-    "model.baseline.alae_head_layers": Range(1, 1000),
-    "model.baseline.alae_r1_gamma": Range(0, MAX_WEIGHT),
-    "model.baseline.alae_lr": LR,
-    "model.baseline.alae_beta1": Range(0, 1, high_open=True, interval=True),
-    "model.baseline.alae_beta2": Range(0, 1, high_open=True, interval=True),
-    "model.baseline.pioneer_generator_steps": Range(1, 1000),
-    "model.baseline.pioneer_real_kl_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.pioneer_fake_kl_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.pioneer_image_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.pioneer_code_weight": Range(0, MAX_WEIGHT),
-    "model.baseline.pioneer_lr": LR,
-    "model.baseline.pioneer_beta1": Range(0, 1, high_open=True, interval=True),
-    "model.baseline.pioneer_beta2": Range(0, 1, high_open=True, interval=True),
     "optim.*.lr": LR,
-    "optim.*.beta1": Range(0, 1, high_open=True, interval=True),
-    "optim.*.beta2": Range(0, 1, high_open=True, interval=True),
+    "optim.*.beta1": BETA,
+    "optim.*.beta2": BETA,
     "optim.critic_steps": Range(1, 1000),
     "optim.gp_weight": Range(0, MAX_WEIGHT),
     "train.image_size": Range(0, MAX_DIM),
@@ -144,6 +91,11 @@ RANGES: dict[str, Range] = {
     "train.eval_images": Range(0, 10_000_000),
     "train.grid_every": Range(0, MAX_STEPS),
 }
+
+
+def ranged(default: Any, declared: Range) -> Any:
+    """A field of a model's options dataclass with its default and the range it accepts."""
+    return dataclasses.field(default=default, metadata={"range": declared})
 
 
 def range_of(key: str) -> Range | None:
@@ -164,25 +116,12 @@ def numeric_fields(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return found
 
 
-def _own_ranges(node: Any, prefix: str) -> dict[str, Range]:
-    """The ranges a model of your own declares on its options dataclass (model.options): a field's
-    `metadata={"range": Range(...)}`; its other fields are type-checked only."""
-    options = getattr(getattr(node, "model", None), "options", None)
-    if not dataclasses.is_dataclass(options) or prefix:
-        return {}
-    return {f"model.options.{f.name}": f.metadata["range"] for f in dataclasses.fields(options)
-            if isinstance(f.metadata.get("range"), Range)}
-
-
 def check_ranges(node: Any, prefix: str = "") -> None:
     """One generic loop: every numeric field of `node` (a RunConfig, or a section with its `prefix`)
-    within its declared range; None (an optional field left unset) passes."""
-    own = _own_ranges(node, prefix)
+    within its declared range; None (an optional field left unset) passes. A model's own settings
+    (model.options) declare their ranges themselves: `check_options`."""
     for key, value in numeric_fields(node, prefix):
-        if key.startswith("model.options."):  # a model's own settings: the ranges it declares
-            declared = own.get(key)
-            if declared is not None and value is not None and (problem := declared.problem(value)) is not None:
-                raise UserError(f"{key} {problem}")
+        if key.startswith("model.options."):
             continue
         declared = range_of(key)
         if declared is None:
@@ -191,9 +130,14 @@ def check_ranges(node: Any, prefix: str = "") -> None:
             raise UserError(f"{key} {problem}")
 
 
-def validate_baseline_config(hp: Any) -> None:
-    """One-line UserErrors for out-of-range baseline hyper-parameters (also for models built in Python)."""
-    check_ranges(hp, "model.baseline.")
-    if hp.vq_prior_width % 4:
-        raise UserError(f"model.baseline.vq_prior_width must be divisible by its 4 attention heads, "
-                        f"got {hp.vq_prior_width}")
+def check_options(options: Any) -> None:
+    """A model's own settings (an instance of its options dataclass): each field within the range
+    its metadata declares (other fields are type-checked only), then the dataclass's own `check()`,
+    if it has one, for what a range cannot say (a choice of words, a divisibility)."""
+    for f in dataclasses.fields(options):
+        declared, value = f.metadata.get("range"), getattr(options, f.name)
+        if isinstance(declared, Range) and value is not None and (problem := declared.problem(value)) is not None:
+            raise UserError(f"model.options.{f.name} {problem}")
+    check = getattr(options, "check", None)
+    if callable(check):
+        check()

@@ -8,7 +8,9 @@ experiments find models only here, so adding a model is one module plus one `reg
 `build(cfg: ModelConfig, data_shape) -> AutoEncoder`; `trainer(model, optim_cfg, batches, options)
 -> Trainer` (flexae.training.steps has the building blocks); `fit_sampler(sampler, targets, hp,
 generator, seed, progress) -> stats` fits `model.prior` to `model.sampler_targets(x)` of the
-training data (flexae.baselines.common.fit_expost_sampler does the encoding).
+training data (flexae.baselines.common.fit_expost_sampler does the encoding). A model's own
+settings are a dataclass, `ModelSpec.options`: `model.options` of its config, `model.options` of
+the built model for its trainer and sampler fit.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from flexae.config import BaselineConfig, ModelConfig, OptimConfig, class_reference
+from flexae.config import LegacyBaselineSection, ModelConfig, OptimConfig, class_reference
 from flexae.errors import UserError
 from flexae.trust import check_import
-from flexae.ranges import validate_baseline_config
+from flexae.ranges import check_options
 
 if TYPE_CHECKING:  # the registry itself imports neither torch nor a model: the CLI lists its names
     from torch import Tensor
@@ -34,19 +36,23 @@ TrainerFactory = Callable[..., Any]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build a model, and where its training side lives. Each of `build`, `trainer` and
-    `fit_sampler` may be a "module:name" reference, imported on first use: listing the models
-    (the CLI's help) imports nothing, building or loading one imports no training code (`load_run`
-    needs only `build`)."""
+    """How to build a model, and where its training side lives. Each of `build`, `trainer`,
+    `fit_sampler` and `options` may be a "module:name" reference, imported on first use: listing
+    the models (the CLI's help) imports nothing, building or loading one imports no training code
+    (`load_run` needs only `build`).
+
+    `options`: the dataclass of the model's own settings (`model.options`), defaults in its fields;
+    a field's `metadata={"range": Range(...)}` (flexae.ranges.ranged) is checked, and so is the
+    dataclass's own `check()` method, if it has one (flexae.ranges.check_options)."""
 
     build: Callable[[ModelConfig, tuple[int, ...]], AutoEncoder] | str  # (config, data shape) -> model
     trainer: TrainerFactory | str                                 # (model, optim, batches, options)
     fit_sampler: ExPostFit | str | None = None                    # ex-post sampler fit, if it has one
     images_only: bool = False                                     # refuses synthetic data
-    options: type | None = None                                   # dataclass of the model's own settings
+    options: type | str | None = None                             # dataclass of the model's own settings
     summary: str = ""                                             # what it is, for the CLI's help
-    # The model.* settings it reads beyond COMMON_MODEL_SETTINGS ("gmm_std", "baseline.mmd_weight"):
-    # a --set of any other is an error. None: not declared (models registered from outside), not checked.
+    # The model.* settings it reads beyond COMMON_MODEL_SETTINGS and its options ("gmm_std"): a
+    # --set of any other is an error. None: not declared (models registered from outside), not checked.
     settings: tuple[str, ...] | None = None
 
 
@@ -64,11 +70,6 @@ MODELS: dict[str, ModelSpec] = {}
 COMMON_MODEL_SETTINGS = ("name", "latent_dim", "noise_dim", "decoder_variant", "init", "bn_momentum", "bn_eps",
                          "encoder", "decoder", "options")
 _GMM_PRIOR = ("gmm_layout", "gmm_components", "gmm_radius", "gmm_std")
-_SAMPLER_FIT = ("baseline.sampler_steps", "baseline.sampler_batch_size", "baseline.sampler_fit_points")
-
-
-def _baseline(*names: str) -> tuple[str, ...]:
-    return tuple(f"baseline.{n}" for n in names)
 
 
 def register(name: str, spec: ModelSpec) -> None:
@@ -78,10 +79,17 @@ def register(name: str, spec: ModelSpec) -> None:
     MODELS[name] = spec
 
 
+def _baseline(family: str, build: str, trainer: str, options: str, fit_sampler: str | None = None) -> ModelSpec:
+    """The entry of a baseline of flexae.baselines.<family>: its builder and options dataclass in
+    that module, its trainer (and ex-post sampler fit) in <family>_train. Its settings are all
+    its options (model.options), none of the other model.* fields."""
+    model, train = f"flexae.baselines.{family}", f"flexae.baselines.{family}_train"
+    return ModelSpec(f"{model}:{build}", f"{train}:{trainer}", f"{train}:{fit_sampler}" if fit_sampler else None,
+                     options=f"{model}:{options}", settings=())
+
+
 _M = "flexae.models"             # the paper's models
 _T = "flexae.training.trainers"  # the paper's trainers (Algorithm 1 and the VAE)
-_B = "flexae.baselines"          # each baseline family: its model flexae.baselines.<family>, its
-                                 # training side flexae.baselines.<family>_train
 for _name, _spec in {
     # The paper's models (flexae.models, trainers in flexae.training.trainers).
     "flexae": ModelSpec(f"{_M}:build_flexae", f"{_T}:AdversarialTrainer", settings=()),
@@ -91,28 +99,26 @@ for _name, _spec in {
     "wae-gmm": ModelSpec(f"{_M}:build_wae", f"{_T}:AdversarialTrainer", settings=_GMM_PRIOR,
                          summary="the same, prior fixed to a Gaussian mixture"),
     "vae": ModelSpec(f"{_M}:build_vae", f"{_T}:VAETrainer", settings=()),
-    # The baselines of Table 1 (flexae.baselines).
-    "wae-gan": ModelSpec(f"{_B}.wae_gan:build_wae_gan", f"{_B}.wae_gan_train:WAEGANTrainer", settings=_baseline('wae_gan_weight', 'wae_gan_lr', 'wae_gan_adversary_lr', 'wae_gan_beta1', 'wae_gan_prior_trick', 'wae_gan_schedule', 'wae_gan_schedule_steps', 'wae_cost_scale', 'wae_input_noise', 'prior_std')),
-    "wae-mmd": ModelSpec(f"{_B}.deterministic:build_wae_mmd", f"{_B}.deterministic_train:WAEMMDTrainer", settings=_baseline("mmd_weight", "prior_std", "wae_cost_scale", "wae_input_noise")),
-    "ae-gmm": ModelSpec(f"{_B}.deterministic:build_expost_gmm_ae", f"{_B}.deterministic_train:RAETrainer",
-                        f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "sampler_fit_points")),
-    "rae-gmm": ModelSpec(f"{_B}.deterministic:build_expost_gmm_ae", f"{_B}.deterministic_train:RAETrainer",
-                         f"{_B}.deterministic_train:fit_gmm", settings=_baseline("expost_gmm_components", "rae_code_weight", "rae_decoder_decay", "sampler_fit_points")),
-    "2s-vae": ModelSpec(f"{_B}.variational:build_two_stage", f"{_B}.variational_train:TwoStageTrainer",
-                        f"{_B}.variational_train:fit_second_stage", settings=_baseline("second_stage_width", "second_stage_depth", "second_stage_lr") + _SAMPLER_FIT),
-    "vamp-vae": ModelSpec(f"{_B}.variational:build_vamp", f"{_B}.variational_train:VampTrainer", settings=_baseline("vamp_pseudo_inputs", "vamp_init_mean", "vamp_init_std")),
-    "iaf-vae": ModelSpec(f"{_B}.variational:build_iaf", f"{_B}.variational_train:IAFTrainer", settings=_baseline("iaf_steps", "iaf_hidden")),
-    "vq-vae": ModelSpec(f"{_B}.vqvae:build_vqvae", f"{_B}.vqvae_train:VQVAETrainer", f"{_B}.vqvae_train:fit_code_prior", settings=_baseline("vq_codebook_size", "vq_embedding_dim", "vq_commitment", "vq_prior_width", "vq_prior_layers", "vq_prior_lr") + _SAMPLER_FIT),
-    "mask-aae": ModelSpec(f"{_B}.maskaae:build_mask_aae", f"{_B}.maskaae_train:MaskAAETrainer", settings=_baseline("mask_variance_weight", "mask_rec_weight", "mask_lr", "mask_schedule")),
-    "vae-iop": ModelSpec(f"{_B}.iop:build_iop", f"{_B}.iop_train:IOPTrainer", settings=_baseline('iop_ratio_width', 'iop_ratio_depth', 'iop_ratio_dropout', 'iop_ratio_lr', 'iop_ratio_steps', 'iop_sir_candidates')),
-    "pioneer": ModelSpec(f"{_B}.pioneer:build_pioneer", f"{_B}.pioneer_train:PioneerTrainer", settings=_baseline('pioneer_generator_steps', 'pioneer_real_kl_weight', 'pioneer_fake_kl_weight', 'pioneer_image_weight', 'pioneer_code_weight', 'pioneer_lr', 'pioneer_beta1', 'pioneer_beta2')),
-    "alae": ModelSpec(f"{_B}.alae:build_alae", f"{_B}.alae_train:ALAETrainer", settings=_baseline('alae_mapping_layers', 'alae_mapping_width', 'alae_head_layers', 'alae_r1_gamma', 'alae_lr', 'alae_beta1', 'alae_beta2', 'alae_equalized_lr')),
+    # The baselines of Table 1 (flexae.baselines): each family's settings are a dataclass of its module.
+    "wae-gan": _baseline("wae_gan", "build_wae_gan", "WAEGANTrainer", "WAEGANOptions"),
+    "wae-mmd": _baseline("deterministic", "build_wae_mmd", "WAEMMDTrainer", "WAEMMDOptions"),
+    "ae-gmm": _baseline("deterministic", "build_expost_gmm_ae", "RAETrainer", "ExPostGMMOptions", "fit_gmm"),
+    "rae-gmm": _baseline("deterministic", "build_expost_gmm_ae", "RAETrainer", "RAEGMMOptions", "fit_gmm"),
+    "2s-vae": _baseline("variational", "build_two_stage", "TwoStageTrainer", "TwoStageOptions", "fit_second_stage"),
+    "vamp-vae": _baseline("variational", "build_vamp", "VampTrainer", "VampOptions"),
+    "iaf-vae": _baseline("variational", "build_iaf", "IAFTrainer", "IAFOptions"),
+    "vq-vae": _baseline("vqvae", "build_vqvae", "VQVAETrainer", "VQVAEOptions", "fit_code_prior"),
+    "mask-aae": _baseline("maskaae", "build_mask_aae", "MaskAAETrainer", "MaskAAEOptions"),
+    "vae-iop": _baseline("iop", "build_iop", "IOPTrainer", "IOPOptions"),
+    "pioneer": _baseline("pioneer", "build_pioneer", "PioneerTrainer", "PioneerOptions"),
+    "alae": _baseline("alae", "build_alae", "ALAETrainer", "ALAEOptions"),
 }.items():
     register(_name, _spec)
 
 PAPER_MODELS = ("flexae", "flexae-sr", "wae", "wae-gmm", "vae")
 BASELINE_NAMES = ("wae-gan", "wae-mmd", "ae-gmm", "rae-gmm", "2s-vae", "vamp-vae", "iaf-vae", "vq-vae", "mask-aae")
 BASELINE_NAMES += ("vae-iop", "pioneer", "alae")  # issue 19: the Table 1 rows added after the refactoring
+BUILT_IN = PAPER_MODELS + BASELINE_NAMES
 
 
 def is_reference(name: str) -> bool:
@@ -154,33 +160,64 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def options_type(name: str) -> type | None:
+    """The options dataclass of model `name` (imported on first use), or None if it has none."""
+    return resolve(spec(name).options)
+
+
 def model_options(cfg: ModelConfig) -> Any:
     """`cfg.options` as an instance of the model's own options dataclass (from a dict of JSON, or
-    as given); one-line UserErrors for settings the model does not have."""
-    options_type = spec(cfg.name).options
-    given = cfg.options
-    if options_type is None:
+    as given); one-line UserErrors for settings the model does not have. The flat `model.baseline`
+    section of an older run (config.LegacyBaselineSection) gives the settings this model has, and
+    the rest, every other baseline's settings at their defaults, is dropped."""
+    kind, given = options_type(cfg.name), cfg.options
+    if isinstance(given, LegacyBaselineSection):
+        known = {f.name for f in dataclasses.fields(kind)} if kind is not None else set()
+        given = {key: value for key, value in given.items() if key in known}
+    if kind is None:
         if given not in ({}, None):
             raise UserError(f"model {cfg.name!r} has no settings of its own (model.options), got {given!r:.80}")
         return None
-    if isinstance(given, options_type):
+    if isinstance(given, kind):
         return given
     if dataclasses.is_dataclass(given):
         given = dataclasses.asdict(given)
     if not isinstance(given, dict):
         raise UserError(f"model.options of {cfg.name!r} must be a section of settings, got {given!r:.60}")
-    known = {f.name for f in dataclasses.fields(options_type)}
+    known = {f.name for f in dataclasses.fields(kind)}
     unknown = sorted(set(given) - known)
     if unknown:
         raise UserError(f"model {cfg.name!r} has no setting model.options.{unknown[0]}; its settings: "
-                        f"{', '.join(sorted(known)) or 'none'}")
-    return options_type(**given)
+                        f"{', '.join(sorted(known)) or 'none'}{read_by(unknown[0])}")
+    return kind(**given)
+
+
+def read_by(setting: str) -> str:
+    """" (a setting of: vq-vae)" for a setting other models have among their options, else "": the
+    hint of an error for a setting the chosen model does not have."""
+    owners = [name for name in BUILT_IN if (kind := options_type(name)) is not None
+              and setting in {f.name for f in dataclasses.fields(kind)}]
+    return f" (a setting of: {', '.join(owners)})" if owners else ""
+
+
+def set_options(cfg: ModelConfig, **values: Any) -> None:
+    """Set those of `values` that are settings of the model's own (model.options), typing them
+    first; values for other models' settings are no error (a table or test sets them for all its
+    models at once, as the flat model.baseline section of older flexae held them)."""
+    options = model_options(cfg)
+    if options is None:
+        return
+    names = {f.name for f in dataclasses.fields(options)}
+    for name, value in values.items():
+        if name in names:
+            setattr(options, name, value)
+    cfg.options = options
 
 
 def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type | str | None = None,
                 decoder: type | str | None = None) -> AutoEncoder:
     """Model `cfg.name` for data of shape `data_shape` ((128,) synthetic, (C, H, W) images); it
-    keeps its name and baseline hyper-parameters for its trainer and sampler fit.
+    keeps its name and its own settings (`model.options`) for its trainer and sampler fit.
 
     `encoder` / `decoder`: classes of your own (or "module:Class"), built as
     `Encoder(data_shape, out_features)` and `Decoder(data_shape, latent_dim)` in place of the
@@ -195,19 +232,13 @@ def build_model(cfg: ModelConfig, data_shape: tuple[int, ...], *, encoder: type 
     if is_reference(cfg.name):
         check_import(cfg, "name", cfg.name)  # a model module named by a file is imported only with consent
     entry = spec(cfg.name)
-    if cfg.name in BASELINE_NAMES:
-        validate_baseline_config(cfg.baseline)
-        from flexae.baselines.wae_gan import SCHEDULES as WAE_GAN_SCHEDULES
-        if cfg.baseline.wae_gan_schedule not in WAE_GAN_SCHEDULES:
-            raise UserError(f"model.baseline.wae_gan_schedule must be one of {', '.join(WAE_GAN_SCHEDULES)}, "
-                            f"got {cfg.baseline.wae_gan_schedule!r}")
     options = model_options(cfg)  # typed: the builder reads cfg.options.<field>
     if options is not None:
-        cfg.options = options  # (models without settings of their own keep {}, as config.json has it)
+        check_options(options)  # as validate_config does, for models built in Python
+    cfg.options = options if options is not None else {}  # {}: config.json's value for "no settings of its own"
     model = resolve(entry.build)(cfg, data_shape)
     model.model_name = cfg.name
-    model.baseline_config = cfg.baseline
-    model.options = options  # the model's own settings, for its trainer (None: it has none)
+    model.options = options  # the model's own settings, for its trainer and sampler fit (None: it has none)
     model.data_shape = tuple(data_shape)  # the shape of one data point: (C, H, W) for images
     return model
 
@@ -227,12 +258,14 @@ def make_trainer(model: AutoEncoder, cfg: OptimConfig, batches: Callable[[], Ten
     return trainer
 
 
-def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: BaselineConfig | None = None, seed: int = 0,
+def fit_sampler(model: AutoEncoder, train_data: Tensor, hp: Any = None, seed: int = 0,
                 progress: bool = False) -> dict[str, float]:
-    """Fit the model's ex-post sampler on training data (N, ...); TypeError for models without one."""
+    """Fit the model's ex-post sampler on training data (N, ...) with the fit settings of `hp`
+    (default: the model's options, flexae.baselines.common.fit_options); TypeError for models
+    without one."""
     name = getattr(model, "model_name", None)
     fit = resolve(spec(name).fit_sampler) if name is not None else None
     if fit is None or model.expost_sampler is None:
         raise TypeError(f"{type(model).__name__} has no ex-post sampler")
-    from flexae.baselines.common import fit_expost_sampler
-    return fit_expost_sampler(model, fit, train_data, hp or model.baseline_config, seed, progress)
+    from flexae.baselines.common import fit_expost_sampler, fit_options
+    return fit_expost_sampler(model, fit, train_data, hp or fit_options(model), seed, progress)

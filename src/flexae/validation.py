@@ -21,8 +21,8 @@ from flexae.config import BATCHNORM_STATS, BEST_SPLITS, CUDA_GRAPHS, PRECISIONS,
 from flexae.data import DATASETS, OWN_CHOICES, find_source
 from flexae.data.user import check_image_shape, check_side
 from flexae.errors import UserError
-from flexae.ranges import MAX_THREADS_PER_CPU, check_ranges, validate_baseline_config
-from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, resolve, spec
+from flexae.ranges import MAX_THREADS_PER_CPU, check_options, check_ranges
+from flexae.registry import COMMON_MODEL_SETTINGS, is_reference, model_names, model_options, read_by, resolve, spec
 from flexae.trust import check_import, mark_from_file
 
 CHANNELS_LAST = ("auto", "on", "off")
@@ -90,12 +90,20 @@ def _check_types(node: Any, prefix: str) -> None:
 
 # --- ranges ---------------------------------------------------------------------------------------
 
+def new_spelling(key: str) -> str:
+    """A config key as this flexae spells it: `model.baseline.X` (the flat section of the baselines'
+    settings before issue 20) is `model.options.X`, the model's own settings."""
+    parts = key.split(".")
+    return ".".join(["model", "options", *parts[2:]]) if parts[:2] == ["model", "baseline"] else key
+
+
 def check_settings_read(cfg: RunConfig, keys: Any) -> None:
     """A `--set KEY=...` of a model setting the chosen model does not read is an error, not ignored
-    (each model's settings are declared once, in its registry entry: `ModelSpec.settings`)."""
+    (each model's settings are declared once, in its registry entry: `ModelSpec.settings` and
+    `ModelSpec.options`)."""
     entry = spec(cfg.model.name)
     for key in keys:
-        key = key.split("=", 1)[0].strip()
+        key = new_spelling(key.split("=", 1)[0].strip())
         if not key.startswith("model.") or entry.settings is None:
             continue
         name = key[len("model."):]
@@ -170,6 +178,7 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     options = model_options(m)
     if options is not None:
         _check_types(options, "model.options.")
+    # (`m.options` itself is left as given, dict or instance: config_from_dict types it)
     data = find_source(t.dataset)  # train.dataset parsed once ("folder:" without a path refused here)
     if data is None:
         _choice("data set", t.dataset, DATASETS + OWN_CHOICES)  # not a choice: raises
@@ -197,7 +206,8 @@ def validate_config(cfg: RunConfig, check_device: bool = True) -> None:
     if check_device and t.cpu_threads > MAX_THREADS_PER_CPU * (os.cpu_count() or 1):
         raise UserError(f"train.cpu_threads must be at most {MAX_THREADS_PER_CPU * (os.cpu_count() or 1)} "
                         f"({MAX_THREADS_PER_CPU} per CPU of this machine's {os.cpu_count()}), got {t.cpu_threads}")
-    validate_baseline_config(m.baseline)
+    if options is not None:
+        check_options(options)
     _check_paths(t)
     if spec(m.name).images_only and not data.is_image:
         raise UserError(f"{m.name} needs image data (its smoothing critic is the convolutional net of "
@@ -244,6 +254,10 @@ def config_from_dict(d: Any, source: str | Path) -> RunConfig:
         validate_config(cfg, check_device=False)
     except UserError as exc:
         raise UserError(f"{source}: bad config value: {exc}") from None
+    # Typed, so that an older run's flat model.baseline section (RunConfig.from_dict) is written
+    # back, on resume or export, as the model's own settings only.
+    options = model_options(cfg.model)
+    cfg.model.options = options if options is not None else {}
     return cfg
 
 
@@ -282,18 +296,19 @@ def apply_override(cfg: RunConfig, item: str) -> None:
     if "=" not in item:
         raise UserError(f"--set takes KEY=VALUE, got {item!r}")
     key, raw = item.split("=", 1)
-    key = key.strip()
+    key = new_spelling(key.strip())  # model.baseline.X of older scripts: the model's own setting X
     target: Any = cfg
     parts = key.split(".")
     if parts[:2] == ["model", "options"]:
         cfg.model.options = model_options(cfg.model)  # typed, so the value is read with its field's type
         if cfg.model.options is None:
             cfg.model.options = {}
-            raise UserError(f"unknown config key {key!r}: model {cfg.model.name!r} has no settings of its own")
+            raise UserError(f"unknown config key {key!r}: model {cfg.model.name!r} has no settings of its own"
+                            + (read_by(parts[2]) if len(parts) == 3 else ""))
         known = [f.name for f in dataclasses.fields(cfg.model.options)]
         if len(parts) == 3 and parts[2] not in known:
             raise UserError(f"model {cfg.model.name!r} has no setting model.options.{parts[2]}; its settings: "
-                            f"{', '.join(sorted(known))}")
+                            f"{', '.join(sorted(known))}{read_by(parts[2])}")
     for i, part in enumerate(parts):
         fields = _hints(type(target)) if dataclasses.is_dataclass(target) else {}
         if part not in fields:

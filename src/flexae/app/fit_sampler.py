@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
-from flexae.config import BaselineConfig
+from flexae.baselines.common import fit_options
 from flexae.data import load_for_config
 from flexae.devices import resolve_device
 from flexae.errors import UserError
@@ -28,23 +28,24 @@ from flexae.runs.run_folder import RunFolder
 from flexae.trust import allowing_code
 
 
-def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: BaselineConfig, step: int,
+def fit_and_save(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Any, step: int,
                  seed: int = 0, progress: bool = False,
                  log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, float]:
-    """The fit step of a run: fit, save RUN_DIR/sampler.pt and log the statistics."""
+    """The fit step of a run: fit with the settings of `cfg` (the model's options), save
+    RUN_DIR/sampler.pt and log the statistics."""
     stats = fit_sampler(model, train_data, cfg, seed, progress)
     bad = nonfinite_names({"sampler": model.expost_sampler.state_dict(),
                            "stats": {k: np.float64(v) for k, v in stats.items()}})
     if bad:
         raise UserError(f"the ex-post sampler fit diverged: {bad[0]} is NaN or infinite; {SAMPLER_NAME} was "
-                        f"not written (lower model.baseline.second_stage_lr / vq_prior_lr, or check the codes)")
+                        f"not written (lower model.options.second_stage_lr / vq_prior_lr, or check the codes)")
     RunFolder(run_dir).save_sampler(model, step, stats)
     if log is not None:
         log({"step": int(step), "sampler_fit": json.loads(json.dumps(stats))})
     return stats
 
 
-def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: BaselineConfig, step: int,
+def ensure_fitted(model: nn.Module, run_dir: Path, train_data: Tensor, cfg: Any, step: int,
                   seed: int = 0, progress: bool = False,
                   log: Callable[[dict[str, Any]], None] | None = None) -> None:
     """End of training: reuse RUN_DIR/sampler.pt if it was fitted at `step`, else fit and save.
@@ -73,13 +74,20 @@ def fit_run(run_dir: str | Path, *, steps: int | None = None, fit_points: int | 
     model = model.to(device).eval()
     if model.expost_sampler is None:
         raise UserError(f"{cfg.model.name} has no ex-post sampler to fit (only ae-gmm, rae-gmm, 2s-vae and vq-vae do)")
-    hp = cfg.model.baseline
-    hp = dataclasses.replace(hp, sampler_steps=hp.sampler_steps if steps is None else steps,
-                             sampler_fit_points=hp.sampler_fit_points if fit_points is None else fit_points)
-    if hp.sampler_steps < 1 or hp.sampler_fit_points < 0:
-        raise UserError("--steps must be positive and --fit-points >= 0")
+    hp = _fit_settings(fit_options(model), steps, fit_points)
     step = int(state["step"])
     data = load_for_config(cfg.train, data_dir)
     with run.lock():  # not while a training process writes this run
         stats = fit_and_save(model, run.path, data.train, hp, step, cfg.train.seed, progress, run.log.write)
-    return {**stats, "sampler_steps": float(hp.sampler_steps)}
+    steps_done = {"sampler_steps": float(hp.sampler_steps)} if hasattr(hp, "sampler_steps") else {}  # not a GMM's
+    return {**stats, **steps_done}
+
+
+def _fit_settings(options: Any, steps: int | None, fit_points: int | None) -> Any:
+    """The model's options with this fit's `steps` / `fit_points` in place of its `sampler_steps` /
+    `sampler_fit_points` (a GMM fit takes no steps: `steps` is not used for it)."""
+    if (steps is not None and steps < 1) or (fit_points is not None and fit_points < 0):
+        raise UserError("--steps must be positive and --fit-points >= 0")
+    given = {"sampler_steps": steps, "sampler_fit_points": fit_points}
+    names = {f.name for f in dataclasses.fields(options)}
+    return dataclasses.replace(options, **{k: v for k, v in given.items() if v is not None and k in names})

@@ -15,14 +15,13 @@ exact W1 and the IMQ-kernel MMD^2 of WAE-MMD, and the W1 of N(0, I) for comparis
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from flexae.config import BaselineConfig, OptimConfig
+from flexae.config import OptimConfig
 from flexae.errors import UserError
 from flexae.metrics.wasserstein import wasserstein1_exact
 from flexae.priors import FLOW_SOLVERS, StandardNormalPrior
@@ -43,7 +42,7 @@ class PriorFitConfig:
     depth: int = 3                 # flow-matching, 2s-vae: hidden layers
     ode_steps: int = 32            # flow-matching: fixed ODE steps from noise to codes
     solver: str = "midpoint"       # flow-matching: "euler" or "midpoint"
-    lr: float = 1e-3               # flow-matching: Adam lr (2s-vae: BaselineConfig.second_stage_lr, 1e-4)
+    lr: float = 1e-3               # flow-matching: Adam lr (2s-vae: TwoStageOptions.second_stage_lr, 1e-4)
 
     def check(self) -> "PriorFitConfig":
         if self.steps < 1 or self.batch_size < 1 or self.components < 1 or self.width < 1 or self.depth < 1 \
@@ -89,10 +88,10 @@ def _fit_adversarial(codes, data_shape, fit, optim, seed, progress):
 
 
 def _fit_gmm(codes, data_shape, fit, optim, seed, progress):
-    from flexae.baselines.deterministic import GaussianMixtureSampler
+    from flexae.baselines.deterministic import ExPostGMMOptions, GaussianMixtureSampler
     from flexae.baselines.deterministic_train import fit_gmm
     sampler = GaussianMixtureSampler(fit.components, codes.shape[1]).to(codes.device)
-    stats = fit_gmm(sampler, codes, BaselineConfig(expost_gmm_components=fit.components), None, seed, progress)
+    stats = fit_gmm(sampler, codes, ExPostGMMOptions(expost_gmm_components=fit.components), None, seed, progress)
     return sampler, {"components": fit.components}, stats
 
 
@@ -106,10 +105,10 @@ def _fit_flow_matching(codes, data_shape, fit, optim, seed, progress):
 
 
 def _fit_second_stage(codes, data_shape, fit, optim, seed, progress):
-    from flexae.baselines.variational import SecondStageVAE
+    from flexae.baselines.variational import SecondStageVAE, TwoStageOptions
     from flexae.baselines.variational_train import fit_second_stage
     sampler = SecondStageVAE(codes.shape[1], fit.width, fit.depth).to(codes.device)
-    hp = dataclasses.replace(BaselineConfig(), sampler_steps=fit.steps, sampler_batch_size=fit.batch_size)
+    hp = TwoStageOptions(sampler_steps=fit.steps, sampler_batch_size=fit.batch_size)  # 2s-vae's second_stage_lr
     # Deterministic codes: a posterior of zero spread (log sd = -inf gives z = mu exactly).
     targets = (codes.cpu(), torch.full_like(codes.cpu(), -float("inf")))
     stats = fit_second_stage(sampler, targets, hp, torch.Generator().manual_seed(seed), seed, progress)

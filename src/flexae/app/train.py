@@ -256,7 +256,7 @@ def _fit_expost_sampler(run: Run, progress: bool) -> None:
     model as a step of its own, saved to sampler.pt (reused if already fitted; flexae.app.fit_sampler)."""
     if run.model.expost_sampler is None:
         return
-    ensure_fitted(run.model, run.out, run.data.train, run.cfg.model.baseline, run.step,
+    ensure_fitted(run.model, run.out, run.data.train, run.model.options, run.step,
                            run.cfg.train.seed, progress, log=run.log.write)
     if run.previews is not None:  # now with the sample grid the training previews had to leave out
         run.previews.write(run.model, run.step, run.log.tensorboard)

@@ -13,6 +13,7 @@ lists what is kept from the original and what differs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,20 @@ from torch import Tensor, nn
 from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
 from flexae.nets.factory import encoder_decoder, linear_head, mapping_network
+from flexae.ranges import BETA, LR, MAX_DIM, WEIGHT, Range, ranged
+
+
+@dataclass
+class ALAEOptions:
+    """alae's settings (model.options)."""
+    alae_mapping_layers: int = ranged(4, Range(1, 1000))       # alae: layers of the mapping F (their MNIST config: 4; faces: 8).
+    alae_mapping_width: int = ranged(1024, Range(1, MAX_DIM))  # alae: width of F's hidden layers (theirs: the latent size; 1024 as Table 8).
+    alae_head_layers: int = ranged(3, Range(1, 1000))          # alae: Linear layers of the D head on w, no activation between (theirs: 3).
+    alae_r1_gamma: float = ranged(10.0, WEIGHT)                # alae: gamma of the R1 penalty (gamma/2)||grad D(x)||^2, in their [-1, 1] range.
+    alae_lr: float = ranged(0.0015, LR)                        # alae: Adam learning rate of both optimizers (their MNIST config).
+    alae_beta1: float = ranged(0.0, BETA)                      # alae: Adam beta1 (theirs: 0.0).
+    alae_beta2: float = ranged(0.99, BETA)                     # alae: Adam beta2 (theirs: 0.99).
+    alae_equalized_lr: bool = True        # alae: per-layer Adam steps lr*sqrt(2/fan_in)*lrmul as their LREQAdam (False: lr).
 
 
 class MappedNormalPrior(nn.Module):
@@ -60,7 +75,7 @@ HE_GAIN = math.sqrt(2.0)  # the gain of ALAE's equalised-learning-rate layers (`
 
 
 def build_alae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> ALAE:
-    m, hp = cfg.latent_dim, cfg.baseline
+    m, hp = cfg.latent_dim, cfg.options
     encoder, decoder = encoder_decoder(data_shape, cfg, m, m)
     mapping = mapping_network(m, hp.alae_mapping_width, hp.alae_mapping_layers, m)
     return ALAE(encoder, decoder, mapping, linear_head(m, hp.alae_head_layers), m)

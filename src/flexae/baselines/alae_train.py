@@ -76,7 +76,7 @@ class ALAETrainer(Trainer):
 
     def __init__(self, model: ALAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.hp = model, model.baseline_config
+        self.model, self.hp = model, model.options
         hp = self.hp
         adam = Adam(hp.alae_lr, hp.alae_beta1, hp.alae_beta2)
         # The original's two optimizers: "encoder" (E + D head) and "decoder" (G + F); E and G at

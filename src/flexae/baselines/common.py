@@ -1,21 +1,59 @@
-"""Shared pieces of the baselines: module helpers and the generic ex-post fit step (encode the
-training data, fit the model's sampler with the fit function its registry entry names). The
-networks themselves come from `flexae.nets.factory`."""
+"""Shared pieces of the baselines: module helpers, the generic ex-post fit step (encode the
+training data, fit the model's sampler with the fit function its registry entry names) and the
+groups of settings several baselines share (each baseline's options dataclass, `model.options`,
+inherits the groups it reads). The networks themselves come from `flexae.nets.factory`."""
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from flexae.config import BaselineConfig
 from flexae.data import as_float
+from flexae.ranges import COUNT, MAX_BATCH, MAX_WEIGHT, POSITIVE_SCALE, Range, ranged
 
-# (sampler, targets, hp, generator, seed, progress) -> fit statistics
-ExPostFit = Callable[[nn.Module, Any, BaselineConfig, torch.Generator, int, bool], dict[str, float]]
+# Settings of the baselines (model.options), relative to L_AE, the per-image *sum* of squared
+# errors where they are weights; docs/baselines.md compares each with its paper.
+
+
+@dataclass
+class FitPointsOptions:
+    """The data of an ex-post fit (ae-gmm, rae-gmm, 2s-vae, vq-vae)."""
+    sampler_fit_points: int = ranged(0, Range(0, 10**12))  # Training images encoded for the ex-post fit; 0 = all of them.
+
+
+@dataclass
+class SamplerFitOptions(FitPointsOptions):
+    """An ex-post sampler fitted by minibatch steps (2s-vae stage 2, VQ prior)."""
+    sampler_steps: int = ranged(5000, COUNT)             # Iterations of an ex-post sampler fit (2s-vae stage 2, VQ prior).
+    sampler_batch_size: int = ranged(128, Range(1, MAX_BATCH))  # Minibatch size of that fit.
+
+
+@dataclass
+class WAEOptions:
+    """The WAE authors' prior, cost and encoder input (wae-mmd, wae-gan)."""
+    prior_std: float = ranged(1.0, POSITIVE_SCALE)  # wae-mmd, wae-gan: sigma_z of the prior N(0, sigma_z^2 I); IMQ base scale 2 m sigma_z^2.
+    wae_cost_scale: float = ranged(0.05, Range(0, MAX_WEIGHT, low_open=True))
+    # wae-mmd, wae-gan: c(x, D(E(x))) = this * L_AE (authors' l2sq: 0.05 * sum
+    # of squares; 0.2 on RGB sets, whose [-1, 1] range they use).
+    wae_input_noise: float = ranged(0.01, Range(0, 1e3))
+    # wae-mmd, wae-gan: std of the truncated-normal noise added to encoder inputs
+    # in training (authors' e_noise = "add_noise"); 0: none.
+
+
+# (sampler, targets, options with the fit's settings, generator, seed, progress) -> fit statistics
+ExPostFit = Callable[[nn.Module, Any, Any, torch.Generator, int, bool], dict[str, float]]
+
+
+def fit_options(model: nn.Module) -> Any:
+    """The settings of the model's ex-post fit: its options, or for a model of your own without
+    settings of its own the defaults of a fit (the values the flat model.baseline section gave it)."""
+    options = getattr(model, "options", None)
+    return options if options is not None else SamplerFitOptions()
 
 
 def data_size(data_shape: tuple[int, ...]) -> int:
@@ -67,7 +105,7 @@ def encode_all(encode: Callable[[Tensor], Any], images: Tensor, device: torch.de
     return torch.cat(parts).cpu()
 
 
-def fit_expost_sampler(model: nn.Module, fit: ExPostFit, train_data: Tensor, hp: BaselineConfig, seed: int = 0,
+def fit_expost_sampler(model: nn.Module, fit: ExPostFit, train_data: Tensor, hp: FitPointsOptions, seed: int = 0,
                        progress: bool = False) -> dict[str, float]:
     """Fit the model's ex-post sampler (`model.prior`) on (up to `hp.sampler_fit_points`) training
     data with `fit`, the function of its registry entry; returns fit statistics.

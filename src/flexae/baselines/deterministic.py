@@ -7,14 +7,39 @@ from FlexAE only in how the latent space is regularised and sampled. One update 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from flexae.baselines.common import FitPointsOptions, WAEOptions
 from flexae.nets.factory import encoder_decoder
 from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
 from flexae.errors import UserError
 from flexae.priors import ExPostSampler, StandardNormalPrior
+from flexae.ranges import MAX_COMPONENTS, WEIGHT, Range, ranged
+
+
+@dataclass
+class WAEMMDOptions(WAEOptions):
+    """wae-mmd's settings (model.options), besides the WAE prior, cost and input noise."""
+    mmd_weight: float = ranged(10.0, WEIGHT)
+    # wae-mmd: lambda on the IMQ-kernel MMD, on top of the scaled cost below
+    # (authors' configs.py: 10 MNIST, 100 CelebA).
+
+
+@dataclass
+class ExPostGMMOptions(FitPointsOptions):
+    """ae-gmm's settings (model.options)."""
+    expost_gmm_components: int = ranged(10, Range(1, MAX_COMPONENTS))  # ae-gmm, rae-gmm: components of the ex-post full-covariance GMM.
+
+
+@dataclass
+class RAEGMMOptions(ExPostGMMOptions):
+    """rae-gmm's settings (model.options): ae-gmm's and the RAE-L2 regularisers."""
+    rae_code_weight: float = ranged(1e-4, WEIGHT)    # rae-gmm: beta on mean_j z_j^2 per pixel of squared error (RAE code; CIFAR 1e-3).
+    rae_decoder_decay: float = ranged(1e-7, WEIGHT)  # rae-gmm: lambda on the decoder's squared weights, same scale (CIFAR 1e-6).
 
 
 class ScaledNormalPrior(StandardNormalPrior):
@@ -68,11 +93,11 @@ def check_gmm(weights: Tensor, means: Tensor, covariances: Tensor) -> None:
     finite = all(bool(torch.isfinite(t).all()) for t in (weights, means, covariances))
     if not finite or (weights < 0).any() or abs(float(weights.sum()) - 1) > 1e-3:
         raise UserError("the GMM fit degenerated (NaN or infinite weights, means or covariances); "
-                        "use fewer model.baseline.expost_gmm_components")
+                        "use fewer model.options.expost_gmm_components")
     singular = torch.linalg.cholesky_ex(covariances.double())[1] != 0
     if bool(singular.any()):
         raise UserError(f"the GMM fit degenerated: the covariance of component {int(singular.nonzero()[0])} is "
-                        f"singular; use fewer model.baseline.expost_gmm_components or more codes")
+                        f"singular; use fewer model.options.expost_gmm_components or more codes")
 
 
 class WAEMMD(AutoEncoder):
@@ -87,7 +112,7 @@ class WAEMMD(AutoEncoder):
     so lambda = 10 weighs the MMD 200 times against the raw per-image sum of squares. Encoder
     inputs get their "add_noise" (truncated normal, std 0.01, `wae_input_noise`) in training.
 
-    Hyper-parameters (`model.baseline`): lambda = `mmd_weight` = 10 (configs.py line 105, MNIST;
+    Hyper-parameters (`model.options`): lambda = `mmd_weight` = 10 (configs.py line 105, MNIST;
     100 for CelebA, line 53), sigma_z = `prior_std` = 1 (lines 50, 102). Differences from the
     authors' runs: the Table 7 networks instead of the DCGAN-style ones, Adam lr 2e-4 / betas
     (0.9, 0.999) / batch 128 / no lr decay (`optim.ae`) instead of lr 1e-3, beta1 0.5, batch 100
@@ -108,7 +133,7 @@ class ExPostGMMAE(AutoEncoder):
     d = number of pixels against our per-image sum. Both: ex-post density = 10-component
     full-covariance GMM on the codes of the training images (scikit-learn EM).
 
-    Hyper-parameters (`model.baseline`): `expost_gmm_components` = 10 (paper: 10);
+    Hyper-parameters (`model.options`): `expost_gmm_components` = 10 (paper: 10);
     `rae_code_weight` beta = 1e-4 and `rae_decoder_decay` lambda = 1e-7 (authors' code for MNIST
     and CelebA; CIFAR-10 uses 1e-3 and 1e-6, which `flexae reproduce table1 --dataset cifar10`
     sets). Differences: Table 7 networks instead of theirs; Adam lr 2e-4 / batch 128 / no
@@ -127,9 +152,9 @@ class ExPostGMMAE(AutoEncoder):
 
 def build_wae_mmd(cfg: ModelConfig, data_shape: tuple[int, ...]) -> WAEMMD:
     encoder, decoder = encoder_decoder(data_shape, cfg, cfg.latent_dim, cfg.latent_dim)
-    return WAEMMD(encoder, decoder, cfg.latent_dim, cfg.baseline.prior_std)
+    return WAEMMD(encoder, decoder, cfg.latent_dim, cfg.options.prior_std)
 
 
 def build_expost_gmm_ae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> ExPostGMMAE:
     encoder, decoder = encoder_decoder(data_shape, cfg, cfg.latent_dim, cfg.latent_dim)
-    return ExPostGMMAE(encoder, decoder, cfg.latent_dim, cfg.baseline.expost_gmm_components, cfg.name)
+    return ExPostGMMAE(encoder, decoder, cfg.latent_dim, cfg.options.expost_gmm_components, cfg.name)

@@ -10,15 +10,15 @@ from torch import Tensor
 from flexae import losses
 from flexae.baselines import losses as bl
 from flexae.baselines.common import add_input_noise, data_size, decoder_weights
-from flexae.baselines.deterministic import WAEMMD, ExPostGMMAE, GaussianMixtureSampler, check_gmm
-from flexae.config import BaselineConfig, OptimConfig
+from flexae.baselines.deterministic import WAEMMD, ExPostGMMAE, ExPostGMMOptions, GaussianMixtureSampler, check_gmm
+from flexae.config import OptimConfig
 from flexae.errors import UserError
 from flexae.files import first_line
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, make_adam, update
 
 
-def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: BaselineConfig, generator: torch.Generator,
+def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: ExPostGMMOptions, generator: torch.Generator,
             seed: int, progress: bool) -> dict[str, float]:
     """Fit the GMM to codes (N, m) with scikit-learn's EM (full covariances); store it as tensors."""
     from sklearn.mixture import GaussianMixture
@@ -34,7 +34,7 @@ def fit_gmm(sampler: GaussianMixtureSampler, codes: Tensor, hp: BaselineConfig, 
                               random_state=seed).fit(data)
     except (ValueError, np.linalg.LinAlgError) as exc:  # sklearn: ill-defined empirical covariance
         raise UserError(f"the GMM fit degenerated ({first_line(exc)}); use fewer "
-                        f"model.baseline.expost_gmm_components or more codes") from None
+                        f"model.options.expost_gmm_components or more codes") from None
     params = [torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in (gmm.weights_, gmm.means_, gmm.covariances_)]
     check_gmm(*params)
     sampler.set_parameters(*params)
@@ -47,7 +47,7 @@ class WAEMMDTrainer(Trainer):
 
     def __init__(self, model: WAEMMD, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.hp = model, model.baseline_config
+        self.model, self.hp = model, model.options
         self.scaler = self.grad_scaler()
         self.optimizers = {"ae": make_adam(model.parameters(), cfg.ae)}
 
@@ -69,7 +69,7 @@ class RAETrainer(Trainer):
     def __init__(self, model: ExPostGMMAE, cfg: OptimConfig, batches: BatchSource,
                  options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.scaler, hp = model, self.grad_scaler(), model.baseline_config
+        self.model, self.scaler, hp = model, self.grad_scaler(), model.options
         regularised = model.name == "rae-gmm"
         self.code_weight = hp.rae_code_weight if regularised else 0.0
         self.decay = hp.rae_decoder_decay if regularised else 0.0

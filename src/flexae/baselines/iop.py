@@ -19,6 +19,8 @@ with N(0, I) as the proposal (`ImplicitOptimalPrior.sample`; docs/baselines.md s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -26,8 +28,21 @@ from flexae.baselines import losses as bl
 from flexae.config import ModelConfig
 from flexae.models import VAE
 from flexae.nets.factory import encoder_decoder
+from flexae.ranges import BETA, LR, MAX_DIM, Range, ranged
 
 SIR_CHUNK = 256  # generated codes per estimator pass when sampling (n x K candidates at a time)
+
+
+@dataclass
+class IOPOptions:
+    """vae-iop's settings (model.options)."""
+    # vae-iop (flexae.baselines.iop): Takahashi et al., AAAI 2019; values of the authors' code.
+    iop_ratio_width: int = ranged(500, Range(1, MAX_DIM))     # vae-iop: units of each hidden layer of the density-ratio estimator T(z).
+    iop_ratio_depth: int = ranged(3, Range(0, 1000))          # vae-iop: tanh hidden layers of T.
+    iop_ratio_dropout: float = ranged(0.5, BETA)              # vae-iop: dropout before T's output layer, in T's own updates only.
+    iop_ratio_lr: float = ranged(1e-3, LR)                    # vae-iop: Adam learning rate of T (betas 0.9, 0.999).
+    iop_ratio_steps: int = ranged(10, Range(1, 10_000))       # vae-iop: T updates per VAE update (authors: 10 epochs of T per VAE epoch).
+    iop_sir_candidates: int = ranged(100, Range(1, 1_000_000))  # vae-iop: N(0, I) proposals per generated code (importance resampling).
 
 
 class DensityRatioEstimator(nn.Module):
@@ -97,7 +112,7 @@ class IOPVAE(VAE):
 
 
 def build_iop(cfg: ModelConfig, data_shape: tuple[int, ...]) -> IOPVAE:
-    m, hp = cfg.latent_dim, cfg.baseline
+    m, hp = cfg.latent_dim, cfg.options
     encoder, decoder = encoder_decoder(data_shape, cfg, 2 * m, m)
     estimator = DensityRatioEstimator(m, hp.iop_ratio_width, hp.iop_ratio_depth, hp.iop_ratio_dropout)
     return IOPVAE(encoder, decoder, ImplicitOptimalPrior(estimator, m, hp.iop_sir_candidates))

@@ -9,8 +9,8 @@ from torch import Tensor
 from flexae import losses
 from flexae.baselines import losses as bl
 from flexae.baselines.common import frozen_batchnorm_stats
-from flexae.baselines.iop import IOPVAE
-from flexae.config import Adam, BaselineConfig, OptimConfig
+from flexae.baselines.iop import IOPOptions, IOPVAE
+from flexae.config import Adam, OptimConfig
 from flexae.models import reparameterise
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, update
@@ -29,7 +29,7 @@ class IOPTrainer(Trainer):
 
     def __init__(self, model: IOPVAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        hp: BaselineConfig = model.baseline_config
+        hp: IOPOptions = model.options
         self.model, self.scaler, self.ratio_steps = model, self.grad_scaler(), hp.iop_ratio_steps
         autoencoder = [*model.encoder.parameters(), *model.decoder.parameters()]
         self.optimizers = {"ae": make_adam(autoencoder, cfg.ae),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -10,8 +11,18 @@ from flexae.nets.factory import encoder_decoder, latent_critic
 from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
 from flexae.priors import StandardNormalPrior
+from flexae.ranges import LR, MAX_STEPS, WEIGHT, Range, ranged
 
 ACTIVE_THRESHOLD = 0.1  # a dimension counts as active when alpha >= 0.1 (authors' code)
+
+
+@dataclass
+class MaskAAEOptions:
+    """mask-aae's settings (model.options)."""
+    mask_variance_weight: float = ranged(100.0, WEIGHT)     # mask-aae: weight of the variance penalty on masked-off code dims.
+    mask_rec_weight: float = ranged(1.0, WEIGHT)            # mask-aae: weight of L_AE in the mask loss.
+    mask_lr: float = ranged(5e-4, LR)                       # mask-aae: Adam learning rate of the mask parameters.
+    mask_schedule: int = ranged(0, Range(0, MAX_STEPS))     # mask-aae: schedule interval in steps; 0 = the authors' rule from m.
 
 
 class MaskedNormalPrior(StandardNormalPrior):

@@ -36,7 +36,7 @@ class MaskAAETrainer(Trainer):
 
     def __init__(self, model: MaskAAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.cfg, self.hp = model, cfg, model.baseline_config
+        self.model, self.cfg, self.hp = model, cfg, model.options
         hp = self.hp
         # fp16 only: the updates whose backward runs through E or D activations.
         self.scalers = {name: self.grad_scaler() for name in ("ae", "enc", "mask")}

@@ -14,12 +14,28 @@ growing is left out (docs/baselines.md says why).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from flexae.config import ModelConfig
 from flexae.models import AutoEncoder
 from flexae.nets.factory import encoder_decoder
+from flexae.ranges import BETA, LR, WEIGHT, Range, ranged
+
+
+@dataclass
+class PioneerOptions:
+    """pioneer's settings (model.options)."""
+    pioneer_generator_steps: int = ranged(2, Range(1, 1000))  # pioneer: decoder updates per encoder update (their n_generator).
+    pioneer_real_kl_weight: float = ranged(0.1, WEIGHT)       # pioneer: weight of KL(e(x)) in the encoder loss (their real_x_KL_scale).
+    pioneer_fake_kl_weight: float = ranged(0.1, WEIGHT)       # pioneer: weight of KL(e(g(z))), maximised by e, minimised by g (fake_*_KL_scale).
+    pioneer_image_weight: float = ranged(1.5, WEIGHT)         # pioneer: weight of the mean L1 |g(e(x)) - x| (match_x 1 x 1.5 when stable).
+    pioneer_code_weight: float = ranged(100.0, WEIGHT)        # pioneer: weight of the cosine code loss of e(g(z)) to z (their match_z).
+    pioneer_lr: float = ranged(0.001, LR)                     # pioneer: Adam learning rate of encoder and decoder (their --lr).
+    pioneer_beta1: float = ranged(0.0, BETA)                  # pioneer: Adam beta1 (theirs: 0.0).
+    pioneer_beta2: float = ranged(0.99, BETA)                 # pioneer: Adam beta2 (theirs: 0.99).
 
 
 def on_sphere(v: Tensor) -> Tensor:

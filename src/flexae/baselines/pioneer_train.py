@@ -19,7 +19,7 @@ class PioneerTrainer(Trainer):
 
     def __init__(self, model: Pioneer, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.hp = model, model.baseline_config
+        self.model, self.hp = model, model.options
         hp = self.hp
         adam = Adam(hp.pioneer_lr, hp.pioneer_beta1, hp.pioneer_beta2)
         self.optimizers = {"encoder": make_adam(model.encoder.parameters(), adam),

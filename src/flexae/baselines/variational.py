@@ -10,17 +10,43 @@ two-stage VAE, whose decoder variance is learned (its defining ingredient).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.common import frozen_batchnorm_stats
+from flexae.baselines.common import SamplerFitOptions, frozen_batchnorm_stats
 from flexae.nets.factory import encoder_decoder
-from flexae.config import BaselineConfig, ModelConfig
+from flexae.config import ModelConfig
 from flexae.models import VAE
 from flexae.priors import ExPostSampler
 from flexae.priors import StandardNormalPrior
+from flexae.ranges import LR, MAX_DIM, Range, ranged
+
+
+@dataclass
+class TwoStageOptions(SamplerFitOptions):
+    """2s-vae's settings (model.options): the second stage and its ex-post fit."""
+    second_stage_width: int = ranged(1024, Range(1, MAX_DIM))  # 2s-vae: width of the second-stage encoder and decoder MLPs.
+    second_stage_depth: int = ranged(3, Range(0, 1000))        # 2s-vae: hidden layers of each second-stage MLP.
+    second_stage_lr: float = ranged(1e-4, LR)                  # 2s-vae: Adam learning rate of the second stage.
+
+
+@dataclass
+class VampOptions:
+    """vamp-vae's settings (model.options)."""
+    vamp_pseudo_inputs: int = ranged(500, Range(1, 1_000_000))  # vamp-vae: K, the number of learned pseudo-inputs.
+    vamp_init_mean: float = ranged(-0.05, Range(-1e3, 1e3))     # vamp-vae: pseudo-input pre-activations ~ N(mean, std^2) at init.
+    vamp_init_std: float = ranged(0.01, Range(0, 1e3))          # vamp-vae: (images: u = sigmoid(a); synthetic data: u = a).
+
+
+@dataclass
+class IAFOptions:
+    """iaf-vae's settings (model.options)."""
+    iaf_steps: int = ranged(2, Range(0, 1000))       # iaf-vae: IAF transformations after the Gaussian posterior.
+    iaf_hidden: int = ranged(320, Range(1, MAX_DIM))  # iaf-vae: hidden units of each step's MADE.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,7 +143,7 @@ class VampPrior(nn.Module):
 
     trained_by_gen = False  # its pseudo-inputs are trained by the ELBO, not by L_Gen
 
-    def __init__(self, encoder: nn.Module, data_shape: tuple[int, ...], hp: BaselineConfig):
+    def __init__(self, encoder: nn.Module, data_shape: tuple[int, ...], hp: VampOptions):
         super().__init__()
         self.encoder_call = encoder.__call__
         self._cache: tuple | None = None  # (key, (mu_k, logvar_k)) of the last no-grad eval-mode call
@@ -173,7 +199,7 @@ class VampVAE(VAE):
     early stopping; m = 20 / 64 instead of 40.
     """
 
-    def __init__(self, encoder, decoder, data_shape: tuple[int, ...], hp: BaselineConfig):
+    def __init__(self, encoder, decoder, data_shape: tuple[int, ...], hp: VampOptions):
         super().__init__(encoder, decoder, VampPrior(encoder, data_shape, hp))
 
 
@@ -247,7 +273,7 @@ class IAFVAE(VAE):
     batch 128 instead of Adamax lr 2e-3 with Polyak averaging; m = 20 / 64 instead of 32.
     """
 
-    def __init__(self, encoder, decoder, latent_dim: int, hp: BaselineConfig):
+    def __init__(self, encoder, decoder, latent_dim: int, hp: IAFOptions):
         super().__init__(encoder, decoder, StandardNormalPrior(latent_dim))
         self.latent_dim = latent_dim
         self.flows = nn.ModuleList(IAFStep(latent_dim, hp.iaf_hidden, latent_dim) for _ in range(hp.iaf_steps))
@@ -295,7 +321,7 @@ class IAFVAE(VAE):
 
 
 def build_two_stage(cfg: ModelConfig, data_shape: tuple[int, ...]) -> TwoStageVAE:
-    m, hp = cfg.latent_dim, cfg.baseline
+    m, hp = cfg.latent_dim, cfg.options
     encoder, decoder = encoder_decoder(data_shape, cfg, 2 * m, m)
     return TwoStageVAE(encoder, decoder, SecondStageVAE(m, hp.second_stage_width, hp.second_stage_depth))
 
@@ -303,10 +329,10 @@ def build_two_stage(cfg: ModelConfig, data_shape: tuple[int, ...]) -> TwoStageVA
 def build_vamp(cfg: ModelConfig, data_shape: tuple[int, ...]) -> VampVAE:
     m = cfg.latent_dim
     encoder, decoder = encoder_decoder(data_shape, cfg, 2 * m, m)
-    return VampVAE(encoder, decoder, data_shape, cfg.baseline)
+    return VampVAE(encoder, decoder, data_shape, cfg.options)
 
 
 def build_iaf(cfg: ModelConfig, data_shape: tuple[int, ...]) -> IAFVAE:
     m = cfg.latent_dim
     encoder, decoder = encoder_decoder(data_shape, cfg, 3 * m, m)
-    return IAFVAE(encoder, decoder, m, cfg.baseline)
+    return IAFVAE(encoder, decoder, m, cfg.options)

@@ -9,8 +9,8 @@ from tqdm.auto import tqdm
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.variational import IAFVAE, SecondStageVAE, TwoStageVAE, VampVAE
-from flexae.config import BaselineConfig, OptimConfig
+from flexae.baselines.variational import IAFVAE, SecondStageVAE, TwoStageOptions, TwoStageVAE, VampVAE
+from flexae.config import OptimConfig
 from flexae.eta import Notice, synchronizer, timed
 from flexae.models import reparameterise
 from flexae.training.precision import StepOptions
@@ -18,10 +18,10 @@ from flexae.training.steps import BatchSource, Trainer, make_adam, update
 
 
 # How to shorten a sampler fit (the end of training runs it too).
-SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.baseline.sampler_steps)"
+SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.options.sampler_steps)"
 
 
-def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cfg: BaselineConfig,
+def fit_second_stage(sampler: SecondStageVAE, targets: tuple[Tensor, Tensor], cfg: TwoStageOptions,
                      generator: torch.Generator, seed: int, progress: bool) -> dict[str, float]:
     """Train the second stage on z = mu + sd * eps, a fresh draw from the first stage's posterior
     for every minibatch (the authors' code); Adam, `cfg.sampler_steps` iterations. `targets` are

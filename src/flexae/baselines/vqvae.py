@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
+from flexae.baselines.common import SamplerFitOptions
 from flexae.nets.factory import encoder_decoder
-from flexae.config import BaselineConfig, ModelConfig
+from flexae.config import ModelConfig
+from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.priors import ExPostSampler
+from flexae.ranges import LR, MAX_DIM, WEIGHT, Range, ranged
+
+
+@dataclass
+class VQVAEOptions(SamplerFitOptions):
+    """vq-vae's settings (model.options): the codebook, the code prior and its ex-post fit."""
+    vq_codebook_size: int = ranged(512, Range(1, 1_000_000))  # vq-vae: K, entries of the codebook.
+    vq_embedding_dim: int = ranged(64, Range(1, MAX_DIM))      # vq-vae: D; the code is m vectors of size D, each one codebook entry.
+    vq_commitment: float = ranged(0.25, WEIGHT)                # vq-vae: beta on the commitment loss.
+    vq_prior_width: int = ranged(128, Range(1, MAX_DIM))       # vq-vae: width of the causal transformer over code indices.
+    vq_prior_layers: int = ranged(2, Range(1, 1000))           # vq-vae: its layers (4 attention heads each).
+    vq_prior_lr: float = ranged(3e-4, LR)                      # vq-vae: Adam learning rate of the code prior.
+
+    def check(self) -> None:
+        if self.vq_prior_width % 4:
+            raise UserError(f"model.options.vq_prior_width must be divisible by its 4 attention heads, "
+                            f"got {self.vq_prior_width}")
 
 
 class VectorQuantizer(nn.Module):
@@ -105,7 +125,7 @@ class VQVAE(AutoEncoder):
     Adam lr 2e-4 with batch 128 is the paper's setting too (it trains 250k steps).
     """
 
-    def __init__(self, encoder, decoder, length: int, hp: BaselineConfig):
+    def __init__(self, encoder, decoder, length: int, hp: VQVAEOptions):
         quantizer = VectorQuantizer(hp.vq_codebook_size, hp.vq_embedding_dim)
         super().__init__(encoder, decoder, CodePrior(length, hp.vq_codebook_size, quantizer.embed,
                                                      hp.vq_prior_width, hp.vq_prior_layers))
@@ -130,6 +150,6 @@ class VQVAE(AutoEncoder):
 
 
 def build_vqvae(cfg: ModelConfig, data_shape: tuple[int, ...]) -> VQVAE:
-    width = cfg.latent_dim * cfg.baseline.vq_embedding_dim  # L * D values in and out of the bottleneck
+    width = cfg.latent_dim * cfg.options.vq_embedding_dim  # L * D values in and out of the bottleneck
     encoder, decoder = encoder_decoder(data_shape, cfg, width, width)
-    return VQVAE(encoder, decoder, cfg.latent_dim, cfg.baseline)
+    return VQVAE(encoder, decoder, cfg.latent_dim, cfg.options)

@@ -11,18 +11,18 @@ from tqdm.auto import tqdm
 
 from flexae import losses
 from flexae.baselines import losses as bl
-from flexae.baselines.vqvae import VQVAE, CodePrior
-from flexae.config import BaselineConfig, OptimConfig
+from flexae.baselines.vqvae import VQVAE, CodePrior, VQVAEOptions
+from flexae.config import OptimConfig
 from flexae.eta import Notice, synchronizer, timed
 from flexae.training.precision import StepOptions
 from flexae.training.steps import BatchSource, Trainer, make_adam, update
 
 
 # How to shorten a sampler fit (the end of training runs it too).
-SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.baseline.sampler_steps)"
+SHORTEN_FIT = "pass fit-sampler's --steps N for fewer (model.options.sampler_steps)"
 
 
-def fit_code_prior(prior: CodePrior, indices: Tensor, cfg: BaselineConfig, generator: torch.Generator,
+def fit_code_prior(prior: CodePrior, indices: Tensor, cfg: VQVAEOptions, generator: torch.Generator,
                    seed: int, progress: bool) -> dict[str, float]:
     """Maximum likelihood on the code indices (N, L) of training images; Adam, `cfg.sampler_steps`."""
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.vq_prior_lr)
@@ -50,7 +50,7 @@ class VQVAETrainer(Trainer):
 
     def __init__(self, model: VQVAE, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.beta, self.scaler = model, model.baseline_config.vq_commitment, self.grad_scaler()
+        self.model, self.beta, self.scaler = model, model.options.vq_commitment, self.grad_scaler()
         first_stage = [p for name, p in model.named_parameters() if not name.startswith("prior.")]
         self.optimizers = {"ae": make_adam(first_stage, cfg.ae)}
 

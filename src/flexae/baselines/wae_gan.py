@@ -15,16 +15,43 @@ its output read as logits. docs/baselines.md lists what differs from the authors
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch import nn
 
+from flexae.baselines.common import WAEOptions
 from flexae.baselines.deterministic import ScaledNormalPrior
 from flexae.config import ModelConfig
+from flexae.errors import UserError
 from flexae.models import AutoEncoder
 from flexae.nets.factory import encoder_decoder, latent_critic
+from flexae.ranges import BETA, LR, MAX_STEPS, WEIGHT, Range, ranged
 
-SCHEDULES = ("manual", "smooth", "none")  # model.baseline.wae_gan_schedule
+SCHEDULES = ("manual", "smooth", "none")  # model.options.wae_gan_schedule
 SMOOTH_EPOCHS = 50  # the authors' CelebA run (configs.py line 24): manual_smooth decays over 50 epochs
+
+
+@dataclass
+class WAEGANOptions(WAEOptions):
+    """wae-gan's settings (model.options), besides the WAE prior, cost and input noise."""
+    wae_gan_weight: float = ranged(10.0, WEIGHT)
+    # wae-gan: lambda on the JS adversarial penalty (authors' configs.py:
+    # 10 MNIST, 100 CelebA); the adversary's loss is scaled by it too.
+    wae_gan_lr: float = ranged(1e-3, LR)              # wae-gan: Adam lr of encoder + decoder (MNIST 1e-3; CelebA 3e-4).
+    wae_gan_adversary_lr: float = ranged(5e-4, LR)    # wae-gan: Adam lr of the adversary on Z (MNIST 5e-4; CelebA 1e-3).
+    wae_gan_beta1: float = ranged(0.5, BETA)          # wae-gan: Adam beta1 of both optimisers (beta2 0.999, TF's default).
+    wae_gan_prior_trick: bool = False     # wae-gan: add log N(z; 0, sigma_z^2 I) to the adversary's logits
+                                          # (authors' gan_p_trick: off MNIST, on CelebA).
+    wae_gan_schedule: str = "manual"      # wae-gan lr decay: "manual" (MNIST: x1/2 from 30% of the span, x1/10 from
+                                          # 50%), "smooth" (CelebA: x100^(-1/50) every 1/50 of it), "none".
+    wae_gan_schedule_steps: int = ranged(60000, Range(0, MAX_STEPS))
+    # wae-gan: iterations the decay spans (the authors' MNIST run: 100 epochs of
+    # 600 batches); `reproduce` sets the run's steps. The last factor holds after.
+
+    def check(self) -> None:
+        if self.wae_gan_schedule not in SCHEDULES:
+            raise UserError(f"model.options.wae_gan_schedule must be one of {', '.join(SCHEDULES)}, "
+                            f"got {self.wae_gan_schedule!r}")
 
 
 class WAEGAN(AutoEncoder):
@@ -40,7 +67,7 @@ class WAEGAN(AutoEncoder):
 def build_wae_gan(cfg: ModelConfig, data_shape: tuple[int, ...]) -> WAEGAN:
     m = cfg.latent_dim
     encoder, decoder = encoder_decoder(data_shape, cfg, m, m)
-    return WAEGAN(encoder, decoder, latent_critic(data_shape, m), m, cfg.baseline.prior_std)
+    return WAEGAN(encoder, decoder, latent_critic(data_shape, m), m, cfg.options.prior_std)
 
 
 def lr_factor(schedule: str, iteration: int, span: int) -> float:

@@ -18,12 +18,12 @@ from flexae.training.steps import BatchSource, Trainer, frozen, make_adam, updat
 class WAEGANTrainer(Trainer):
     """Algorithm 2 of the WAE paper: one joint encoder + decoder update, then one adversary update.
 
-    Its own Adam settings (`model.baseline.wae_gan_*`), not `optim.ae` / `optim.critic`: the
+    Its own Adam settings (`model.options.wae_gan_*`), not `optim.ae` / `optim.critic`: the
     authors' beta1 0.5 and learning rates, decayed by their schedule over `wae_gan_schedule_steps`."""
 
     def __init__(self, model: WAEGAN, cfg: OptimConfig, batches: BatchSource, options: StepOptions | None = None):
         self.set_step_options(model, batches, options)
-        self.model, self.hp = model, model.baseline_config
+        self.model, self.hp = model, model.options
         hp = self.hp
         self.scaler = self.grad_scaler()  # fp16 only: the AE update's backward runs through E and D
         autoencoder = [*model.encoder.parameters(), *model.decoder.parameters()]

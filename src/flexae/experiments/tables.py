@@ -36,6 +36,7 @@ from flexae.errors import UserError
 from flexae.files import atomic_write_text
 from flexae.data import data_source, default_latent_dim, find_source, load_for_config
 from flexae.experiments.launch import Failed, LaunchSettings, RunJob, launch
+from flexae.registry import set_options
 from flexae.runs.layout import METRICS_NAME
 from flexae.runs.run_folder import RunFolder
 
@@ -139,18 +140,18 @@ class TableSettings:
 
 def dataset_settings(cfg: RunConfig) -> RunConfig:
     """The baselines' paper values that depend on the data set (see docs/baselines.md)."""
-    hp, dataset = cfg.model.baseline, cfg.train.dataset
+    dataset = cfg.train.dataset
     if dataset == "cifar10":  # RAE authors' code: beta 1e-3, decoder decay 1e-6 on CIFAR-10
-        hp.rae_code_weight, hp.rae_decoder_decay = 1e-3, 1e-6
+        set_options(cfg.model, rae_code_weight=1e-3, rae_decoder_decay=1e-6)
     # WAE authors' code (tolstikhin/wae configs.py; docs/baselines.md): the MNIST config for the grey
     # sets, the CelebA config for the colour sets (they scale those to [-1, 1]: cost 0.05 there is
     # 0.2 on our [0, 1] images). Their lr decay spans the whole run (the equal-budget rule).
-    hp.wae_gan_schedule_steps = cfg.train.steps
+    set_options(cfg.model, wae_gan_schedule_steps=cfg.train.steps)
     if dataset == "celeba":   # configs.py line 53: lambda = 100 (every version since 2018-01-29)
-        hp.mmd_weight, hp.wae_gan_weight = 100.0, 100.0
+        set_options(cfg.model, mmd_weight=100.0, wae_gan_weight=100.0)
     if dataset in ("celeba", "cifar10"):
-        hp.wae_cost_scale, hp.wae_gan_prior_trick, hp.wae_gan_schedule = 0.2, True, "smooth"
-        hp.wae_gan_lr, hp.wae_gan_adversary_lr = 3e-4, 1e-3  # configs.py lines 20-21 (WAE-GAN lr: the comment)
+        set_options(cfg.model, wae_cost_scale=0.2, wae_gan_prior_trick=True, wae_gan_schedule="smooth")
+        set_options(cfg.model, wae_gan_lr=3e-4, wae_gan_adversary_lr=1e-3)  # configs.py lines 20-21 (WAE-GAN lr: the comment)
     return cfg
 
 
@@ -164,9 +165,9 @@ def run_config(model: str, settings: TableSettings, latent_dim: int | None = Non
                                       device=settings.device, log_every=max(1, min(50, steps // 10)),
                                       eval_every=0, checkpoint_every=max(1, steps // 4)))
     if settings.sampler_steps is not None:
-        cfg.model.baseline.sampler_steps = settings.sampler_steps
+        set_options(cfg.model, sampler_steps=settings.sampler_steps)
     if settings.sampler_fit_points is not None:
-        cfg.model.baseline.sampler_fit_points = settings.sampler_fit_points
+        set_options(cfg.model, sampler_fit_points=settings.sampler_fit_points)
     cfg = dataset_settings(cfg)
     from flexae.validation import apply_override
     for item in settings.overrides:  # last, so they win over the data-set defaults

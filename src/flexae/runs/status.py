@@ -32,8 +32,24 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
     return value
 
 
+def _legacy_options(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The model section of an older run, whose baselines' settings were one flat model.baseline
+    section, as the model.options it stands for: the keys the wanted options have (the others
+    belong to other models; RunConfig.from_dict and flexae.registry.model_options read it so too)."""
+    model = saved.get("model")
+    if not isinstance(model, dict) or "baseline" not in model:
+        return saved
+    model = dict(model)
+    legacy = model.pop("baseline")
+    if isinstance(legacy, dict) and not model.get("options"):
+        options = wanted.get("options")
+        model["options"] = {k: legacy[k] for k in (options if isinstance(options, dict) else ()) if k in legacy}
+    return {**saved, "model": model}
+
+
 def _same(saved: dict[str, Any], cfg: RunConfig, sections: tuple[str, ...]) -> bool:
     wanted = cfg.to_dict()
+    saved = _legacy_options(saved, wanted["model"])
     train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
     saved = {**saved, "train": {**train, "image_shape": wanted["train"]["image_shape"]}}  # recorded at training
     return all(saved.get(k) == wanted[k] for k in sections)
