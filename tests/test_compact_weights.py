@@ -51,6 +51,15 @@ def test_file_is_small_and_tagged(compact, exact):
     assert not any(k.endswith("num_batches_tracked") for k in stored)
 
 
+def test_same_weights_make_the_same_file(compact, tmp_path):
+    """Written again (another process would order safetensors' metadata otherwise), byte for byte
+    the same: the weights id, and so statistics files, agree between copies."""
+    from flexae.metrics.compact_weights import write_compact_weights
+    again = write_compact_weights(tmp_path / "inception-fp16.safetensors")
+    assert Path(again["out"]).read_bytes() == compact[0].read_bytes()
+    assert again["weights"] == compact[1]["weights"]
+
+
 def test_restored_tensors_within_fp16_rounding(compact, exact):
     net, _ = load_inception(compact[0])
     exact_state = exact[0].state_dict()

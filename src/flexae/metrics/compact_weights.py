@@ -16,6 +16,7 @@ was written from; a safetensors file without that tag is refused. Such a file is
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -67,9 +68,20 @@ def write_compact_weights(out: str | Path, weights: str | Path | None = None) ->
     if out.suffix.lower() != ".safetensors":  # before the slow part
         raise UserError(f"{out}: compact weights are written as a .safetensors file")
     net, source = load_inception(weights)
-    payload = save(compact_tensors(net), metadata={"format": COMPACT_FORMAT, "source": source})
+    payload = _sorted_metadata(save(compact_tensors(net), metadata={"format": COMPACT_FORMAT, "source": source}))
     atomic_write(out, lambda f: f.write(payload))
     return {"out": str(out), "bytes": out.stat().st_size, "source": source, "weights": compact_id(out)}
+
+
+def _sorted_metadata(payload: bytes) -> bytes:
+    """``payload`` with its metadata keys in sorted order. safetensors writes them in hash order,
+    which changes from one process to the next; sorted, the same weights make the same bytes, hence
+    the same weights id, wherever they are written (statistics files of two copies stay comparable)."""
+    (length,) = struct.unpack("<Q", payload[:8])
+    header = json.loads(payload[8:8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode().ljust(length)  # safetensors pads with spaces
+    return payload[:8] + text + payload[8 + length:] if len(text) == length else payload
 
 
 def _metadata(path: Path) -> dict:
