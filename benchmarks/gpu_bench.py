@@ -3,7 +3,8 @@ the real loop timed in the same process; and a mixed-precision quality check. Pr
 tables and writes everything to OUT/gpu_bench.json. Run by benchmarks/gpu.sh (one command).
 
     python benchmarks/gpu_bench.py --out DIR [--naive PATH] [--data-dir DIR] [--quick]
-        [--quality-steps N] [--loop-steps N]
+        [--quality-steps N] [--loop-steps N] [--budget-s S] [--long-run DIR] [--keep-long-run]
+        [--weights FILE.safetensors] [--smoke]
 
 1. Step: `flexae.bench.bench_train_step` (the real training step, random data already on the
    GPU) for FlexAE-SR and WAE on the MNIST (28x28, m = 20) and CelebA (64x64, m = 64) networks,
@@ -19,6 +20,21 @@ tables and writes everything to OUT/gpu_bench.json. Run by benchmarks/gpu.sh (on
    5000 eval-mode samples of each written as OUT/samples_{fp32,bf16,bn-authors}.npz for
    `flexae metrics fid OUT/samples_fp32.npz mnist:test --n 2048` on a machine with the Inception
    weights (fp32 vs bf16: mixed precision; fp32 vs bn-authors: issue 19's BatchNorm measurement).
+6. Long run: `flexae train --model flexae-sr --dataset mnist` (the default config: graphed, fp32)
+   for as many iterations as the rest of --budget-s allows at phase 4's measured speed, leaving
+   time for start-up, sampling and FID; skipped with "no time left" under 60 s. Into --long-run
+   DIR (default OUT/long, removed at the end unless --keep-long-run): a DIR with a checkpoint is
+   resumed (`flexae train --resume DIR --steps N`), so a second call continues it. Then 10k
+   eval-mode samples (seed 0), OUT/long_samples.png (the first 64, 8x8) and OUT/long_losses.png
+   (flexae.report's loss curves).
+7. FID on the GPU with --weights (default .gpu/inception-fp16.safetensors, the compact weights
+   `gpu.sh prepare` writes), fp32: the long run's 10k samples against the 10k MNIST test images in
+   both modes (pytorch-fid, tf), and each quality run's 5000 samples against 5000 test images
+   (pytorch-fid; as `flexae metrics fid OUT/samples_fp32.npz mnist:test --n 5000` draws them).
+   The numbers are in gpu_bench.json ("long", "fid") and printed.
+
+--smoke runs all of it on the CPU at toy sizes (3 iterations of the long run, FID at n = 64 and 16
+with compact weights written from the installed offline file into a temporary folder).
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -192,6 +209,153 @@ def quality_steps(report: dict, wanted: int, seconds_left: float) -> int:
     return max(0, int(min(wanted, (seconds_left - 30 * len(QUALITY_RUNS)) * 1000 / ms_per_step)))
 
 
+# --- 6. The long run, and FID on the GPU -------------------------------------------------------
+
+LONG_STARTUP_S = 45   # process start, data, graph capture, the last checkpoint (~480 MB)
+SCORING_S = 90        # sampling 10k, Inception of samples and test in both modes, the quality samples
+LONG_MIN_S = 60       # under this, the long run is skipped
+LONG_SAMPLES = 10000  # the paper's FID n, scored against the whole MNIST test set
+QUALITY_FID_N = 5000  # the quality runs' samples
+
+
+def long_steps(report: dict, seconds_left: float) -> int:
+    """New iterations of the long run that fit in `seconds_left`, at the real loop's graphed fp32
+    speed (phase 4: the same command on the same data), after start-up and the scoring that follows."""
+    ms = report.get("loop", {}).get("ms_per_iter")
+    if not ms:
+        ms = next((r.get("graphs_on_ms") for r in report["steps"] if (r["model"], r["dataset"], r["precision"])
+                   == ("flexae-sr", "mnist", "fp32")), None)
+    if not ms:
+        return 0
+    return max(0, int((seconds_left - LONG_STARTUP_S - SCORING_S) * 1000 / ms))
+
+
+def steps_done(run_dir: Path) -> int:
+    """The last logged iteration of a run folder, 0 for none. The run's last step always saves a
+    checkpoint, so for a run that finished (every call of this phase) it is the checkpoint's step."""
+    log = run_dir / "log.jsonl"
+    steps = [r["step"] for r in read_jsonl(log) if r.get("kind") == "losses"] if log.is_file() else []
+    return max(steps, default=0)
+
+
+def train_long(run_dir: Path, new_steps: int, data_dir: str | None) -> dict:
+    """`flexae train --model flexae-sr --dataset mnist` (the default config: graphed, fp32) for
+    `new_steps` iterations into `run_dir`, or, where it holds a checkpoint, `flexae train --resume`
+    of it for `new_steps` more."""
+    done = steps_done(run_dir) if (run_dir / "checkpoint.pt").is_file() else 0
+    if done:
+        cmd = ["--resume", str(run_dir)]
+    else:
+        cmd = ["--model", "flexae-sr", "--dataset", "mnist", "--out", str(run_dir), "--overwrite"]
+        if SMOKE["on"]:
+            cmd += ["--batch-size", "8", "--set", "optim.critic_steps=1", "--set", "train.log_every=1"]
+    cmd = [sys.executable, "-m", "flexae", "train", *cmd, "--steps", str(done + new_steps),
+           "--device", device(), "--quiet"]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    start = time.perf_counter()
+    finished = subprocess.run(cmd, capture_output=True, text=True)
+    result = {"resumed_from": done, "steps": done + new_steps, "wall_s": round(time.perf_counter() - start, 1)}
+    if finished.returncode != 0:
+        return {**result, "error": (finished.stderr.strip().splitlines() or ["?"])[-1], "cmd": " ".join(cmd)}
+    losses = [r for r in read_jsonl(run_dir / "log.jsonl") if r.get("kind") == "losses"]
+    return {**result, "final": losses[-1] if losses else None}
+
+
+def long_pictures(run_dir: Path, out: Path, samples_path: Path) -> dict:
+    """10k eval-mode samples (seed 0) as an .npz (for FID, not kept), their first 64 as an 8x8 grid,
+    and the loss curves of the run (flexae.report's, as `flexae report` draws them)."""
+    from flexae.app.load import load_run
+    from flexae.grids import save_npz, to_uint8, write_images
+    from flexae.inference import sample
+    from flexae.report import curves_png, read_run
+
+    model, _ = load_run(run_dir, device=device())
+    images = sample(model, 64 if SMOKE["on"] else LONG_SAMPLES, seed=0)
+    save_npz(samples_path, to_uint8(images))
+    grid = write_images(out / "long_samples.png", images[:64], columns=8, overwrite=True)
+    curves = curves_png([read_run(run_dir)], "losses", out / "long_losses.png")
+    return {"grid": grid.name, "curves": curves.name if curves else None}
+
+
+def score(weights: Path, entries: dict[str, tuple[Path, int, tuple[str, ...]]], data_dir: str | None) -> dict:
+    """FID of each entry (name -> (samples .npz, n, modes)) against MNIST test with the weights
+    file, on the GPU, fp32: n of the samples against n of the test set, drawn as
+    `flexae metrics fid SAMPLES mnist:test --n N` draws them (seed 0). One extractor per mode, its
+    feature cache in a temporary folder: the test set's features are computed once per mode and n."""
+    import warnings
+
+    from flexae.metrics.api import fid
+    from flexae.metrics.inception import load_extractor
+    from flexae.metrics.io import open_images_input
+
+    def first_n(spec: str, n: int) -> torch.Tensor:
+        images = open_images_input(spec, data_dir, "FID")
+        return images.subset(min(n, len(images)), 0).load()
+
+    results: dict = {name: {} for name in entries}
+    with tempfile.TemporaryDirectory() as cache:
+        for mode in ("pytorch-fid", "tf"):
+            names = [name for name, (_, _, modes) in entries.items() if mode in modes]
+            if not names:
+                continue
+            extractor = load_extractor(weights, device=device(), precision="fp32", mode=mode,  # type: ignore[arg-type]
+                                       cache_dir=cache, progress=False)
+            for name in names:
+                path, n, _ = entries[name]
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # FID below n = 2048 warns: only the smoke test's toy n
+                    value = fid(first_n(str(path), n), first_n("mnist:test", n), make_extractor=lambda: extractor)
+                results[name][mode] = {**value, "seconds": round(time.perf_counter() - start, 1)}
+                print(f"fid {name} {mode}: {value['fid']:.3f} (n {value['n_a']} vs {value['n_b']})", flush=True)
+    return results
+
+
+def long_phase(args: argparse.Namespace, report: dict, seconds_left: float) -> dict:
+    """The longest FlexAE-SR MNIST run that fits the budget, its samples, grid and loss curves."""
+    if seconds_left < LONG_MIN_S and not SMOKE["on"]:
+        return {"skipped": f"no time left ({seconds_left:.0f} s of the budget, {LONG_MIN_S} s needed)"}
+    new_steps = 3 if SMOKE["on"] else long_steps(report, seconds_left)
+    if new_steps < 1:
+        return {"skipped": f"no time left ({seconds_left:.0f} s: not one iteration after start-up and scoring)"}
+    run_dir = args.long_run or args.out / "long"
+    result = {"run_dir": str(run_dir), **train_long(run_dir, new_steps, args.data_dir)}
+    print("long:", result, flush=True)
+    if "error" not in result:
+        result.update(long_pictures(run_dir, args.out, args.out / "long_samples.npz"))
+    return result
+
+
+def fid_phase(args: argparse.Namespace, report: dict) -> dict:
+    """FID with the compact weights of the long run's samples (n = 10k, both modes) and of the
+    quality runs' (n = 5000, pytorch-fid), so that nothing needs scoring elsewhere afterwards."""
+    if args.weights is None or not args.weights.is_file():
+        return {"skipped": f"no Inception weights at {args.weights} (write them with `gpu.sh prepare`)"}
+    entries = {}
+    long_samples = args.out / "long_samples.npz"
+    if long_samples.is_file():
+        entries["long"] = (long_samples, 64 if SMOKE["on"] else LONG_SAMPLES, ("pytorch-fid", "tf"))
+    for name in QUALITY_RUNS:
+        path = args.out / f"samples_{name}.npz"
+        if path.is_file():
+            entries[name] = (path, 16 if SMOKE["on"] else QUALITY_FID_N, ("pytorch-fid",))
+    try:
+        return score(args.weights, entries, args.data_dir)
+    finally:
+        long_samples.unlink(missing_ok=True)  # scored; the way back takes 8 files, the grid shows them
+
+
+def smoke_compact_weights(folder: Path) -> Path | None:
+    """Compact weights written from the installed offline file for the smoke test, None without it."""
+    from flexae.metrics.compact_weights import write_compact_weights
+    from flexae.metrics.inception import torchscript_weights_path
+
+    if torchscript_weights_path() is None:
+        return None
+    return Path(write_compact_weights(folder / "inception-fp16.safetensors")["out"])
+
+
 def print_tables(report: dict) -> None:
     naive = report["naive"]
     print(f"\n## Step time on {report['gpu']} (torch {report['torch']}), ms/iter, batch 128")
@@ -220,6 +384,16 @@ def print_tables(report: dict) -> None:
     if report.get("quality"):
         for precision, q in report["quality"].items():
             print(f"quality {precision}: {q}")
+    long = report.get("long", {})
+    if long:
+        state = long.get("skipped") or long.get("error") or f"{long.get('steps')} iterations, {long.get('wall_s')} s"
+        print(f"\nLong run (FlexAE-SR MNIST, default config): {state}")
+    for name, scores in report.get("fid", {}).items():
+        if isinstance(scores, dict):
+            cells = ", ".join(f"{mode} {v['fid']:.2f} (n {v['n_a']})" for mode, v in scores.items())
+            print(f"FID {name} (compact weights, {report['gpu']}): {cells}")
+        else:
+            print(f"FID: {scores}")
 
 
 def main() -> None:
@@ -232,11 +406,19 @@ def main() -> None:
                    help="with the defaults (checkpoint and grids every 1000) one of each falls inside the timed window")
     p.add_argument("--quality-steps", type=int, default=3000, help="at most; fewer if --budget-s would be passed")
     p.add_argument("--budget-s", type=float, default=400, help="wall time the whole script may take")
+    p.add_argument("--long-run", type=Path, default=None,
+                   help="run folder of the long run [default: OUT/long]; one with a checkpoint is resumed")
+    p.add_argument("--keep-long-run", action="store_true",
+                   help="keep OUT/long (its checkpoint is ~480 MB, more than the way back takes)")
+    p.add_argument("--weights", type=Path, default=Path(".gpu/inception-fp16.safetensors"),
+                   help="Inception weights for FID on the GPU (the compact file of `gpu.sh prepare`)")
     p.add_argument("--smoke", action="store_true", help="check this script on the CPU at toy sizes")
     args = p.parse_args()
     SMOKE["on"] = args.smoke
     if args.smoke:
         args.loop_steps = 4
+        smoke_weights = tempfile.TemporaryDirectory()  # compact weights of the installed offline file
+        args.weights = smoke_compact_weights(Path(smoke_weights.name))
     elif not torch.cuda.is_available():
         sys.exit("gpu_bench.py needs a CUDA device")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -254,6 +436,10 @@ def main() -> None:
         steps = 4 if args.smoke else quality_steps(report, args.quality_steps, left)
         enough = args.smoke or steps >= 200
         report["quality"] = quality(args.out, steps, args.data_dir) if enough else {"skipped": "no time left"}
+    report["long"] = long_phase(args, report, args.budget_s - (time.perf_counter() - t0))
+    report["fid"] = fid_phase(args, report)
+    if not args.keep_long_run and args.long_run is None:
+        shutil.rmtree(args.out / "long", ignore_errors=True)  # its grid and curves are in OUT
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     (args.out / "gpu_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     print_tables(report)
