@@ -101,18 +101,26 @@ def test_weights_id_is_its_own(compact, exact, tmp_path):
             != load_extractor(compact[0], **options).cache_path(images))
 
 
-def test_planted_pickle_is_refused(tmp_path):
-    marker = tmp_path / "unpickled"
-
+def _payload(marker: Path) -> bytes:
+    """A pickle that creates `marker` when unpickled."""
     class Payload:
         def __reduce__(self):
-            return open, (str(marker), "w")  # creates the marker file if ever unpickled
+            return open, (str(marker), "w")
+    return pickle.dumps(Payload(), protocol=2)  # the protocol torch.load expects of a raw pickle: no warning
 
+
+def test_planted_pickle_is_refused(tmp_path):
+    marker = tmp_path / "unpickled"
     planted = tmp_path / "inception-fp16.safetensors"
-    planted.write_bytes(pickle.dumps(Payload()))
-    with pytest.raises(UserError, match="not a safetensors file"):
+    planted.write_bytes(_payload(marker))
+    with pytest.raises(UserError, match="not a safetensors file"):  # never handed to torch.load
         load_inception(planted)
+    renamed = planted.rename(tmp_path / "weights.bin")  # no suffix to go by: torch.load's weights_only refuses it
+    with pytest.raises(UserError, match="cannot read Inception weights"):
+        load_inception(renamed)
     assert not marker.exists()
+    pickle.loads(_payload(tmp_path / "live"))  # the payload is live: plain unpickling runs it
+    assert (tmp_path / "live").exists()
 
 
 def test_foreign_safetensors_is_refused(tmp_path, exact):
