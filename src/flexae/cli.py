@@ -440,7 +440,7 @@ def fit_prior_cmd(run_dir, kind, name, steps, batch_size, fit_points, noise_dim,
 @_prior_kind_options
 @click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
               help="Inception preprocessing (docs/metrics.md).")
-@click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
+@click.option("--weights", default=None, help="Inception weights file, also compact ones (`flexae metrics compact-weights`) [default: the offline TorchScript].")
 @click.option("--data-dir", type=_DATA_DIR, default=None, help="Folder with the image data files (or $FLEXAE_DATA_DIR).")
 @click.option("--device", default="auto", show_default=True, help=_DEVICE_HELP)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fits and of the samples.")
@@ -763,7 +763,7 @@ def data_export(name, split, num, out, data_dir, overwrite) -> None:
               help="Inception precision; auto = bf16 on CPUs with bf16 units, else fp32 (docs/metrics.md).")
 @click.option("--mode", type=click.Choice(INCEPTION_MODES), default=INCEPTION_MODES[0], show_default=True,
               help="Inception preprocessing: pytorch-fid's resize, or tf (the TF1 FID graph's; docs/metrics.md).")
-@click.option("--weights", default=None, help="Inception weights file (default: the offline TorchScript).")
+@click.option("--weights", default=None, help="Inception weights file, also compact ones (`flexae metrics compact-weights`) [default: the offline TorchScript].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the generated samples, the training subsets and PRD's k-means.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
