@@ -323,14 +323,17 @@ def long_phase(args: argparse.Namespace, report: dict, seconds_left: float) -> d
     result = {"run_dir": str(run_dir), **train_long(run_dir, new_steps, args.data_dir)}
     print("long:", result, flush=True)
     if "error" not in result:
-        result.update(long_pictures(run_dir, args.out, args.out / "long_samples.npz"))
+        try:
+            result.update(long_pictures(run_dir, args.out, args.out / "long_samples.npz"))
+        except Exception as exc:  # noqa: BLE001 - reported; the numbers so far still reach gpu_bench.json
+            result["error"] = f"samples: {type(exc).__name__}: {str(exc)[:200]}"
     return result
 
 
 def fid_phase(args: argparse.Namespace, report: dict) -> dict:
     """FID with the compact weights of the long run's samples (n = 10k, both modes) and of the
     quality runs' (n = 5000, pytorch-fid), so that nothing needs scoring elsewhere afterwards."""
-    if args.weights is None or not args.weights.is_file():
+    if args.weights is None or not args.weights.is_file():  # the long run's samples stay, to score elsewhere
         return {"skipped": f"no Inception weights at {args.weights} (write them with `gpu.sh prepare`)"}
     entries = {}
     long_samples = args.out / "long_samples.npz"
@@ -342,6 +345,8 @@ def fid_phase(args: argparse.Namespace, report: dict) -> dict:
             entries[name] = (path, 16 if SMOKE["on"] else QUALITY_FID_N, ("pytorch-fid",))
     try:
         return score(args.weights, entries, args.data_dir)
+    except Exception as exc:  # noqa: BLE001 - reported; the numbers so far still reach gpu_bench.json
+        return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
     finally:
         long_samples.unlink(missing_ok=True)  # scored; the way back takes 8 files, the grid shows them
 
