@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from flexae.data import as_float
-from flexae.metrics.compact_weights import write_compact_weights
+from flexae.metrics.inception import write_compact_weights
 from flexae.metrics.fid import fid_from_features
 from flexae.metrics.inception import load_extractor
 from flexae.metrics.io import open_images_input

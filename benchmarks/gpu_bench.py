@@ -353,7 +353,7 @@ def fid_phase(args: argparse.Namespace, report: dict) -> dict:
 
 def smoke_compact_weights(folder: Path) -> Path | None:
     """Compact weights written from the installed offline file for the smoke test, None without it."""
-    from flexae.metrics.compact_weights import write_compact_weights
+    from flexae.metrics.inception import write_compact_weights
     from flexae.metrics.inception import torchscript_weights_path
 
     if torchscript_weights_path() is None:

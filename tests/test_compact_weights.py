@@ -54,7 +54,7 @@ def test_file_is_small_and_tagged(compact, exact):
 def test_same_weights_make_the_same_file(compact, tmp_path):
     """Written again (another process would order safetensors' metadata otherwise), byte for byte
     the same: the weights id, and so statistics files, agree between copies."""
-    from flexae.metrics.compact_weights import write_compact_weights
+    from flexae.metrics.inception import write_compact_weights
     again = write_compact_weights(tmp_path / "inception-fp16.safetensors")
     assert Path(again["out"]).read_bytes() == compact[0].read_bytes()
     assert again["weights"] == compact[1]["weights"]

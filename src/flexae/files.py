@@ -1,5 +1,6 @@
 """The one way flexae writes files: atomically, so a crash at any moment leaves either the old
-complete file or the new complete file, never a mix. Also the JSONL reader and one-line error text.
+complete file or the new complete file, never a mix. Also the JSONL reader, one-line error text
+and a file's content id.
 
 Every file is written to a temporary name beside the target, flushed and fsync'ed, then renamed over
 the old one (`os.replace` is atomic on POSIX and Windows), and the folder entry is fsync'ed. Run
@@ -14,6 +15,7 @@ O_NOFOLLOW`), and the rename replaces a symlink at the target itself, never the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -21,6 +23,16 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from flexae.errors import UserError
+
+
+def content_id(path: Path) -> str:
+    """``NAME:HASH`` of a file (the first 16 hex digits of its SHA-256), so that what is derived from
+    it (cached features, statistics) changes when its content does."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return f"{Path(path).name}:{digest.hexdigest()[:16]}"
 
 
 def first_line(exc: BaseException) -> str:

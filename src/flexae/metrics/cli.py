@@ -298,6 +298,6 @@ def ims_command(a: str, b: str, data_dir: Path | None, n: int | None, seed: int,
 def compact_weights_command(out: Path, weights: Path | None) -> None:
     """Write the Inception network's weights as float16 with a scale per tensor (OUT.safetensors,
     about 44 MB, half the offline file), for `--weights OUT` where the full file cannot go."""
-    from flexae.metrics.compact_weights import write_compact_weights
+    from flexae.metrics.inception import write_compact_weights
 
     _emit(write_compact_weights(out, weights))

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 from flexae.errors import UserError
-from flexae.files import atomic_write
-from flexae.metrics.inception import FIDInceptionV3, _file_id, load_inception
+from flexae.files import atomic_write, content_id
 
 COMPACT_FORMAT = "flexae-inception-fp16-v1"
 SCALE_SUFFIX = ".scale"
@@ -42,12 +41,12 @@ def is_safetensors(path: Path) -> bool:
     return 2 <= length <= _HEADER_LIMIT and head[8:9] == b"{"
 
 
-def _stored_keys(net: FIDInceptionV3) -> dict[str, torch.Tensor]:
+def _stored_keys(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict entries that are stored: everything but BatchNorm's counters."""
     return {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
-def compact_tensors(net: FIDInceptionV3) -> dict[str, torch.Tensor]:
+def compact_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Each tensor of ``net`` as float16 of itself over its max |value|, and that scale (float32)."""
     tensors = {}
     for key, value in _stored_keys(net).items():
@@ -59,15 +58,21 @@ def compact_tensors(net: FIDInceptionV3) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def write_compact_weights(out: str | Path, weights: str | Path | None = None) -> dict:
-    """Write the Inception network of ``weights`` (as :func:`load_inception` finds it) as a compact
-    file at ``out`` (.safetensors); returns {"out", "bytes", "source", "weights"}."""
+def check_out_path(out: str | Path) -> Path:
+    """``out`` as a Path; UserError unless it names a .safetensors file (checked before the slow part)."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() != ".safetensors":
+        raise UserError(f"{out}: compact weights are written as a .safetensors file")
+    return out
+
+
+def save_compact(out: str | Path, net: torch.nn.Module, source: str) -> dict:
+    """Write ``net`` (the Inception network loaded from the weights whose id is ``source``) as a
+    compact file at ``out``; returns {"out", "bytes", "source", "weights"}.
+    (:func:`flexae.metrics.inception.write_compact_weights` loads the network and calls this.)"""
     from safetensors.torch import save
 
-    out = Path(out).expanduser()
-    if out.suffix.lower() != ".safetensors":  # before the slow part
-        raise UserError(f"{out}: compact weights are written as a .safetensors file")
-    net, source = load_inception(weights)
+    out = check_out_path(out)
     payload = _sorted_metadata(save(compact_tensors(net), metadata={"format": COMPACT_FORMAT, "source": source}))
     atomic_write(out, lambda f: f.write(payload))
     return {"out": str(out), "bytes": out.stat().st_size, "source": source, "weights": compact_id(out)}
@@ -106,11 +111,12 @@ def compact_id(path: Path) -> str:
     never mixed with those of the exact weights), then the weights it was written from."""
     metadata = _metadata(path)
     _check_format(path, metadata)
-    return f"{_file_id(path)} (fp16 of {metadata.get('source', 'unknown')})"
+    return f"{content_id(path)} (fp16 of {metadata.get('source', 'unknown')})"
 
 
-def load_compact(path: Path) -> FIDInceptionV3:
-    """The :class:`FIDInceptionV3` of a compact file, in float32; UserError for a foreign file."""
+def load_compact(path: Path, net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` (a fresh Inception network) with the weights of a compact file, in float32, eval
+    mode; UserError for a foreign file or one of another network's keys or shapes."""
     from safetensors.torch import load_file
 
     _check_format(path, _metadata(path))
@@ -118,7 +124,6 @@ def load_compact(path: Path) -> FIDInceptionV3:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:
         raise UserError(f"cannot read {path} as safetensors ({exc.__class__.__name__})") from exc
-    net = FIDInceptionV3()
     state = net.state_dict()
     restored = {key: _restore(path, key, tensors, expected) for key, expected in _stored_keys(net).items()}
     extra = sorted(set(tensors) - {k + s for k in restored for s in ("", SCALE_SUFFIX)})
@@ -140,5 +145,5 @@ def _restore(path: Path, key: str, tensors: dict[str, torch.Tensor], expected: t
     return stored.float() * scale.float().reshape(())
 
 
-__all__ = ["COMPACT_FORMAT", "SCALE_SUFFIX", "is_safetensors", "compact_tensors", "write_compact_weights",
+__all__ = ["COMPACT_FORMAT", "SCALE_SUFFIX", "is_safetensors", "compact_tensors", "check_out_path", "save_compact",
            "compact_id", "load_compact"]

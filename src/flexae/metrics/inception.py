@@ -45,7 +45,8 @@ from flexae.config import INCEPTION_MODES
 from flexae.devices import cpu_has_bf16_units, resolve_device
 from flexae.eta import Notice
 from flexae.errors import UserError
-from flexae.files import atomic_write, first_line
+from flexae.files import atomic_write, content_id, first_line
+from flexae.metrics.compact_weights import check_out_path, compact_id, is_safetensors, load_compact, save_compact
 from flexae.data import as_float
 
 FEATURE_DIM = 2048
@@ -300,11 +301,8 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_file(path: Path) -> FIDInceptionV3:
-    # Imported here: flexae.metrics.compact_weights builds on this module.
-    from flexae.metrics.compact_weights import is_safetensors, load_compact
-
     if is_safetensors(path):
-        return load_compact(path)
+        return load_compact(path, FIDInceptionV3())
     if path.suffix.lower() == ".safetensors":  # never handed to torch.load, whatever it holds
         raise UserError(f"{path} is not a safetensors file; write compact weights with "
                         "`flexae metrics compact-weights`")
@@ -359,18 +357,20 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
 
 def _weights_id(path: Path) -> str:
     """The id recorded next to metric values and in the feature-cache key: a compact file's says so."""
-    from flexae.metrics.compact_weights import compact_id, is_safetensors
-
     return compact_id(path) if is_safetensors(path) else _file_id(path)
 
 
-def _file_id(path: Path) -> str:
-    """Content hash of a weights file, so cached features change when the weights do."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return f"{path.name}:{digest.hexdigest()[:16]}"
+# Content hash of a weights file, so cached features change when the weights do.
+_file_id = content_id
+
+
+def write_compact_weights(out: str | Path, weights: str | Path | None = None) -> dict:
+    """Write the Inception network of ``weights`` (found as :func:`load_inception` finds it) as
+    compact weights at ``out`` (.safetensors, flexae.metrics.compact_weights); returns
+    {"out", "bytes", "source", "weights"}."""
+    out = check_out_path(out)  # before the slow part
+    net, source = load_inception(weights)
+    return save_compact(out, net, source)
 
 
 # ----------------------------------------------------------------------------------------------
