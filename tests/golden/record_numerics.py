@@ -1,5 +1,6 @@
 """Kept as run (against the pre-refactor API, commit ea93014) to record, on the pre-refactor main, 3 CPU iterations of every model at a fixed seed: the losses of
-each iteration and 8 generated images after them. tests/test_refactor_numerics.py compares."""
+each iteration and 8 generated images after them. tests/test_refactor_numerics.py compares.
+Add the kernel family (`kernel_family()` of that test) to the file as "kernels" after recording."""
 import sys
 import torch
 from flexae.config import ModelConfig, OptimConfig
