@@ -346,7 +346,7 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
                             "are you online? Otherwise pass --weights PATH") from exc
         net = FIDInceptionV3()
         load_pytorch_fid_state_dict(net, state)
-        return net.eval(), _file_id(hub_weights_path())
+        return net.eval(), content_id(hub_weights_path())
     for path in (torchscript_weights_path(), hub_weights_path()):
         if path is not None and path.is_file():
             return _load_file(path), _weights_id(path)
@@ -357,11 +357,7 @@ def load_inception(weights: str | Path | None = None, download: bool = False) ->
 
 def _weights_id(path: Path) -> str:
     """The id recorded next to metric values and in the feature-cache key: a compact file's says so."""
-    return compact_id(path) if is_safetensors(path) else _file_id(path)
-
-
-# Content hash of a weights file, so cached features change when the weights do.
-_file_id = content_id
+    return compact_id(path) if is_safetensors(path) else content_id(path)
 
 
 def write_compact_weights(out: str | Path, weights: str | Path | None = None) -> dict:
