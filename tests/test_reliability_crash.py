@@ -38,13 +38,29 @@ def _finish(proc: subprocess.Popen) -> str:
     return err
 
 
+def _losses_logged(run: Path) -> list[dict]:
+    path = run / "log.jsonl"
+    return [r for r in read_jsonl(path) if "loss_ae" in r] if path.exists() else []
+
+
 def _logged_step(run: Path) -> int:
     """The last iteration whose losses are in log.jsonl (0 if none yet)."""
-    path = run / "log.jsonl"
-    if not path.exists():
-        return 0
-    steps = [r["step"] for r in read_jsonl(path) if "loss_ae" in r]
-    return max(steps, default=0)
+    return max((r["step"] for r in _losses_logged(run)), default=0)
+
+
+def _iteration_seconds(run: Path) -> float:
+    """One iteration's wall time, from the last two logged iterations (a guess before there are two).
+
+    The kill waits a random fraction of this after its target step, so it lands anywhere inside an
+    iteration (a checkpoint save included) on a fast machine as on a slow one.
+    """
+    records = _losses_logged(run)[-2:]
+    if len(records) < 2:
+        return 0.05
+    (a, b) = records
+    seconds, iterations = b["time"] - a["time"], b["step"] - a["step"]
+    # A resumed process restarts its clock: across that seam the difference means nothing.
+    return seconds / iterations if seconds > 0 and iterations > 0 else 0.05
 
 
 def _check_folder(run: Path, had_checkpoint: bool) -> int | None:
@@ -67,8 +83,11 @@ def _kill_and_resume(tmp_path: Path, steps: int, kills: int, seed: int) -> Path:
     run = tmp_path / "killed"
     proc = _flexae("--steps", steps, "--out", run, *COMMON)
     had_checkpoint, last_kill_step, checkpoint_steps = False, 0, []
-    # Kill points spread over the run, each past the previous one, so every resume makes progress.
-    windows = [(1 + i * (steps - 2) // kills, (i + 1) * (steps - 2) // kills) for i in range(kills)]
+    # Kill points spread over the first half of the run, each past the previous one, so every resume
+    # makes progress and the run never ends before the kill: the second half (at least 10 iterations
+    # and the end evaluation) is the margin for this process being slow to notice its target step.
+    span = steps // 2
+    windows = [(1 + i * span // kills, (i + 1) * span // kills) for i in range(kills)]
     for low, high in windows:
         target = rng.randint(max(low, last_kill_step + 1), max(high, last_kill_step + 1))
         deadline = time.monotonic() + TIMEOUT
@@ -78,8 +97,9 @@ def _kill_and_resume(tmp_path: Path, steps: int, kills: int, seed: int) -> Path:
                 had_checkpoint = True
                 load_checkpoint(run / "checkpoint.pt")
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.15))  # lands anywhere in an iteration, evaluation or save
-        assert proc.poll() is None, f"the run ended before the kill: {proc.communicate()[1]}"
+        time.sleep(rng.uniform(0.0, 1.5) * _iteration_seconds(run))  # anywhere in an iteration or save
+        assert proc.poll() is None, (f"the run ended before the kill (target step {target}, logged "
+                                     f"{_logged_step(run)} of {steps}): {proc.communicate()[1]}")
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=TIMEOUT)
         last_kill_step = _logged_step(run)
@@ -134,7 +154,9 @@ def _kill_test(tmp_path: Path, steps: int, kills: int) -> None:
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
-    _kill_test(tmp_path, steps=20, kills=2)
+    # Kills in iterations 1-20 of 40: before and after the first checkpoint (step 5), the second one
+    # always past a checkpoint, so one resume is from a checkpoint.
+    _kill_test(tmp_path, steps=40, kills=2)
 
 
 @pytest.mark.slow
